@@ -1,0 +1,26 @@
+//! Builds the cxx-qt bridges of src/ui, the C++ scene-graph item and application shell in cpp/,
+//! and the QML module `dev.framelane` from qml/.
+
+use cxx_qt_build::{CxxQtBuilder, QmlModule};
+
+fn main() {
+    let qml = QmlModule::new("dev.framelane").qml_files([
+        "qml/Main.qml",
+        "qml/RunPicker.qml",
+        "qml/HudOverlay.qml",
+        "qml/ConnectionBanner.qml",
+    ]);
+    let builder = CxxQtBuilder::new_qml_module(qml)
+        .qt_module("Gui")
+        .qt_module("Quick")
+        // Only cpp/ is watched and exported as headers: watching the whole crate (the default)
+        // would re-run this script on every build because target/ changes.
+        .crate_include_root(Some("cpp".into()))
+        .files([
+            "src/ui/app.rs",
+            "src/ui/live_view.rs",
+            "src/ui/run_catalog.rs",
+        ])
+        .cpp_files(["cpp/frame_item.h", "cpp/frame_item.cpp", "cpp/app.cpp"]);
+    builder.build();
+}

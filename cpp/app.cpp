@@ -1,0 +1,173 @@
+#include "framelane/app.h"
+
+#include <QtCore/QFile>
+#include <QtCore/QJsonArray>
+#include <QtCore/QJsonDocument>
+#include <QtCore/QJsonObject>
+#include <QtCore/QTimer>
+#include <QtGui/QGuiApplication>
+#include <QtQml/QQmlApplicationEngine>
+#include <QtQml/QQmlError>
+#include <QtQuick/QQuickItem>
+#include <QtQuick/QQuickWindow>
+
+#include <cstdio>
+
+#include "framelane/src/ui/app.cxx.h"
+
+namespace framelane {
+
+namespace {
+
+QString
+toQString(const rust::String& s)
+{
+  return QString::fromUtf8(s.data(), qsizetype(s.size()));
+}
+
+// Text of the HUD labels, so tests and scripts can check what the HUD shows.
+QJsonObject
+hudTexts(QObject* root)
+{
+  QJsonObject out;
+  const auto items = root->findChildren<QQuickItem*>();
+  for (QQuickItem* item : items) {
+    const QString name = item->objectName();
+    if (name.startsWith(QStringLiteral("hud")))
+      out.insert(name, item->property("text").toString());
+  }
+  return out;
+}
+
+QJsonObject
+statsOf(QObject* root, QQuickWindow* window)
+{
+  QJsonObject stats;
+  if (auto* live = root->findChild<QObject*>(QStringLiteral("liveView"))) {
+    QString json;
+    QMetaObject::invokeMethod(live, "statsJson", Qt::DirectConnection, Q_RETURN_ARG(QString, json));
+    stats = QJsonDocument::fromJson(json.toUtf8()).object();
+  }
+  if (auto* frame = root->findChild<QQuickItem*>(QStringLiteral("frameItem"))) {
+    const QRectF local = frame->property("paintedRect").toRectF();
+    const QRectF scene = frame->mapRectToScene(local);
+    const qreal dpr = window->effectiveDevicePixelRatio();
+    stats.insert(QStringLiteral("painted_rect"),
+                 QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+  }
+  if (auto* panel = root->findChild<QQuickItem*>(QStringLiteral("hudPanel"))) {
+    const QRectF scene = panel->mapRectToScene(panel->boundingRect());
+    const qreal dpr = window->effectiveDevicePixelRatio();
+    stats.insert(QStringLiteral("hud_rect"),
+                 QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+  }
+  stats.insert(QStringLiteral("hud"), hudTexts(root));
+  stats.insert(QStringLiteral("graphics_api"), int(window->rendererInterface()->graphicsApi()));
+  return stats;
+}
+
+bool
+writeFile(const QString& path, const QByteArray& bytes)
+{
+  QFile file(path);
+  if (!file.open(QIODevice::WriteOnly | QIODevice::Truncate)) {
+    std::fprintf(stderr, "framelane: cannot write %s: %s\n", qPrintable(path), qPrintable(file.errorString()));
+    return false;
+  }
+  return file.write(bytes) == bytes.size();
+}
+
+} // namespace
+
+std::int32_t
+runApplication(const AppOptions& options)
+{
+  static int argc = 1;
+  static char name[] = "framelane";
+  static char* argv[] = { name, nullptr };
+  QGuiApplication app(argc, argv);
+  QGuiApplication::setApplicationName(QStringLiteral("framelane"));
+  QGuiApplication::setOrganizationDomain(QStringLiteral("framelane.dev"));
+
+  QQmlApplicationEngine engine;
+  QStringList problems;
+  QObject::connect(&engine, &QQmlEngine::warnings, [&problems](const QList<QQmlError>& warnings) {
+    for (const QQmlError& warning : warnings) {
+      problems << warning.toString();
+      std::fprintf(stderr, "framelane: QML: %s\n", qPrintable(warning.toString()));
+    }
+  });
+  engine.setInitialProperties({
+    { QStringLiteral("initialRunId"), toQString(options.initial_run_id) },
+    { QStringLiteral("title"), toQString(options.window_title) },
+    { QStringLiteral("pollIntervalMs"), int(options.poll_interval_ms) },
+  });
+  engine.load(QUrl(QStringLiteral("qrc:/qt/qml/dev/framelane/qml/Main.qml")));
+  if (engine.rootObjects().isEmpty()) {
+    std::fprintf(stderr, "framelane: the main window could not be loaded (see the QML errors above)\n");
+    return 3;
+  }
+  auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().constFirst());
+  if (!window) {
+    std::fprintf(stderr, "framelane: Main.qml does not define a window\n");
+    return 3;
+  }
+
+  const QString screenshotPath = toQString(options.screenshot_path);
+  const QString statsPath = toQString(options.stats_path);
+  int exitCode = 0;
+  auto finish = [&]() {
+    if (!screenshotPath.isEmpty()) {
+      const QImage image = window->grabWindow();
+      if (image.isNull() || !image.save(screenshotPath)) {
+        std::fprintf(stderr, "framelane: could not save a screenshot to %s\n", qPrintable(screenshotPath));
+        exitCode = 4;
+      }
+    }
+    if (!statsPath.isEmpty()) {
+      if (!writeFile(statsPath, QJsonDocument(statsOf(window, window)).toJson()))
+        exitCode = 4;
+    }
+    QGuiApplication::exit(exitCode);
+  };
+
+  if (options.smoke_test) {
+    // One rendered frame, then report: any QML warning or a failed grab fails the check.
+    QObject::connect(window, &QQuickWindow::frameSwapped, &app, [&]() {
+      static bool done = false;
+      if (done)
+        return;
+      done = true;
+      QMetaObject::invokeMethod(&app, [&]() {
+        const QImage image = window->grabWindow();
+        if (image.isNull()) {
+          std::fprintf(stderr, "framelane: smoke test: the window could not be rendered\n");
+          QGuiApplication::exit(5);
+          return;
+        }
+        if (!problems.isEmpty()) {
+          std::fprintf(stderr, "framelane: smoke test: %lld QML problem(s)\n", (long long)problems.size());
+          QGuiApplication::exit(6);
+          return;
+        }
+        std::printf("framelane: smoke test passed (%dx%d rendered, graphics API %d)\n",
+                    image.width(), image.height(), int(window->rendererInterface()->graphicsApi()));
+        std::fflush(stdout);
+        QGuiApplication::exit(0);
+      }, Qt::QueuedConnection);
+    }, Qt::QueuedConnection);
+    QTimer::singleShot(20000, &app, []() {
+      std::fprintf(stderr, "framelane: smoke test: no frame was rendered within 20 s\n");
+      QGuiApplication::exit(7);
+    });
+  } else if (options.exit_after_ms > 0) {
+    QTimer::singleShot(int(options.exit_after_ms), &app, finish);
+  }
+
+  const int code = QGuiApplication::exec();
+  if (options.exit_after_ms == 0 && !options.smoke_test && !statsPath.isEmpty())
+    writeFile(statsPath, QJsonDocument(statsOf(window, window)).toJson());
+  return code;
+}
+
+} // namespace framelane

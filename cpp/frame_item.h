@@ -1,0 +1,55 @@
+#pragma once
+
+#include <QtCore/QPointer>
+#include <QtCore/QTimer>
+#include <QtGui/QImage>
+#include <QtQml/QQmlEngine>
+#include <QtQuick/QQuickItem>
+
+// Scene-graph item that paints the newest fast-lane frame of a LiveView. On the render thread
+// (GUI thread blocked in sync) it copies the frame once from shared memory into a staging
+// image and uploads it; the HUD is refreshed on the GUI thread right after.
+class FrameItem : public QQuickItem
+{
+  Q_OBJECT
+  QML_ELEMENT
+  Q_PROPERTY(QObject* view READ view WRITE setView NOTIFY viewChanged)
+  Q_PROPERTY(QRectF paintedRect READ paintedRect NOTIFY paintedRectChanged)
+  // 0: sample at every rendered frame. N > 0: sample only when a GUI-thread timer of N ms
+  // fires (the reference design, kept for comparisons).
+  Q_PROPERTY(int pollIntervalMs READ pollIntervalMs WRITE setPollIntervalMs NOTIFY pollIntervalMsChanged)
+
+public:
+  explicit FrameItem(QQuickItem* parent = nullptr);
+  ~FrameItem() override;
+
+  QObject* view() const;
+  void setView(QObject* view);
+  // Where the frame is drawn, in item coordinates (aspect ratio kept, centred).
+  QRectF paintedRect() const;
+  int pollIntervalMs() const;
+  void setPollIntervalMs(int ms);
+
+Q_SIGNALS:
+  void viewChanged();
+  void paintedRectChanged();
+  void pollIntervalMsChanged();
+
+protected:
+  void updatePolish() override;
+  QSGNode* updatePaintNode(QSGNode* old, UpdatePaintNodeData* data) override;
+  void itemChange(ItemChange change, const ItemChangeData& value) override;
+
+private:
+  void afterSync();
+  void scheduleFrame();
+  void onFrameSwapped();
+
+  QPointer<QObject> m_view;
+  QImage m_staging;
+  QRectF m_paintedRect;
+  QRectF m_lastReportedRect;
+  QMetaObject::Connection m_swapConnection;
+  bool m_awaitingSwap = false;
+  QTimer* m_pollTimer = nullptr;
+};

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages framelane needs to build, run and test.
+# Idempotent: packages already present are skipped; safe to run again.
+set -euo pipefail
+
+PACKAGES=(
+  # Qt 6 + QML runtime
+  qt6-base-dev qt6-base-dev-tools qt6-declarative-dev qt6-declarative-dev-tools
+  qml6-module-qtquick qml6-module-qtquick-window qml6-module-qtquick-controls
+  qml6-module-qtquick-layouts qml6-module-qtquick-templates qml6-module-qtqml
+  qml6-module-qtqml-models qml6-module-qtqml-workerscript qt6-qpa-plugins libqt6opengl6-dev
+  # headless display for tests and for running without a desktop
+  xvfb xauth libgl1-mesa-dri libegl-mesa0 libglx-mesa0 fonts-dejavu-core
+  # toolchain pieces: cxx-qt links with lld; pkg-config finds Qt
+  lld pkg-config g++ make
+  # test helpers
+  python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} system packages are present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "setup: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "setup: installing ${#missing[@]} package(s): ${missing[*]}"
+APT_OPTS=(-o DPkg::Lock::Timeout=600 -y --no-install-recommends)
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get "${APT_OPTS[@]}" install -qq "${missing[@]}"
+echo "setup: done"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up everything framelane needs on Debian 12, builds once (release profile, shared by the
+# tests and the binary) and runs the whole test suite, GUI tests included (offscreen and Xvfb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup-debian.sh
+source ./scripts/env.sh
+start=$(date +%s)
+cargo test --release --locked --no-run
+echo "test.sh: build took $(( $(date +%s) - start )) s"
+cargo test --release --locked -- --test-threads=2
+echo "test.sh: build and tests took $(( $(date +%s) - start )) s"

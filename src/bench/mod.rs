@@ -1,0 +1,61 @@
+//! Benchmarks that print figures and can write them as JSON (`framelane bench ...`). Figures,
+//! not pass/fail: docs/benchmarks.md records them with the command and the machine.
+
+mod fastlane_bench;
+
+pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
+
+/// Percentile summary of a set of samples, in the unit they were given in.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// Summarises samples (sorted in place). None when there are none.
+    pub fn of(samples: &mut [f64]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+        Some(Self {
+            count: samples.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            mean: samples.iter().sum::<f64>() / samples.len() as f64,
+            max: samples[samples.len() - 1],
+        })
+    }
+}
+
+/// One line describing the machine, for the figures' context.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1_048_576.0)
+        .unwrap_or(0.0);
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB")
+}

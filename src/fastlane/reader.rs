@@ -1,0 +1,871 @@
+//! The consumer side: attaches to a run's segment (ours or MOSAIC's) and copies out the newest
+//! stable frame, skipping slots the writer is overwriting.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{compiler_fence, fence, Ordering};
+
+use super::format::{
+    self, header, slot, FrameGeometry, FrameMeta, HudValues, PixelFormat, SegmentKind,
+};
+use super::mosaic;
+use super::shm;
+use super::FastLaneError;
+
+/// A writer silent for longer than this is reported as [`WriterStatus::Silent`].
+pub const SILENT_AFTER_NS: u64 = 3_000_000_000;
+
+/// Where slots and pixels lie in a validated segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentLayout {
+    pub geometry: FrameGeometry,
+    pub header_size: usize,
+    pub capacity: u64,
+    pub slot_stride: usize,
+    /// Offset of the pixels inside a slot.
+    pub pixel_offset: usize,
+    /// Bytes reserved per slot after the slot header (pixels and, for MOSAIC, metadata).
+    pub payload_size: usize,
+}
+
+/// Result of one attempt to read the newest frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadOutcome {
+    /// The writer has not published anything yet.
+    NoFrameYet,
+    /// The newest frame is the one read last time; nothing was copied.
+    Unchanged,
+    /// A new frame was copied into the destination.
+    Frame(FrameMeta),
+    /// Every candidate slot changed while being copied; try again next time.
+    Torn,
+}
+
+/// What a reader can tell about the process that writes its segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterStatus {
+    Alive,
+    /// Alive as far as can be told, but nothing new for this long.
+    Silent {
+        idle_ms: u64,
+    },
+    /// The writer is gone; the reason is worded for a user.
+    Gone {
+        reason: String,
+    },
+    /// A new writer replaced the segment under the same name: re-attach.
+    Replaced,
+}
+
+/// Reads the newest stable frames of one run.
+pub struct FastLaneReader {
+    run_id: String,
+    path: PathBuf,
+    kind: SegmentKind,
+    segment: shm::MappedSegment,
+    layout: SegmentLayout,
+    last_frame: u64,
+    frames_read: u64,
+    frames_skipped: u64,
+    torn_reads: u64,
+    last_head: u64,
+    last_head_change_ns: u64,
+    metadata: Vec<u8>,
+}
+
+impl FastLaneReader {
+    /// Attaches to the run's framelane segment, or else its MOSAIC segment.
+    pub fn attach(run_id: &str) -> Result<Self, FastLaneError> {
+        let ours = shm::segment_path(&format::segment_name(run_id));
+        let theirs = shm::segment_path(&mosaic::segment_name(run_id));
+        for path in [&ours, &theirs] {
+            if path.exists() {
+                return Self::open(path);
+            }
+        }
+        Err(FastLaneError::RunNotFound {
+            run_id: run_id.to_owned(),
+            looked_for: format!("{} and {}", ours.display(), theirs.display()),
+        })
+    }
+
+    /// Opens a segment file by path; its kind is told from its magic.
+    pub fn open(path: &Path) -> Result<Self, FastLaneError> {
+        let segment = shm::map_segment(path).map_err(|e| FastLaneError::io(path, "open", e))?;
+        let bytes = &segment.map[..];
+        let (kind, layout, run_id) = if bytes.len() >= 4 && bytes[..4] == mosaic::MAGIC {
+            let layout = mosaic::parse_header(path, bytes)?;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let run_id = name
+                .strip_prefix(mosaic::SEGMENT_PREFIX)
+                .unwrap_or(name)
+                .to_owned();
+            (SegmentKind::MosaicV1, layout, run_id)
+        } else {
+            let (layout, run_id) = parse_framelane_header(path, bytes)?;
+            (SegmentKind::Framelane, layout, run_id)
+        };
+        let metadata =
+            vec![0; layout.payload_size - layout.geometry.frame_bytes().min(layout.payload_size)];
+        let mut reader = Self {
+            run_id,
+            path: path.to_owned(),
+            kind,
+            segment,
+            layout,
+            last_frame: 0,
+            frames_read: 0,
+            frames_skipped: 0,
+            torn_reads: 0,
+            last_head: 0,
+            last_head_change_ns: shm::monotonic_ns(),
+            metadata,
+        };
+        reader.last_head = reader.head();
+        Ok(reader)
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn kind(&self) -> SegmentKind {
+        self.kind
+    }
+
+    pub fn geometry(&self) -> FrameGeometry {
+        self.layout.geometry
+    }
+
+    /// Frames copied out so far.
+    pub fn frames_read(&self) -> u64 {
+        self.frames_read
+    }
+
+    /// Frames the writer published that this reader never copied (it only wants the newest).
+    pub fn frames_skipped(&self) -> u64 {
+        self.frames_skipped
+    }
+
+    /// Slot copies thrown away because the writer changed the slot meanwhile.
+    pub fn torn_reads(&self) -> u64 {
+        self.torn_reads
+    }
+
+    /// Number of frames the writer has published.
+    pub fn head(&self) -> u64 {
+        let base = self.segment.map.as_ptr();
+        match self.kind {
+            // SAFETY: HEAD is 8-aligned inside a validated header.
+            SegmentKind::Framelane => unsafe {
+                format::atomic_u64(base, header::HEAD).load(Ordering::Acquire)
+            },
+            SegmentKind::MosaicV1 => {
+                let head = volatile_u64(&self.segment.map, mosaic::header::HEAD);
+                fence(Ordering::Acquire);
+                head
+            }
+        }
+    }
+
+    /// Copies the newest stable frame into `dst` (rows `dst_stride` bytes apart) unless it is
+    /// the frame copied last time. Never blocks; a torn slot falls back to the one before it.
+    pub fn read_newest(
+        &mut self,
+        dst: &mut [u8],
+        dst_stride: usize,
+    ) -> Result<ReadOutcome, FastLaneError> {
+        self.check_destination(dst, dst_stride)?;
+        let Some(candidates) = self.candidates() else {
+            return Ok(if self.last_head == 0 {
+                ReadOutcome::NoFrameYet
+            } else {
+                ReadOutcome::Unchanged
+            });
+        };
+        for number in candidates.rev() {
+            if let Some(meta) = self.try_slot(number, Some((&mut *dst, dst_stride))) {
+                self.note_copied(number);
+                return Ok(ReadOutcome::Frame(meta));
+            }
+            self.torn_reads += 1;
+        }
+        Ok(ReadOutcome::Torn)
+    }
+
+    /// The scalars (frame number, HUD values) of the newest stable frame not copied yet,
+    /// without copying pixels. Lets a HUD be laid out for exactly the frame that
+    /// [`Self::read_frame`] copies next.
+    pub fn peek_newest(&mut self) -> Option<FrameMeta> {
+        let candidates = self.candidates()?;
+        candidates
+            .rev()
+            .find_map(|number| self.try_slot(number, None))
+    }
+
+    /// Copies exactly publication `number`; `Ok(None)` when the writer has overwritten it.
+    pub fn read_frame(
+        &mut self,
+        number: u64,
+        dst: &mut [u8],
+        dst_stride: usize,
+    ) -> Result<Option<FrameMeta>, FastLaneError> {
+        self.check_destination(dst, dst_stride)?;
+        if number == 0 || number <= self.last_frame {
+            return Ok(None);
+        }
+        let meta = self.try_slot(number, Some((dst, dst_stride)));
+        if meta.is_some() {
+            self.note_copied(number);
+        }
+        Ok(meta)
+    }
+
+    fn check_destination(&self, dst: &[u8], dst_stride: usize) -> Result<(), FastLaneError> {
+        let g = self.layout.geometry;
+        let needed = dst_stride * (g.height as usize - 1) + g.row_bytes();
+        if dst_stride < g.row_bytes() || dst.len() < needed {
+            return Err(FastLaneError::DestinationTooSmall {
+                got: dst.len(),
+                stride: dst_stride,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Publication numbers that may hold a frame newer than the last one copied, oldest first;
+    /// None when there is nothing new.
+    fn candidates(&mut self) -> Option<std::ops::RangeInclusive<u64>> {
+        let head = self.head();
+        if head != self.last_head {
+            self.last_head = head;
+            self.last_head_change_ns = shm::monotonic_ns();
+        }
+        if head == 0 || head <= self.last_frame {
+            return None;
+        }
+        let oldest = head
+            .saturating_sub(self.layout.capacity - 1)
+            .max(self.last_frame + 1)
+            .max(1);
+        Some(oldest..=head)
+    }
+
+    fn note_copied(&mut self, number: u64) {
+        if self.last_frame > 0 && number > self.last_frame {
+            self.frames_skipped += number - self.last_frame - 1;
+        }
+        self.last_frame = number;
+        self.frames_read += 1;
+    }
+
+    /// Reads publication `number` (scalars, and pixels into `pixels` when given) if its slot
+    /// holds exactly that publication, stable before and after the copy.
+    fn try_slot(&mut self, number: u64, pixels: Option<(&mut [u8], usize)>) -> Option<FrameMeta> {
+        let layout = self.layout;
+        let index = ((number - 1) % layout.capacity) as usize;
+        let slot_offset = layout.header_size + index * layout.slot_stride;
+        let map = &self.segment.map;
+        let base = map.as_ptr();
+        let stable = 2 * number + 2;
+        match self.kind {
+            SegmentKind::Framelane => {
+                // SAFETY: slot offsets were validated against the mapping at open and are
+                // 8-aligned (header and stride are multiples of 64).
+                unsafe {
+                    let slot_base = base.add(slot_offset);
+                    let seq = format::atomic_u64(slot_base, slot::SEQ);
+                    if seq.load(Ordering::Acquire) != stable {
+                        return None;
+                    }
+                    let load =
+                        |offset| format::atomic_u64(slot_base, offset).load(Ordering::Relaxed);
+                    let meta = FrameMeta {
+                        frame_number: load(slot::FRAME_NUMBER),
+                        producer_mono_ns: Some(load(slot::PRODUCER_MONO_NS)),
+                        hud: HudValues {
+                            episode: load(slot::EPISODE),
+                            step: load(slot::STEP),
+                            reward: f64::from_bits(load(slot::REWARD)),
+                            episodic_return: f64::from_bits(load(slot::EPISODIC_RETURN)),
+                            steps_per_second: f64::from_bits(load(slot::STEPS_PER_SECOND)),
+                        },
+                    };
+                    if let Some((dst, dst_stride)) = pixels {
+                        copy_rows(
+                            slot_base.add(layout.pixel_offset),
+                            &layout.geometry,
+                            dst,
+                            dst_stride,
+                        );
+                    }
+                    // Pairs with the writer's release fence: if any copied byte came from a
+                    // newer publication, the sequence read below differs.
+                    fence(Ordering::Acquire);
+                    (seq.load(Ordering::Relaxed) == stable && meta.frame_number == number)
+                        .then_some(meta)
+                }
+            }
+            SegmentKind::MosaicV1 => {
+                if volatile_u64(map, slot_offset + mosaic::slot::SEQ) != stable {
+                    return None;
+                }
+                fence(Ordering::Acquire);
+                let frame_len = volatile_u32(map, slot_offset + mosaic::slot::FRAME_LEN) as usize;
+                let metadata_len =
+                    volatile_u32(map, slot_offset + mosaic::slot::METADATA_LEN) as usize;
+                let g = layout.geometry;
+                let hud = HudValues {
+                    episode: 0,
+                    step: 0,
+                    reward: f64::from_bits(volatile_u64(map, mosaic::header::LAST_REWARD)),
+                    episodic_return: f64::from_bits(volatile_u64(
+                        map,
+                        mosaic::header::ROLLING_RETURN,
+                    )),
+                    steps_per_second: f64::from_bits(volatile_u64(
+                        map,
+                        mosaic::header::STEP_RATE_HZ,
+                    )),
+                };
+                // A frame with any other length is not a full frame of this geometry.
+                let metadata_fits = frame_len + metadata_len <= layout.payload_size;
+                if frame_len != g.frame_bytes() || !metadata_fits {
+                    return None;
+                }
+                // SAFETY: the payload range was validated against the mapping at open.
+                unsafe {
+                    let payload = base.add(slot_offset + layout.pixel_offset);
+                    if let Some((dst, dst_stride)) = pixels {
+                        copy_rows(payload, &g, dst, dst_stride);
+                    }
+                    std::ptr::copy_nonoverlapping(
+                        payload.add(frame_len),
+                        self.metadata.as_mut_ptr(),
+                        metadata_len,
+                    );
+                }
+                fence(Ordering::Acquire);
+                if volatile_u64(map, slot_offset + mosaic::slot::SEQ) != stable {
+                    return None;
+                }
+                let mut meta = FrameMeta {
+                    frame_number: number,
+                    hud,
+                    producer_mono_ns: None,
+                };
+                if metadata_len > 0 {
+                    if let Ok(extra) = serde_json::from_slice::<mosaic::FrameMetadata>(
+                        &self.metadata[..metadata_len],
+                    ) {
+                        meta.hud.episode = extra.episode.unwrap_or(0);
+                        meta.hud.step = extra.step.unwrap_or(0);
+                    }
+                }
+                Some(meta)
+            }
+        }
+    }
+
+    /// Checks the writer: closed flag, process, replacement of the file, heartbeat. Costs a
+    /// stat and a /proc read; call it a few times a second, not per frame.
+    pub fn writer_status(&self) -> WriterStatus {
+        let map = &self.segment.map;
+        let flags = match self.kind {
+            // SAFETY: FLAGS is 4-aligned inside a validated header.
+            SegmentKind::Framelane => unsafe {
+                format::atomic_u32(map.as_ptr(), header::FLAGS).load(Ordering::Acquire)
+            },
+            SegmentKind::MosaicV1 => volatile_u32(map, mosaic::header::FLAGS),
+        };
+        if flags & format::FLAG_INVALIDATED != 0 {
+            return WriterStatus::Gone {
+                reason: "the writer closed the segment".into(),
+            };
+        }
+        match shm::FileIdentity::of_path(&self.path) {
+            Err(_) => {
+                return WriterStatus::Gone {
+                    reason: "the segment was removed".into(),
+                }
+            }
+            Ok(identity) if identity != self.segment.identity => return WriterStatus::Replaced,
+            Ok(_) => {}
+        }
+        let now = shm::monotonic_ns();
+        let last_sign_of_life = match self.kind {
+            SegmentKind::Framelane => {
+                let pid = u64_at(map, header::WRITER_PID) as u32;
+                let ticks = u64_at(map, header::WRITER_START_TICKS);
+                if !shm::writer_alive(pid, ticks) {
+                    return WriterStatus::Gone {
+                        reason: format!("writer process {pid} is gone"),
+                    };
+                }
+                // SAFETY: HEARTBEAT_MONO_NS is 8-aligned inside a validated header.
+                unsafe {
+                    format::atomic_u64(map.as_ptr(), header::HEARTBEAT_MONO_NS)
+                        .load(Ordering::Relaxed)
+                }
+            }
+            SegmentKind::MosaicV1 => self.last_head_change_ns,
+        };
+        let idle = now.saturating_sub(last_sign_of_life);
+        if idle > SILENT_AFTER_NS {
+            WriterStatus::Silent {
+                idle_ms: idle / 1_000_000,
+            }
+        } else {
+            WriterStatus::Alive
+        }
+    }
+}
+
+/// Validates a framelane header against the mapping; returns the layout and the run id.
+pub fn parse_framelane_header(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(SegmentLayout, String), FastLaneError> {
+    let size = bytes.len();
+    if size < format::HEADER_SIZE {
+        if size >= 8 && bytes[..8] != format::MAGIC {
+            return Err(bad_magic(path, bytes));
+        }
+        return Err(FastLaneError::Truncated {
+            path: path.to_owned(),
+            size,
+            needed: format::HEADER_SIZE,
+            what: "header",
+        });
+    }
+    if bytes[..8] != format::MAGIC {
+        return Err(bad_magic(path, bytes));
+    }
+    let version = u32_at(bytes, header::VERSION);
+    if version != format::VERSION {
+        return Err(FastLaneError::UnsupportedVersion {
+            path: path.to_owned(),
+            version,
+            supported: format::VERSION,
+        });
+    }
+    let out_of_range =
+        |field: &'static str, value: u64, expected: String| FastLaneError::FieldOutOfRange {
+            path: path.to_owned(),
+            field,
+            value,
+            expected,
+        };
+    let header_size = u32_at(bytes, header::HEADER_SIZE);
+    if header_size as usize != format::HEADER_SIZE {
+        return Err(out_of_range(
+            "header_size",
+            header_size.into(),
+            format::HEADER_SIZE.to_string(),
+        ));
+    }
+    let nonzero = |field: &'static str, offset: usize| match u32_at(bytes, offset) {
+        0 => Err(FastLaneError::ZeroField {
+            path: path.to_owned(),
+            field,
+        }),
+        v => Ok(v),
+    };
+    let width = nonzero("width", header::WIDTH)?;
+    let height = nonzero("height", header::HEIGHT)?;
+    let capacity = nonzero("capacity", header::CAPACITY)?;
+    let row_stride = nonzero("row_stride", header::ROW_STRIDE)?;
+    for (field, value) in [("width", width), ("height", height)] {
+        if value > format::MAX_DIMENSION {
+            return Err(out_of_range(
+                field,
+                value.into(),
+                format!("1..={}", format::MAX_DIMENSION),
+            ));
+        }
+    }
+    if capacity > format::MAX_CAPACITY {
+        return Err(out_of_range(
+            "capacity",
+            capacity.into(),
+            format!("1..={}", format::MAX_CAPACITY),
+        ));
+    }
+    let code = u32_at(bytes, header::PIXEL_FORMAT);
+    let pixel_format = PixelFormat::from_code(code).ok_or_else(|| {
+        out_of_range(
+            "pixel_format",
+            code.into(),
+            "1 (RGB), 2 (RGBA) or 3 (BGRA)".into(),
+        )
+    })?;
+    let geometry = FrameGeometry {
+        width,
+        height,
+        format: pixel_format,
+        row_stride: row_stride as usize,
+    };
+    if geometry.row_stride < geometry.row_bytes() {
+        return Err(out_of_range(
+            "row_stride",
+            row_stride.into(),
+            format!(
+                "at least width * bytes per pixel = {}",
+                geometry.row_bytes()
+            ),
+        ));
+    }
+    let slot_stride = u64_at(bytes, header::SLOT_STRIDE);
+    let min_stride = (format::SLOT_HEADER_SIZE + geometry.frame_bytes()) as u64;
+    if slot_stride < min_stride || slot_stride % format::SLOT_ALIGN as u64 != 0 {
+        return Err(out_of_range(
+            "slot_stride",
+            slot_stride,
+            format!("a multiple of 64 of at least {min_stride}"),
+        ));
+    }
+    let needed = u64::from(capacity)
+        .checked_mul(slot_stride)
+        .and_then(|v| v.checked_add(format::HEADER_SIZE as u64));
+    match needed {
+        Some(needed) if needed <= size as u64 => {}
+        _ => {
+            return Err(FastLaneError::ExceedsMapping {
+                path: path.to_owned(),
+                capacity: capacity.into(),
+                slot_stride,
+                needed: needed.unwrap_or(u64::MAX),
+                size,
+            })
+        }
+    }
+    let id_len = (u64_at(bytes, header::RUN_ID_LEN) as usize).min(format::MAX_RUN_ID_BYTES);
+    let run_id =
+        String::from_utf8_lossy(&bytes[header::RUN_ID..header::RUN_ID + id_len]).into_owned();
+    Ok((
+        SegmentLayout {
+            geometry,
+            header_size: format::HEADER_SIZE,
+            capacity: capacity.into(),
+            slot_stride: slot_stride as usize,
+            pixel_offset: format::SLOT_HEADER_SIZE,
+            payload_size: slot_stride as usize - format::SLOT_HEADER_SIZE,
+        },
+        run_id,
+    ))
+}
+
+fn bad_magic(path: &Path, bytes: &[u8]) -> FastLaneError {
+    let n = bytes.len().min(8);
+    FastLaneError::BadMagic {
+        path: path.to_owned(),
+        found: String::from_utf8_lossy(&bytes[..n]).into_owned(),
+        expected: "FRAMELN\\0",
+    }
+}
+
+/// Copies a frame's rows out of a slot, adapting to the destination's row stride.
+///
+/// # Safety
+/// `src` must point at `geometry.frame_bytes()` readable bytes.
+unsafe fn copy_rows(src: *const u8, geometry: &FrameGeometry, dst: &mut [u8], dst_stride: usize) {
+    let row = geometry.row_bytes();
+    if dst_stride == geometry.row_stride && row == geometry.row_stride {
+        std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), geometry.frame_bytes());
+        return;
+    }
+    for y in 0..geometry.height as usize {
+        std::ptr::copy_nonoverlapping(
+            src.add(y * geometry.row_stride),
+            dst.as_mut_ptr().add(y * dst_stride),
+            row,
+        );
+    }
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(super::writer::read_array(bytes, offset))
+}
+
+fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(super::writer::read_array(bytes, offset))
+}
+
+/// Reads a field another process may be changing (MOSAIC fields may be unaligned).
+fn volatile_u64(map: &[u8], offset: usize) -> u64 {
+    let bytes = &map[offset..offset + 8];
+    // SAFETY: the range is in bounds (checked by slicing); read_volatile of a byte array has
+    // no alignment requirement and is not merged or elided by the compiler.
+    let value = unsafe { std::ptr::read_volatile(bytes.as_ptr() as *const [u8; 8]) };
+    compiler_fence(Ordering::SeqCst);
+    u64::from_le_bytes(value)
+}
+
+fn volatile_u32(map: &[u8], offset: usize) -> u32 {
+    let bytes = &map[offset..offset + 4];
+    // SAFETY: as in volatile_u64.
+    let value = unsafe { std::ptr::read_volatile(bytes.as_ptr() as *const [u8; 4]) };
+    compiler_fence(Ordering::SeqCst);
+    u32::from_le_bytes(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastlane::writer::{FastLaneWriter, WriterConfig};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn unique_run(tag: &str) -> String {
+        format!("test-{tag}-{}-{}", std::process::id(), shm::monotonic_ns())
+    }
+
+    /// Pixels that can be checked against the frame number alone.
+    fn pattern(number: u64, out: &mut [u8]) {
+        let seed = number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = (seed >> ((i % 8) * 8)) as u8 ^ (i as u8);
+        }
+    }
+
+    fn hud_for(number: u64) -> HudValues {
+        HudValues {
+            episode: number / 1000,
+            step: number,
+            reward: number as f64 * 0.25,
+            episodic_return: -(number as f64),
+            steps_per_second: number as f64 + 0.5,
+        }
+    }
+
+    #[test]
+    fn seqlock_stress_never_accepts_a_torn_or_mismatched_frame() {
+        const PUBLISHES: u64 = 150_000;
+        let run = unique_run("stress");
+        let mut config = WriterConfig::new(32, 16, PixelFormat::Rgba8);
+        config.capacity = 2;
+        config.cleanup_on_signal = false;
+        let mut writer = FastLaneWriter::create(&run, config).expect("create writer");
+        let frame_bytes = writer.geometry().frame_bytes();
+        let done = Arc::new(AtomicBool::new(false));
+
+        let reader_done = Arc::clone(&done);
+        let reader_run = run.clone();
+        let reader = std::thread::Builder::new()
+            .name("stress-reader".into())
+            .spawn(move || {
+                let mut reader = FastLaneReader::attach(&reader_run).expect("attach");
+                let stride = reader.geometry().row_bytes();
+                let mut buf = vec![0u8; frame_bytes];
+                let mut expected = vec![0u8; frame_bytes];
+                let (mut accepted, mut mismatched, mut last) = (0u64, 0u64, 0u64);
+                while !reader_done.load(Ordering::Acquire) {
+                    if let ReadOutcome::Frame(meta) =
+                        reader.read_newest(&mut buf, stride).expect("read")
+                    {
+                        pattern(meta.frame_number, &mut expected);
+                        let ok = buf == expected
+                            && meta.hud == hud_for(meta.frame_number)
+                            && meta.frame_number > last;
+                        if !ok {
+                            mismatched += 1;
+                        }
+                        last = meta.frame_number;
+                        accepted += 1;
+                    }
+                }
+                (accepted, mismatched, reader.torn_reads())
+            })
+            .expect("spawn reader");
+
+        let mut frame = vec![0u8; frame_bytes];
+        for number in 1..=PUBLISHES {
+            pattern(number, &mut frame);
+            assert_eq!(
+                writer.publish(&frame, &hud_for(number)).expect("publish"),
+                number
+            );
+        }
+        done.store(true, Ordering::Release);
+        let (accepted, mismatched, torn) = reader.join().expect("reader thread");
+        eprintln!(
+            "stress: {PUBLISHES} published, {accepted} accepted, {torn} torn copies rejected"
+        );
+        assert_eq!(
+            mismatched, 0,
+            "accepted frames whose pixels or HUD did not match their number"
+        );
+        assert!(accepted > 0, "the reader never saw a frame");
+        assert!(
+            writer.published() > writer.geometry().height as u64,
+            "ring wrapped around"
+        );
+    }
+
+    #[test]
+    fn reader_follows_the_newest_frame_and_counts_skips() {
+        let run = unique_run("newest");
+        let mut config = WriterConfig::new(4, 2, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let mut writer = FastLaneWriter::create(&run, config).expect("create");
+        let mut reader = FastLaneReader::attach(&run).expect("attach");
+        let g = reader.geometry();
+        // QImage-like destination with padded rows.
+        let stride = 16;
+        let mut dst = vec![0u8; stride * g.height as usize];
+        assert_eq!(
+            reader.read_newest(&mut dst, stride).expect("read"),
+            ReadOutcome::NoFrameYet
+        );
+        let mut frame = vec![0u8; g.frame_bytes()];
+        for n in 1..=3u64 {
+            pattern(n, &mut frame);
+            writer.publish(&frame, &hud_for(n)).expect("publish");
+        }
+        match reader.read_newest(&mut dst, stride).expect("read") {
+            ReadOutcome::Frame(meta) => {
+                assert_eq!(meta.frame_number, 3);
+                assert_eq!(meta.hud, hud_for(3));
+                assert!(meta.producer_mono_ns.is_some());
+            }
+            other => panic!("expected a frame, got {other:?}"),
+        }
+        for y in 0..g.height as usize {
+            assert_eq!(
+                &dst[y * stride..y * stride + 12],
+                &frame[y * 12..y * 12 + 12]
+            );
+        }
+        assert_eq!(
+            reader.read_newest(&mut dst, stride).expect("read"),
+            ReadOutcome::Unchanged
+        );
+        for n in 4..=6u64 {
+            pattern(n, &mut frame);
+            writer.publish(&frame, &hud_for(n)).expect("publish");
+        }
+        assert!(
+            matches!(reader.read_newest(&mut dst, stride).expect("read"), ReadOutcome::Frame(m) if m.frame_number == 6)
+        );
+        assert_eq!(reader.frames_skipped(), 2);
+        assert_eq!(reader.writer_status(), WriterStatus::Alive);
+        let mut small = vec![0u8; 4];
+        assert!(matches!(
+            reader.read_newest(&mut small, stride),
+            Err(FastLaneError::DestinationTooSmall { .. })
+        ));
+        drop(writer);
+        assert!(matches!(reader.writer_status(), WriterStatus::Gone { .. }));
+        assert!(
+            !reader.path().exists(),
+            "writer removes its segment on drop"
+        );
+    }
+
+    #[test]
+    fn a_restarted_run_is_reported_as_replaced() {
+        let run = unique_run("restart");
+        let mut config = WriterConfig::new(8, 8, PixelFormat::Rgba8);
+        config.cleanup_on_signal = false;
+        let first = FastLaneWriter::create(&run, config).expect("create");
+        let reader = FastLaneReader::attach(&run).expect("attach");
+        // A new writer in this process replaces the segment (same pid counts as not live).
+        let second = FastLaneWriter::create(&run, config).expect("replace");
+        assert_eq!(reader.writer_status(), WriterStatus::Replaced);
+        drop(first);
+        assert!(
+            second.path().exists(),
+            "the old writer must not remove its successor's segment"
+        );
+    }
+
+    fn header_bytes(width: u32, height: u32, capacity: u32) -> Vec<u8> {
+        let geometry = FrameGeometry::packed(width, height, PixelFormat::Rgb8);
+        let stride = format::slot_stride_for(geometry.frame_bytes()).expect("stride");
+        let mut bytes = vec![0u8; format::HEADER_SIZE + stride * capacity as usize];
+        bytes[..8].copy_from_slice(&format::MAGIC);
+        let mut put = |offset: usize, v: &[u8]| bytes[offset..offset + v.len()].copy_from_slice(v);
+        put(header::VERSION, &format::VERSION.to_le_bytes());
+        put(
+            header::HEADER_SIZE,
+            &(format::HEADER_SIZE as u32).to_le_bytes(),
+        );
+        put(header::PIXEL_FORMAT, &1u32.to_le_bytes());
+        put(header::WIDTH, &width.to_le_bytes());
+        put(header::HEIGHT, &height.to_le_bytes());
+        put(
+            header::ROW_STRIDE,
+            &(geometry.row_stride as u32).to_le_bytes(),
+        );
+        put(header::CAPACITY, &capacity.to_le_bytes());
+        put(header::SLOT_STRIDE, &(stride as u64).to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn malformed_headers_give_their_specific_error() {
+        let path = Path::new("/dev/shm/framelane.bad");
+        let good = header_bytes(8, 4, 2);
+        assert!(parse_framelane_header(path, &good).is_ok());
+
+        assert!(matches!(
+            parse_framelane_header(path, &good[..100]),
+            Err(FastLaneError::Truncated { size: 100, .. })
+        ));
+        let mut wrong_magic = good.clone();
+        wrong_magic[..4].copy_from_slice(b"NOPE");
+        assert!(matches!(
+            parse_framelane_header(path, &wrong_magic),
+            Err(FastLaneError::BadMagic { .. })
+        ));
+        let mut wrong_version = good.clone();
+        wrong_version[header::VERSION] = 9;
+        assert!(matches!(
+            parse_framelane_header(path, &wrong_version),
+            Err(FastLaneError::UnsupportedVersion { version: 9, .. })
+        ));
+        let mut zero_width = good.clone();
+        zero_width[header::WIDTH..header::WIDTH + 4].fill(0);
+        assert!(matches!(
+            parse_framelane_header(path, &zero_width),
+            Err(FastLaneError::ZeroField { field: "width", .. })
+        ));
+        let mut huge = good.clone();
+        huge[header::CAPACITY..header::CAPACITY + 4].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(
+            parse_framelane_header(path, &huge),
+            Err(FastLaneError::ExceedsMapping { .. })
+        ));
+        let mut overflow = good.clone();
+        overflow[header::SLOT_STRIDE..header::SLOT_STRIDE + 8]
+            .copy_from_slice(&(u64::MAX - 63).to_le_bytes());
+        assert!(matches!(
+            parse_framelane_header(path, &overflow),
+            Err(FastLaneError::ExceedsMapping { .. })
+        ));
+        let mut absurd = good.clone();
+        absurd[header::HEIGHT..header::HEIGHT + 4].copy_from_slice(&100_000u32.to_le_bytes());
+        assert!(matches!(
+            parse_framelane_header(path, &absurd),
+            Err(FastLaneError::FieldOutOfRange {
+                field: "height",
+                ..
+            })
+        ));
+        let message = parse_framelane_header(path, &zero_width)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("/dev/shm/framelane.bad") && message.contains("width"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Platform layer of the fast lane: the only code that maps shared memory, names segment files,
+//! inspects other processes and installs the termination cleanup. Linux keeps POSIX shared memory
+//! as files under /dev/shm; a Windows named mapping would replace this file alone.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::Once;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// Directory that holds POSIX shared-memory objects on Linux.
+pub const SEGMENT_DIR: &str = "/dev/shm";
+
+/// Path of the shared-memory object with this name.
+pub fn segment_path(name: &str) -> PathBuf {
+    Path::new(SEGMENT_DIR).join(name)
+}
+
+/// Identity of a segment file, used to notice that a run was restarted under the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub device: u64,
+    pub inode: u64,
+}
+
+impl FileIdentity {
+    pub fn of(file: &File) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    pub fn of_path(path: &Path) -> io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// A writable mapping of a new segment file, created under a temporary name.
+pub struct NewSegment {
+    pub map: MmapMut,
+    pub temp_path: PathBuf,
+    pub identity: FileIdentity,
+}
+
+/// Creates a zero-filled segment of `len` bytes under a temporary name next to `final_path`;
+/// [`publish_segment`] moves it into place once its header is written, so a reader never maps a
+/// half-initialised header.
+pub fn create_segment(final_path: &Path, len: usize) -> io::Result<NewSegment> {
+    let file_name = final_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    let temp_path =
+        final_path.with_file_name(format!(".{file_name}.creating-{}", std::process::id()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp_path)?;
+    let result = file.set_len(len as u64).and_then(|()| {
+        let identity = FileIdentity::of(&file)?;
+        // SAFETY: the file was just created by this process with the given length; no other
+        // process knows its temporary name.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(&file)? };
+        Ok((map, identity))
+    });
+    match result {
+        Ok((map, identity)) => Ok(NewSegment {
+            map,
+            temp_path,
+            identity,
+        }),
+        Err(err) => {
+            let _ = std::fs::remove_file(&temp_path);
+            Err(err)
+        }
+    }
+}
+
+/// Atomically replaces whatever is at `final_path` with the prepared segment.
+pub fn publish_segment(segment: &NewSegment, final_path: &Path) -> io::Result<()> {
+    std::fs::rename(&segment.temp_path, final_path)
+}
+
+/// An existing segment mapped read-only, with the identity of the file that was mapped.
+pub struct MappedSegment {
+    pub map: Mmap,
+    pub identity: FileIdentity,
+}
+
+/// Maps an existing segment read-only. Readers never write to a segment.
+pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
+    let file = File::open(path)?;
+    let identity = FileIdentity::of(&file)?;
+    // SAFETY: the mapping is shared with a writer in another process that changes it
+    // concurrently; every access goes through raw pointers with atomics or a seqlock check,
+    // never through references that assume the bytes are immutable.
+    let map = unsafe { Mmap::map(&file)? };
+    Ok(MappedSegment { map, identity })
+}
+
+/// Removes a segment file; a missing file is not an error.
+pub fn unlink_segment(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// Names, sizes and modification times of the files in the segment directory.
+pub fn list_segment_files() -> io::Result<Vec<(String, u64, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(SEGMENT_DIR)? {
+        let Ok(entry) = entry else { continue };
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        out.push((name, meta.len(), modified));
+    }
+    Ok(out)
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC, which all processes on one machine share.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), which
+/// tells a live writer from an unrelated process that reused its pid.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that wrote a segment still runs: its pid exists and, when the segment
+/// recorded one, it has the same start time.
+pub fn writer_alive(pid: u32, start_ticks: u64) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match process_start_ticks(pid) {
+        Some(ticks) => start_ticks == 0 || ticks == start_ticks,
+        None => false,
+    }
+}
+
+/// Start time of this process, for the segment header.
+pub fn own_start_ticks() -> u64 {
+    process_start_ticks(std::process::id()).unwrap_or(0)
+}
+
+// ---- cleanup on SIGINT / SIGTERM -------------------------------------------------------------
+
+/// A segment the signal handler must invalidate and unlink if the process is terminated.
+struct CleanupEntry {
+    path: CString,
+    flags: *const AtomicU32,
+    invalidated_bit: u32,
+}
+
+const CLEANUP_SLOTS: usize = 64;
+static CLEANUP: [AtomicPtr<CleanupEntry>; CLEANUP_SLOTS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CLEANUP_SLOTS];
+static INSTALL: Once = Once::new();
+
+/// Handle of a registration; dropping it (or calling [`CleanupRegistration::release`]) removes it.
+pub struct CleanupRegistration {
+    slot: Option<usize>,
+}
+
+impl CleanupRegistration {
+    /// Removes the entry so the handler no longer touches the segment.
+    pub fn release(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let ptr = CLEANUP[slot].swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !ptr.is_null() {
+                // SAFETY: the pointer came from Box::into_raw in `register_cleanup` and was
+                // swapped out, so nothing else can reach it.
+                drop(unsafe { Box::from_raw(ptr) });
+            }
+        }
+    }
+}
+
+impl Drop for CleanupRegistration {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A registration that cleans nothing up, for writers that opted out.
+pub fn register_cleanup_disabled() -> CleanupRegistration {
+    CleanupRegistration { slot: None }
+}
+
+/// Registers a segment for cleanup on SIGINT/SIGTERM and installs the handler once. The flags
+/// word must stay mapped until the registration is released. Returns a registration that does
+/// nothing when all slots are taken (the segment is then only cleaned up on drop).
+pub fn register_cleanup(
+    path: &Path,
+    flags: *const AtomicU32,
+    invalidated_bit: u32,
+) -> CleanupRegistration {
+    INSTALL.call_once(install_handlers);
+    let Ok(path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return CleanupRegistration { slot: None };
+    };
+    let entry = Box::into_raw(Box::new(CleanupEntry {
+        path,
+        flags,
+        invalidated_bit,
+    }));
+    for (i, slot) in CLEANUP.iter().enumerate() {
+        if slot
+            .compare_exchange(
+                std::ptr::null_mut(),
+                entry,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return CleanupRegistration { slot: Some(i) };
+        }
+    }
+    // SAFETY: never published, still owned here.
+    drop(unsafe { Box::from_raw(entry) });
+    CleanupRegistration { slot: None }
+}
+
+extern "C" fn on_termination(signal: libc::c_int) {
+    for slot in CLEANUP.iter() {
+        let ptr = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if ptr.is_null() {
+            continue;
+        }
+        // SAFETY: entries stay alive until swapped out; we own this one now. Only
+        // async-signal-safe work follows: an atomic store and unlink(2). The entry is leaked
+        // on purpose because the process is about to die.
+        unsafe {
+            let entry = &*ptr;
+            (*entry.flags).fetch_or(entry.invalidated_bit, Ordering::SeqCst);
+            libc::unlink(entry.path.as_ptr());
+        }
+    }
+    // SAFETY: restoring the default action and re-raising gives the usual exit status.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+fn install_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: we install a handler that only does async-signal-safe work; an existing
+        // non-default handler is kept rather than replaced.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != libc::SIG_DFL {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_termination as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The `framelane` command: the GUI (default), the demo producer, fast-lane tools, benchmarks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use framelane::demo::{self, DemoConfig};
+use framelane::fastlane::{self, PixelFormat};
+use framelane::{bench, ui};
+
+/// Live frames and telemetry from RL workers, robots and camera rigs.
+#[derive(Parser, Debug)]
+#[command(name = "framelane", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    gui: GuiArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Open the window (the default when no command is given).
+    Gui(GuiArgs),
+    /// Publish a moving test pattern with HUD values into a fast-lane segment.
+    Demo(DemoArgs),
+    /// Inspect and tidy fast-lane segments in shared memory.
+    #[command(subcommand)]
+    Fastlane(FastlaneCommand),
+    /// Measure speed and print figures (optionally as JSON).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct GuiArgs {
+    /// Run to show when the window opens (default: the built-in demo run).
+    #[arg(long)]
+    run: Option<String>,
+    /// Do not start the built-in demo producer.
+    #[arg(long)]
+    no_demo: bool,
+    /// Demo frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    demo_size: (u32, u32),
+    /// Demo frames per second.
+    #[arg(long, default_value_t = 60.0)]
+    demo_rate: f64,
+    /// Load the QML, render one frame and exit non-zero on any QML error or missing module.
+    #[arg(long)]
+    smoke_test: bool,
+    /// Quit after this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    exit_after_ms: Option<u64>,
+    /// Save a screenshot of the window before quitting (needs --exit-after-ms).
+    #[arg(long, value_name = "FILE", requires = "exit_after_ms")]
+    screenshot: Option<PathBuf>,
+    /// Write presentation statistics (latency, frames shown and skipped, HUD text) as JSON.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+    /// Sample frames on a GUI-thread timer of this period instead of at every rendered frame
+    /// (the reference design polls every 16 ms; for comparisons). 0: frame cadence.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    poll_interval_ms: u32,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Run id to publish under.
+    #[arg(long, default_value = "demo")]
+    run: String,
+    /// Frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Pixel format: rgb, rgba or bgra.
+    #[arg(long, default_value = "rgb", value_parser = parse_format)]
+    format: PixelFormat,
+    /// Frames per second (0: as fast as possible).
+    #[arg(long, default_value_t = 60.0)]
+    rate: f64,
+    /// Stop after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Slots in the ring.
+    #[arg(long, default_value_t = 4)]
+    capacity: u32,
+    /// Print the achieved rate as JSON when done.
+    #[arg(long)]
+    report_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum FastlaneCommand {
+    /// List fast-lane segments (framelane and MOSAIC) with size, age and writer state.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run's segment header, writer state and newest frame.
+    Inspect {
+        /// Run id (or a segment path under /dev/shm).
+        run: String,
+    },
+    /// Remove segments whose writer is gone.
+    Clean,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Fast-lane publish cost, cross-process latency, GUI latency and producer slowdown.
+    Fastlane(bench::FastlaneBenchArgs),
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text:?} is not WIDTHxHEIGHT (for example 640x480)"))?;
+    let parse = |v: &str, what: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0 && *n <= 16_384)
+            .ok_or_else(|| {
+                format!("{what} {v:?} in {text:?} must be a whole number from 1 to 16384")
+            })
+    };
+    Ok((parse(w, "width")?, parse(h, "height")?))
+}
+
+fn parse_format(text: &str) -> Result<PixelFormat, String> {
+    PixelFormat::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a pixel format (rgb, rgba or bgra)"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FRAMELANE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_gui(cli.gui),
+        Some(Command::Gui(args)) => run_gui(args),
+        Some(Command::Demo(args)) => run_demo(args),
+        Some(Command::Fastlane(cmd)) => run_fastlane(cmd),
+        Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("framelane: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut demo_thread = None;
+    let run_id = match (&args.run, args.no_demo || args.smoke_test) {
+        (Some(run), _) => run.clone(),
+        (None, true) => String::new(),
+        (None, false) => format!("demo-{}", std::process::id()),
+    };
+    if !ui::display_available() {
+        bail!(ui::UiError::NoDisplay {
+            args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        });
+    }
+    if args.run.is_none() && !args.no_demo && !args.smoke_test {
+        let config = DemoConfig {
+            run_id: run_id.clone(),
+            width: args.demo_size.0,
+            height: args.demo_size.1,
+            format: PixelFormat::Rgba8,
+            rate_hz: args.demo_rate,
+            frames: None,
+            duration: None,
+            capacity: 4,
+        };
+        let stop = Arc::clone(&stop);
+        demo_thread = Some(
+            std::thread::Builder::new()
+                .name("demo-producer".into())
+                .spawn(move || demo::run_demo(&config, &stop))
+                .context("starting the built-in demo producer")?,
+        );
+    }
+    let options = ui::AppOptions {
+        initial_run_id: run_id,
+        window_title: "framelane".into(),
+        smoke_test: args.smoke_test,
+        exit_after_ms: args.exit_after_ms.unwrap_or(0),
+        screenshot_path: path_string(args.screenshot.as_ref()),
+        stats_path: path_string(args.stats_json.as_ref()),
+        poll_interval_ms: args.poll_interval_ms,
+    };
+    let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let result = ui::run_gui(&options, &hint);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(thread) = demo_thread {
+        match thread.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => eprintln!("framelane: built-in demo stopped: {err}"),
+            Err(_) => eprintln!("framelane: built-in demo producer panicked"),
+        }
+    }
+    result.map_err(Into::into)
+}
+
+fn path_string(path: Option<&PathBuf>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!(
+            "--rate {} must be a number of frames per second, 0 or more",
+            args.rate
+        );
+    }
+    let duration = match args.seconds {
+        Some(s) if !(s > 0.0 && s.is_finite()) => bail!("--seconds {s} must be a positive number"),
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let config = DemoConfig {
+        run_id: args.run.clone(),
+        width: args.size.0,
+        height: args.size.1,
+        format: args.format,
+        rate_hz: args.rate,
+        frames: args.frames,
+        duration,
+        capacity: args.capacity,
+    };
+    let stop = AtomicBool::new(false);
+    if !args.report_json {
+        eprintln!(
+            "framelane demo: publishing run {:?} at {}x{} {} ({}); Ctrl-C to stop",
+            args.run,
+            args.size.0,
+            args.size.1,
+            args.format,
+            if args.rate > 0.0 {
+                format!("{} Hz", args.rate)
+            } else {
+                "unthrottled".into()
+            }
+        );
+    }
+    let report =
+        demo::run_demo(&config, &stop).with_context(|| format!("demo run {:?}", args.run))?;
+    if args.report_json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn run_fastlane(cmd: FastlaneCommand) -> anyhow::Result<()> {
+    match cmd {
+        FastlaneCommand::Ls { json } => {
+            let runs = fastlane::list_segments()?;
+            if json {
+                println!("{}", ui::run_catalog::runs_to_json(&runs));
+                return Ok(());
+            }
+            if runs.is_empty() {
+                println!("no fast-lane segments in {}", fastlane::shm::SEGMENT_DIR);
+                return Ok(());
+            }
+            println!(
+                "{:<32} {:<9} {:>14} {:>10} {:>8} {:>10}  state",
+                "run", "kind", "frame", "size", "age", "frames"
+            );
+            for run in &runs {
+                let frame = run
+                    .geometry
+                    .map(|g| format!("{}x{} {}", g.width, g.height, g.format))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<32} {:<9} {:>14} {:>10} {:>7.0}s {:>10}  {}",
+                    run.run_id,
+                    run.kind.label(),
+                    frame,
+                    format!("{:.1} MiB", run.bytes as f64 / 1_048_576.0),
+                    run.age.as_secs_f64(),
+                    run.frames_published,
+                    run.state_label()
+                );
+            }
+            Ok(())
+        }
+        FastlaneCommand::Inspect { run } => inspect(&run),
+        FastlaneCommand::Clean => {
+            let removed = fastlane::clean_stale_segments()?;
+            if removed.is_empty() {
+                println!("no stale segments");
+            }
+            for path in removed {
+                println!("removed {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn inspect(run: &str) -> anyhow::Result<()> {
+    let mut reader = if run.starts_with('/') {
+        fastlane::FastLaneReader::open(std::path::Path::new(run))?
+    } else {
+        fastlane::FastLaneReader::attach(run)?
+    };
+    let g = reader.geometry();
+    println!("run:        {}", reader.run_id());
+    println!(
+        "segment:    {} ({})",
+        reader.path().display(),
+        reader.kind().label()
+    );
+    println!(
+        "frame:      {}x{} {} (row stride {} bytes)",
+        g.width, g.height, g.format, g.row_stride
+    );
+    println!("published:  {} frames", reader.head());
+    println!("writer:     {:?}", reader.writer_status());
+    let mut buf = vec![0u8; g.frame_bytes()];
+    match reader.read_newest(&mut buf, g.row_stride)? {
+        fastlane::ReadOutcome::Frame(meta) => {
+            println!(
+                "newest:     frame {} episode {} step {}",
+                meta.frame_number, meta.hud.episode, meta.hud.step
+            );
+            println!(
+                "hud:        reward {:.4} return {:.3} producer {:.1} steps/s",
+                meta.hud.reward, meta.hud.episodic_return, meta.hud.steps_per_second
+            );
+            if let Some(ns) = meta.producer_mono_ns {
+                println!(
+                    "age:        {:.2} ms",
+                    fastlane::shm::monotonic_ns().saturating_sub(ns) as f64 / 1e6
+                );
+            }
+        }
+        other => println!("newest:     {other:?}"),
+    }
+    Ok(())
+}

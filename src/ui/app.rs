@@ -1,0 +1,30 @@
+//! Process-level Qt application: builds the QML engine (cpp/app.cpp), loads the main window and
+//! runs the event loop on the calling (main) thread.
+
+#[cxx_qt::bridge(namespace = "framelane")]
+pub mod ffi {
+    /// What the Qt application should do, decided by the command line.
+    #[derive(Debug, Default, Clone)]
+    struct AppOptions {
+        /// Run shown when the window opens (empty: none until the user picks one).
+        initial_run_id: String,
+        window_title: String,
+        /// Load the QML, render one frame, report problems and exit.
+        smoke_test: bool,
+        /// Quit after this many milliseconds (0: run until the window is closed).
+        exit_after_ms: u64,
+        /// Before quitting, save a screenshot of the window here (empty: none).
+        screenshot_path: String,
+        /// Before quitting, write presentation statistics as JSON here (empty: none).
+        stats_path: String,
+        /// Sample on a GUI-thread timer of this period instead of every rendered frame (0).
+        poll_interval_ms: u32,
+    }
+
+    unsafe extern "C++" {
+        include!("framelane/app.h");
+        /// Runs the application; returns the process exit code.
+        #[cxx_name = "runApplication"]
+        fn run_application(options: &AppOptions) -> i32;
+    }
+}

@@ -1,0 +1,427 @@
+//! `LiveView`: the QML-facing side of one fast-lane run. The scene-graph item (cpp/frame_item)
+//! asks it for the newest frame on the render thread; QML reads the HUD of that same frame from
+//! its properties, which are refreshed on the GUI thread once per rendered frame.
+
+#[cxx_qt::bridge]
+pub mod qobject {
+    unsafe extern "C++" {
+        include!("cxx-qt-lib/qstring.h");
+        type QString = cxx_qt_lib::QString;
+    }
+
+    /// Size and pixel format of the frames the item should allocate for (width 0: none).
+    #[derive(Debug, Default)]
+    struct FrameShape {
+        width: u32,
+        height: u32,
+        /// 1 = RGB8, 2 = RGBA8, 3 = BGRA8 (the fast-lane format codes).
+        format: u32,
+    }
+
+    extern "RustQt" {
+        #[qobject]
+        #[qml_element]
+        #[qproperty(QString, run_id, cxx_name = "runId")]
+        #[qproperty(QString, connection_state, cxx_name = "connectionState")]
+        #[qproperty(QString, state_reason, cxx_name = "stateReason")]
+        #[qproperty(QString, segment_kind, cxx_name = "segmentKind")]
+        #[qproperty(i32, frame_width, cxx_name = "frameWidth")]
+        #[qproperty(i32, frame_height, cxx_name = "frameHeight")]
+        #[qproperty(i64, episode)]
+        #[qproperty(i64, step)]
+        #[qproperty(f64, reward)]
+        #[qproperty(f64, episodic_return, cxx_name = "episodicReturn")]
+        #[qproperty(f64, producer_rate, cxx_name = "producerRate")]
+        #[qproperty(f64, display_fps, cxx_name = "displayFps")]
+        #[qproperty(i64, frames_skipped, cxx_name = "framesSkipped")]
+        #[qproperty(f64, latency_ms, cxx_name = "latencyMs")]
+        type LiveView = super::LiveViewRust;
+
+        /// Render thread, GUI thread blocked: shape of the frames to expect.
+        #[cxx_name = "frameShape"]
+        fn frame_shape(self: &LiveView) -> FrameShape;
+
+        /// Render thread, GUI thread blocked: copies the newest frame into `dst` (rows
+        /// `stride` bytes apart); false when there is nothing new.
+        #[cxx_name = "grabFrame"]
+        fn grab_frame(self: &LiveView, dst: &mut [u8], stride: usize) -> bool;
+
+        /// Render thread, after the buffer swap that showed the last grabbed frame.
+        #[cxx_name = "framePresented"]
+        fn frame_presented(self: &LiveView);
+
+        /// GUI thread, in the polish phase before each sync: follow the writer (attach, detect
+        /// gone, re-attach after a restart), choose the frame the render thread will copy and
+        /// publish its HUD values, so picture and HUD of one rendered frame always match.
+        #[qinvokable]
+        fn tick(self: Pin<&mut LiveView>);
+
+        /// Presentation statistics as JSON (latency percentiles, frames shown and skipped).
+        #[qinvokable]
+        #[cxx_name = "statsJson"]
+        fn stats_json(self: &LiveView) -> QString;
+    }
+
+    impl cxx_qt::Initialize for LiveView {}
+}
+
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+
+use cxx_qt::CxxQtType;
+use cxx_qt_lib::QString;
+
+use crate::fastlane::{shm, FastLaneError, FastLaneReader, FrameMeta, ReadOutcome, WriterStatus};
+
+/// How often the GUI thread checks the writer and retries attaching.
+const STATUS_INTERVAL_NS: u64 = 250_000_000;
+/// Latency samples kept for statistics (a bounded ring; older samples are overwritten).
+const LATENCY_SAMPLES: usize = 1 << 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum FeedState {
+    #[default]
+    Idle,
+    Waiting,
+    Live,
+    Silent,
+    Gone,
+    Invalid,
+}
+
+impl FeedState {
+    fn label(self) -> &'static str {
+        match self {
+            FeedState::Idle => "idle",
+            FeedState::Waiting => "waiting",
+            FeedState::Live => "live",
+            FeedState::Silent => "silent",
+            FeedState::Gone => "writer gone",
+            FeedState::Invalid => "invalid segment",
+        }
+    }
+}
+
+/// State shared by the GUI thread (tick) and the render thread (grab, present). The two never
+/// contend: the render thread runs its part while the GUI thread is blocked in sync.
+#[derive(Default)]
+pub struct LiveFeed {
+    run_id: String,
+    reader: Option<FastLaneReader>,
+    state: FeedState,
+    reason: String,
+    /// Frame chosen on the GUI thread (its HUD is laid out now); the render thread copies it.
+    pending: Option<FrameMeta>,
+    shown: Option<FrameMeta>,
+    /// Times the chosen frame was overwritten before the render thread copied it, so the
+    /// newest frame was shown under the HUD of the chosen one.
+    hud_lag_frames: u64,
+    awaiting_present: Option<u64>,
+    latency_ns: Vec<u64>,
+    latency_next: usize,
+    last_latency_ns: Option<u64>,
+    presented: u64,
+    fps_window_start_ns: u64,
+    fps_window_frames: u64,
+    display_fps: f64,
+    last_status_ns: u64,
+}
+
+impl LiveFeed {
+    fn follow(&mut self, run_id: &str) {
+        *self = LiveFeed {
+            run_id: run_id.to_owned(),
+            state: if run_id.is_empty() {
+                FeedState::Idle
+            } else {
+                FeedState::Waiting
+            },
+            latency_ns: Vec::with_capacity(LATENCY_SAMPLES),
+            ..LiveFeed::default()
+        };
+        self.check_writer(shm::monotonic_ns(), true);
+    }
+
+    /// Attaches, detects a gone writer and re-attaches after a restart.
+    fn check_writer(&mut self, now: u64, force: bool) {
+        if self.run_id.is_empty()
+            || (!force && now.saturating_sub(self.last_status_ns) < STATUS_INTERVAL_NS)
+        {
+            return;
+        }
+        self.last_status_ns = now;
+        let status = self.reader.as_ref().map(FastLaneReader::writer_status);
+        match status {
+            Some(WriterStatus::Alive) => {
+                self.state = if self.shown.is_some() {
+                    FeedState::Live
+                } else {
+                    FeedState::Waiting
+                };
+                self.reason.clear();
+            }
+            Some(WriterStatus::Silent { idle_ms }) => {
+                self.state = FeedState::Silent;
+                self.reason = format!("no new frame for {:.1} s", idle_ms as f64 / 1000.0);
+            }
+            Some(WriterStatus::Gone { reason }) => {
+                self.state = FeedState::Gone;
+                self.reason = reason;
+                self.try_attach(true);
+            }
+            Some(WriterStatus::Replaced) | None => self.try_attach(false),
+        }
+    }
+
+    /// Opens the run's current segment; with `keep_old`, a failure keeps the old reader (and
+    /// the last frame) on screen.
+    fn try_attach(&mut self, keep_old: bool) {
+        match FastLaneReader::attach(&self.run_id) {
+            Ok(reader) => {
+                if let Some(old) = &self.reader {
+                    if old.path() == reader.path() && old.writer_status() != WriterStatus::Replaced
+                    {
+                        return;
+                    }
+                }
+                tracing::info!(run = %self.run_id, kind = reader.kind().label(), "attached to fast-lane segment");
+                self.reader = Some(reader);
+                self.state = FeedState::Waiting;
+                self.reason.clear();
+            }
+            Err(FastLaneError::RunNotFound { .. }) => {
+                if !keep_old {
+                    self.reader = None;
+                    self.state = FeedState::Waiting;
+                    self.reason = "no fast-lane segment for this run yet".into();
+                }
+            }
+            Err(err) => {
+                if !keep_old {
+                    self.reader = None;
+                }
+                self.state = FeedState::Invalid;
+                self.reason = err.to_string();
+            }
+        }
+    }
+
+    /// GUI thread: picks the newest frame so its HUD is laid out before the render thread
+    /// copies its pixels.
+    fn choose(&mut self) {
+        if let Some(reader) = self.reader.as_mut() {
+            if let Some(meta) = reader.peek_newest() {
+                self.pending = Some(meta);
+            }
+        }
+    }
+
+    /// Render thread: copies the chosen frame (or, if the writer overwrote it meanwhile, the
+    /// newest one) into `dst`.
+    fn grab(&mut self, dst: &mut [u8], stride: usize) -> bool {
+        let Some(chosen) = self.pending.take() else {
+            return false;
+        };
+        let Some(reader) = self.reader.as_mut() else {
+            return false;
+        };
+        let copied = match reader.read_frame(chosen.frame_number, dst, stride) {
+            Ok(Some(meta)) => Ok(Some(meta)),
+            Ok(None) => reader
+                .read_newest(dst, stride)
+                .map(|outcome| match outcome {
+                    ReadOutcome::Frame(meta) => {
+                        self.hud_lag_frames += 1;
+                        Some(meta)
+                    }
+                    _ => None,
+                }),
+            Err(err) => Err(err),
+        };
+        match copied {
+            Ok(Some(meta)) => {
+                self.shown = Some(meta);
+                self.awaiting_present = meta.producer_mono_ns;
+                if self.state == FeedState::Waiting {
+                    self.state = FeedState::Live;
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(err) => {
+                self.state = FeedState::Invalid;
+                self.reason = err.to_string();
+                false
+            }
+        }
+    }
+
+    fn presented(&mut self) {
+        let now = shm::monotonic_ns();
+        self.presented += 1;
+        if let Some(produced) = self.awaiting_present.take() {
+            let latency = now.saturating_sub(produced);
+            self.last_latency_ns = Some(latency);
+            if self.latency_ns.len() < LATENCY_SAMPLES {
+                self.latency_ns.push(latency);
+            } else {
+                self.latency_ns[self.latency_next] = latency;
+                self.latency_next = (self.latency_next + 1) % LATENCY_SAMPLES;
+            }
+        }
+        if self.fps_window_start_ns == 0 {
+            self.fps_window_start_ns = now;
+        }
+        self.fps_window_frames += 1;
+        let elapsed = now - self.fps_window_start_ns;
+        if elapsed >= 500_000_000 {
+            self.display_fps = self.fps_window_frames as f64 * 1e9 / elapsed as f64;
+            self.fps_window_start_ns = now;
+            self.fps_window_frames = 0;
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let mut sorted = self.latency_ns.clone();
+        sorted.sort_unstable();
+        let pct = |p: f64| -> Option<f64> {
+            if sorted.is_empty() {
+                return None;
+            }
+            let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+            Some(sorted[idx] as f64 / 1e6)
+        };
+        let reader = self.reader.as_ref();
+        serde_json::json!({
+            "run_id": self.run_id,
+            "state": self.state.label(),
+            "frames_presented": self.presented,
+            "frames_read": reader.map(FastLaneReader::frames_read).unwrap_or(0),
+            "frames_skipped": reader.map(FastLaneReader::frames_skipped).unwrap_or(0),
+            "frames_published": reader.map(FastLaneReader::head).unwrap_or(0),
+            "torn_reads": reader.map(FastLaneReader::torn_reads).unwrap_or(0),
+            "hud_lag_frames": self.hud_lag_frames,
+            "latency_samples": sorted.len(),
+            "latency_p50_ms": pct(0.50),
+            "latency_p99_ms": pct(0.99),
+            "latency_max_ms": sorted.last().map(|v| *v as f64 / 1e6),
+            "display_fps": self.display_fps,
+            "shown_frame_number": self.shown.map(|m| m.frame_number),
+            "shown_step": self.shown.map(|m| m.hud.step),
+        })
+    }
+}
+
+/// Rust state of the `LiveView` QObject.
+#[derive(Default)]
+pub struct LiveViewRust {
+    run_id: QString,
+    connection_state: QString,
+    state_reason: QString,
+    segment_kind: QString,
+    frame_width: i32,
+    frame_height: i32,
+    episode: i64,
+    step: i64,
+    reward: f64,
+    episodic_return: f64,
+    producer_rate: f64,
+    display_fps: f64,
+    frames_skipped: i64,
+    latency_ms: f64,
+    feed: Mutex<LiveFeed>,
+}
+
+impl LiveViewRust {
+    fn feed(&self) -> MutexGuard<'_, LiveFeed> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.feed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl cxx_qt::Initialize for qobject::LiveView {
+    fn initialize(mut self: Pin<&mut Self>) {
+        self.as_mut()
+            .set_connection_state(QString::from(FeedState::Idle.label()));
+        self.as_mut().set_latency_ms(-1.0);
+        self.on_run_id_changed(|view| {
+            let run_id = view.run_id().to_string();
+            view.rust().feed().follow(&run_id);
+            view.tick();
+        })
+        .release();
+    }
+}
+
+impl qobject::LiveView {
+    fn frame_shape(&self) -> qobject::FrameShape {
+        let feed = self.rust().feed();
+        match feed.reader.as_ref().map(FastLaneReader::geometry) {
+            Some(g) => qobject::FrameShape {
+                width: g.width,
+                height: g.height,
+                format: g.format.code(),
+            },
+            None => qobject::FrameShape::default(),
+        }
+    }
+
+    fn grab_frame(&self, dst: &mut [u8], stride: usize) -> bool {
+        self.rust().feed().grab(dst, stride)
+    }
+
+    fn frame_presented(&self) {
+        self.rust().feed().presented();
+    }
+
+    fn tick(mut self: Pin<&mut Self>) {
+        let snapshot = {
+            let mut feed = self.rust().feed();
+            feed.check_writer(shm::monotonic_ns(), false);
+            feed.choose();
+            let geometry = feed.reader.as_ref().map(FastLaneReader::geometry);
+            let kind = feed.reader.as_ref().map(|r| r.kind().label()).unwrap_or("");
+            let skipped = feed
+                .reader
+                .as_ref()
+                .map(FastLaneReader::frames_skipped)
+                .unwrap_or(0);
+            (
+                feed.state.label(),
+                feed.reason.clone(),
+                kind,
+                geometry,
+                feed.pending.or(feed.shown),
+                skipped,
+                feed.display_fps,
+                feed.last_latency_ns,
+            )
+        };
+        let (state, reason, kind, geometry, shown, skipped, fps, latency) = snapshot;
+        let mut this = self.as_mut();
+        this.as_mut().set_connection_state(QString::from(state));
+        this.as_mut().set_state_reason(QString::from(&reason));
+        this.as_mut().set_segment_kind(QString::from(kind));
+        this.as_mut()
+            .set_frame_width(geometry.map_or(0, |g| g.width as i32));
+        this.as_mut()
+            .set_frame_height(geometry.map_or(0, |g| g.height as i32));
+        if let Some(meta) = shown {
+            this.as_mut().set_episode(meta.hud.episode as i64);
+            this.as_mut().set_step(meta.hud.step as i64);
+            this.as_mut().set_reward(meta.hud.reward);
+            this.as_mut().set_episodic_return(meta.hud.episodic_return);
+            this.as_mut().set_producer_rate(meta.hud.steps_per_second);
+        }
+        this.as_mut().set_frames_skipped(skipped as i64);
+        this.as_mut().set_display_fps(fps);
+        this.as_mut()
+            .set_latency_ms(latency.map_or(-1.0, |ns| ns as f64 / 1e6));
+    }
+
+    fn stats_json(&self) -> QString {
+        QString::from(&self.rust().feed().stats().to_string())
+    }
+}

@@ -1,0 +1,308 @@
+//! GUI end to end, with Qt in its own process on its main thread (harness = false): the real
+//! QML window attaches to a demo producer process, renders, and a window grab is checked
+//! against the producer's frame and HUD. Runs offscreen (software scene graph) and under Xvfb
+//! (OpenGL, threaded render loop).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use framelane::demo::DemoPattern;
+use framelane::fastlane::{FastLaneReader, FrameGeometry, PixelFormat};
+
+const EXE: &str = env!("CARGO_BIN_EXE_framelane");
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SIGTERM so the producer removes its segment.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui");
+    std::fs::create_dir_all(&dir).expect("create artifact dir");
+    dir
+}
+
+enum Display {
+    Offscreen,
+    Xvfb,
+}
+
+impl Display {
+    fn name(&self) -> &'static str {
+        match self {
+            Display::Offscreen => "offscreen",
+            Display::Xvfb => "xvfb",
+        }
+    }
+
+    fn command(&self) -> Command {
+        match self {
+            Display::Offscreen => {
+                let mut cmd = Command::new(EXE);
+                cmd.env("QT_QPA_PLATFORM", "offscreen");
+                cmd
+            }
+            Display::Xvfb => {
+                let mut cmd = Command::new("xvfb-run");
+                cmd.args(["-a", "-s", "-screen 0 1600x1000x24", EXE]);
+                cmd.env_remove("QT_QPA_PLATFORM").env_remove("DISPLAY");
+                cmd
+            }
+        }
+    }
+}
+
+fn check(ok: bool, what: String, failures: &mut Vec<String>) {
+    if ok {
+        println!("  ok: {what}");
+    } else {
+        println!("  FAILED: {what}");
+        failures.push(what);
+    }
+}
+
+/// Reads a binary PPM (P6) as written by QImage.
+fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
+    let bytes = std::fs::read(path).expect("read screenshot");
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while fields.len() < 4 {
+        while bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        let start = pos;
+        while !bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        fields.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
+    }
+    assert_eq!(fields[0], "P6", "screenshot is not a binary PPM");
+    let w: usize = fields[1].parse().expect("width");
+    let h: usize = fields[2].parse().expect("height");
+    (w, h, bytes[pos + 1..].to_vec())
+}
+
+fn rect(value: &serde_json::Value) -> Option<[f64; 4]> {
+    let a = value.as_array()?;
+    Some([
+        a.first()?.as_f64()?,
+        a.get(1)?.as_f64()?,
+        a.get(2)?.as_f64()?,
+        a.get(3)?.as_f64()?,
+    ])
+}
+
+fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut Vec<String>) {
+    println!(
+        "{}: live window attached to a demo producer",
+        display.name()
+    );
+    let run = format!("gui-{}-{}", display.name(), std::process::id());
+    let producer = Reaped(
+        Command::new(EXE)
+            .args([
+                "demo", "--run", &run, "--size", "320x240", "--format", "rgb", "--rate", "30",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start demo producer"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while FastLaneReader::attach(&run).is_err() {
+        assert!(Instant::now() < deadline, "demo segment did not appear");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dir = artifacts();
+    let shot = dir.join(format!("live-{}.ppm", display.name()));
+    let stats_path = dir.join(format!("live-{}.json", display.name()));
+    let status = display
+        .command()
+        .args(["gui", "--run", &run, "--exit-after-ms", "3000"])
+        .arg("--screenshot")
+        .arg(&shot)
+        .arg("--stats-json")
+        .arg(&stats_path)
+        .status()
+        .expect("start the GUI");
+    drop(producer);
+    check(
+        status.success(),
+        format!("GUI exited cleanly ({status})"),
+        failures,
+    );
+    let Ok(text) = std::fs::read_to_string(&stats_path) else {
+        check(
+            false,
+            format!("stats written to {}", stats_path.display()),
+            failures,
+        );
+        return;
+    };
+    let stats: serde_json::Value = serde_json::from_str(&text).expect("stats are JSON");
+    println!("  stats: {stats}");
+    check(
+        stats["state"] == "live",
+        format!("state is live ({})", stats["state"]),
+        failures,
+    );
+    let number = stats["shown_frame_number"].as_u64().unwrap_or(0);
+    check(
+        number > 0,
+        format!("a frame was shown (frame {number})"),
+        failures,
+    );
+    check(
+        stats["frames_presented"].as_u64().unwrap_or(0) > 10,
+        "the window kept rendering".into(),
+        failures,
+    );
+    let step = stats["shown_step"].as_u64().unwrap_or(0);
+    let hud_step = stats["hud"]["hudStep"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    check(
+        hud_step == format!("step {step}"),
+        format!("HUD shows the published step ({hud_step:?} for step {step})"),
+        failures,
+    );
+    check(
+        stats["hud"]["hudRun"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&run),
+        "HUD names the run".into(),
+        failures,
+    );
+    if matches!(display, Display::Xvfb) {
+        check(
+            stats["graphics_api"].as_i64() != Some(1),
+            format!(
+                "hardware-style scene graph under Xvfb (graphics API {})",
+                stats["graphics_api"]
+            ),
+            failures,
+        );
+    }
+
+    let (Some(painted), Some(hud_rect)) = (rect(&stats["painted_rect"]), rect(&stats["hud_rect"]))
+    else {
+        check(
+            false,
+            "stats carry the painted and HUD rectangles".into(),
+            failures,
+        );
+        return;
+    };
+    let (sw, sh, pixels) = read_ppm(&shot);
+    let geometry = FrameGeometry::packed(320, 240, PixelFormat::Rgb8);
+    let pattern = DemoPattern::new(geometry);
+    let (mut compared, mut total_diff, mut worst) = (0usize, 0u64, 0u8);
+    for gy in 0..12 {
+        for gx in 0..16 {
+            let (u, v) = ((gx as f64 + 0.5) / 16.0, (gy as f64 + 0.5) / 12.0);
+            let (x, y) = (painted[0] + u * painted[2], painted[1] + v * painted[3]);
+            let inside_hud = x >= hud_rect[0] - 4.0
+                && x <= hud_rect[0] + hud_rect[2] + 4.0
+                && y >= hud_rect[1] - 4.0
+                && y <= hud_rect[1] + hud_rect[3] + 4.0;
+            let (px, py) = (x as usize, y as usize);
+            if inside_hud || px >= sw || py >= sh {
+                continue;
+            }
+            let fx = (u * 320.0) as usize;
+            let fy = (v * 240.0) as usize;
+            let want = pattern.pixel(number, fx, fy);
+            let got = &pixels[(py * sw + px) * 3..][..3];
+            for c in 0..3 {
+                let d = (i16::from(got[c]) - i16::from(want[c])).unsigned_abs() as u8;
+                total_diff += u64::from(d);
+                worst = worst.max(d);
+            }
+            compared += 1;
+        }
+    }
+    let mean = total_diff as f64 / (compared.max(1) * 3) as f64;
+    check(
+        compared > 100,
+        format!("{compared} sample points outside the HUD"),
+        failures,
+    );
+    check(
+        mean < 6.0 && worst <= 48,
+        format!(
+            "window pixels match producer frame {number} (mean abs diff {mean:.2}, worst {worst})"
+        ),
+        failures,
+    );
+}
+
+fn smoke_test(failures: &mut Vec<String>) {
+    println!("offscreen: --smoke-test");
+    let out = Display::Offscreen
+        .command()
+        .arg("--smoke-test")
+        .output()
+        .expect("run smoke test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        out.status.success() && stdout.contains("smoke test passed"),
+        format!("--smoke-test passes ({}; {stdout} {stderr})", out.status),
+        failures,
+    );
+}
+
+fn no_display_gives_a_hint(failures: &mut Vec<String>) {
+    println!("no display: the GUI explains how to run headless");
+    let out = Command::new(EXE)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("QT_QPA_PLATFORM")
+        .arg("--no-demo")
+        .output()
+        .expect("run without display");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        !out.status.success()
+            && stderr.contains("xvfb-run")
+            && stderr.contains("QT_QPA_PLATFORM=offscreen"),
+        format!("exits with a hint, not a crash ({})", stderr.trim()),
+        failures,
+    );
+}
+
+fn main() {
+    // libtest-style filtering is not needed; accept and ignore its flags.
+    let mut failures = Vec::new();
+    no_display_gives_a_hint(&mut failures);
+    smoke_test(&mut failures);
+    live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
+    if Command::new("xvfb-run")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        live_window_shows_the_producer_frame_and_hud(Display::Xvfb, &mut failures);
+    } else {
+        failures.push("xvfb-run is not installed (scripts/setup-debian.sh installs it)".into());
+    }
+    if failures.is_empty() {
+        println!("gui: all checks passed");
+    } else {
+        println!("gui: {} check(s) failed:", failures.len());
+        for f in &failures {
+            println!("  - {f}");
+        }
+        std::process::exit(1);
+    }
+}
