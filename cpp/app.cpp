@@ -52,6 +52,7 @@ statsOf(QObject* root, QQuickWindow* window)
     const QRectF local = frame->property("paintedRect").toRectF();
     const QRectF scene = frame->mapRectToScene(local);
     const qreal dpr = window->effectiveDevicePixelRatio();
+    stats.insert(QStringLiteral("upload_path"), frame->property("uploadPath").toString());
     stats.insert(QStringLiteral("painted_rect"),
                  QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
   }
@@ -101,6 +102,9 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialRunId"), toQString(options.initial_run_id) },
     { QStringLiteral("title"), toQString(options.window_title) },
     { QStringLiteral("pollIntervalMs"), int(options.poll_interval_ms) },
+    { QStringLiteral("width"), int(options.window_width) },
+    { QStringLiteral("height"), int(options.window_height) },
+    { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },
   });
   engine.load(QUrl(QStringLiteral("qrc:/qt/qml/dev/framelane/qml/Main.qml")));
   if (engine.rootObjects().isEmpty()) {

@@ -1,8 +1,12 @@
 #include "framelane/frame_item.h"
 
+#include <QtGui/QOpenGLContext>
+#include <QtGui/QOpenGLFunctions>
 #include <QtQuick/QQuickWindow>
+#include <QtQuick/QSGRendererInterface>
 #include <QtQuick/QSGSimpleTextureNode>
 #include <QtQuick/QSGTexture>
+#include <QtQuick/qsgtexture_platform.h>
 
 #include "framelane/src/ui/live_view.cxxqt.h"
 
@@ -34,6 +38,95 @@ fitted(const QSizeF& frame, const QRectF& bounds)
                 size.width(),
                 size.height());
 }
+
+// Texture node for frames. With OpenGL it keeps one texture per frame size and uploads each
+// new frame into it (glTexSubImage2D), so no texture is created per frame; with other scene
+// graph backends it falls back to a texture made from the staging image.
+class FrameNode : public QSGSimpleTextureNode
+{
+public:
+  FrameNode()
+  {
+    setFiltering(QSGTexture::Linear);
+    // The node deletes the texture wrapper it replaces, on the render thread.
+    setOwnsTexture(true);
+  }
+
+  ~FrameNode() override
+  {
+    if (m_glTexture != 0) {
+      if (QOpenGLContext* context = QOpenGLContext::currentContext())
+        context->functions()->glDeleteTextures(1, &m_glTexture);
+    }
+  }
+
+  // Shows `image`; returns which path was taken.
+  FrameItem::UploadPath show(QQuickWindow* window, const QImage& image)
+  {
+    if (uploadGl(window, image))
+      return FrameItem::UploadPath::GlReused;
+    QSGTexture* texture = window->createTextureFromImage(image);
+    if (!texture)
+      return FrameItem::UploadPath::None;
+    setTexture(texture);
+    return FrameItem::UploadPath::TexturePerFrame;
+  }
+
+private:
+  bool uploadGl(QQuickWindow* window, const QImage& image)
+  {
+    if (window->rendererInterface()->graphicsApi() != QSGRendererInterface::OpenGL)
+      return false;
+    QOpenGLContext* context = QOpenGLContext::currentContext();
+    if (!context || context->isOpenGLES())
+      return false;
+    GLenum format;
+    switch (image.format()) {
+      case QImage::Format_RGB888:
+        format = GL_RGB;
+        break;
+      case QImage::Format_RGBA8888:
+        format = GL_RGBA;
+        break;
+      case QImage::Format_ARGB32:
+        format = 0x80E1; // GL_BGRA
+        break;
+      default:
+        return false;
+    }
+    QOpenGLFunctions* gl = context->functions();
+    GLint previousTexture = 0;
+    GLint previousAlignment = 4;
+    gl->glGetIntegerv(GL_TEXTURE_BINDING_2D, &previousTexture);
+    gl->glGetIntegerv(GL_UNPACK_ALIGNMENT, &previousAlignment);
+    if (m_glTexture == 0 || m_size != image.size()) {
+      if (m_glTexture != 0)
+        gl->glDeleteTextures(1, &m_glTexture);
+      gl->glGenTextures(1, &m_glTexture);
+      gl->glBindTexture(GL_TEXTURE_2D, m_glTexture);
+      gl->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
+      gl->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
+      gl->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+      gl->glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+      gl->glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, image.width(), image.height(), 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
+      m_size = image.size();
+      const auto options = image.hasAlphaChannel() ? QQuickWindow::TextureHasAlphaChannel : QQuickWindow::CreateTextureOptions{};
+      setTexture(QNativeInterface::QSGOpenGLTexture::fromNative(m_glTexture, window, m_size, options));
+    } else {
+      gl->glBindTexture(GL_TEXTURE_2D, m_glTexture);
+    }
+    // QImage rows are 4-byte aligned, which is GL's default unpack alignment.
+    gl->glPixelStorei(GL_UNPACK_ALIGNMENT, 4);
+    gl->glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, image.width(), image.height(), format, GL_UNSIGNED_BYTE, image.constBits());
+    gl->glPixelStorei(GL_UNPACK_ALIGNMENT, previousAlignment);
+    gl->glBindTexture(GL_TEXTURE_2D, GLuint(previousTexture));
+    markDirty(QSGNode::DirtyMaterial);
+    return true;
+  }
+
+  GLuint m_glTexture = 0;
+  QSize m_size;
+};
 
 } // namespace
 
@@ -79,7 +172,14 @@ FrameItem::setView(QObject* view)
 {
   if (m_view == view)
     return;
+  if (m_view)
+    disconnect(m_view, nullptr, this, nullptr);
   m_view = view;
+  if (view) {
+    // Render when the view reports a new frame (or a state change), unless a reference-mode
+    // timer sets the cadence.
+    connect(view, SIGNAL(frameAvailable()), this, SLOT(onFrameAvailable()));
+  }
   Q_EMIT viewChanged();
   scheduleFrame();
 }
@@ -88,6 +188,20 @@ QRectF
 FrameItem::paintedRect() const
 {
   return m_paintedRect;
+}
+
+QString
+FrameItem::uploadPath() const
+{
+  switch (UploadPath(m_uploadPath.load(std::memory_order_relaxed))) {
+    case UploadPath::GlReused:
+      return QStringLiteral("opengl-texture-reused");
+    case UploadPath::TexturePerFrame:
+      return QStringLiteral("texture-per-frame");
+    case UploadPath::None:
+      break;
+  }
+  return QStringLiteral("none");
 }
 
 void
@@ -133,23 +247,26 @@ FrameItem::updatePolish()
 }
 
 void
+FrameItem::onFrameAvailable()
+{
+  if (!m_pollTimer)
+    scheduleFrame();
+}
+
+void
 FrameItem::afterSync()
 {
   if (m_paintedRect != m_lastReportedRect) {
     m_lastReportedRect = m_paintedRect;
     Q_EMIT paintedRectChanged();
   }
-  // Sample again at the next frame of the window: the display sets the cadence.
-  if (!m_pollTimer)
-    scheduleFrame();
 }
 
 QSGNode*
 FrameItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
 {
-  auto* node = static_cast<QSGSimpleTextureNode*>(old);
+  auto* node = static_cast<FrameNode*>(old);
   auto* live = qobject_cast<LiveView*>(m_view.data());
-  // Whatever happens below, the GUI thread schedules the next frame afterwards.
   QMetaObject::invokeMethod(this, &FrameItem::afterSync, Qt::QueuedConnection);
   if (!live) {
     delete node;
@@ -170,16 +287,14 @@ FrameItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
     std::size_t(m_staging.bytesPerLine()));
 
   if (fresh) {
-    QSGTexture* texture = window()->createTextureFromImage(m_staging);
-    if (!texture)
-      return node;
-    if (!node) {
-      node = new QSGSimpleTextureNode();
-      node->setFiltering(QSGTexture::Linear);
-      // The node deletes the texture it replaces, on the render thread.
-      node->setOwnsTexture(true);
+    if (!node)
+      node = new FrameNode();
+    const UploadPath path = node->show(window(), m_staging);
+    m_uploadPath.store(int(path), std::memory_order_relaxed);
+    if (path == UploadPath::None) {
+      delete node;
+      return nullptr;
     }
-    node->setTexture(texture);
     m_awaitingSwap = true;
   }
   if (!node)

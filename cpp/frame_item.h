@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+
 #include <QtCore/QPointer>
 #include <QtCore/QTimer>
 #include <QtGui/QImage>
@@ -15,11 +17,20 @@ class FrameItem : public QQuickItem
   QML_ELEMENT
   Q_PROPERTY(QObject* view READ view WRITE setView NOTIFY viewChanged)
   Q_PROPERTY(QRectF paintedRect READ paintedRect NOTIFY paintedRectChanged)
+  // How the last frame reached the GPU: "opengl-texture-reused", "texture-per-frame" or "none".
+  Q_PROPERTY(QString uploadPath READ uploadPath)
   // 0: sample at every rendered frame. N > 0: sample only when a GUI-thread timer of N ms
   // fires (the reference design, kept for comparisons).
   Q_PROPERTY(int pollIntervalMs READ pollIntervalMs WRITE setPollIntervalMs NOTIFY pollIntervalMsChanged)
 
 public:
+  enum class UploadPath
+  {
+    None,
+    GlReused,
+    TexturePerFrame,
+  };
+
   explicit FrameItem(QQuickItem* parent = nullptr);
   ~FrameItem() override;
 
@@ -27,6 +38,7 @@ public:
   void setView(QObject* view);
   // Where the frame is drawn, in item coordinates (aspect ratio kept, centred).
   QRectF paintedRect() const;
+  QString uploadPath() const;
   int pollIntervalMs() const;
   void setPollIntervalMs(int ms);
 
@@ -40,6 +52,9 @@ protected:
   QSGNode* updatePaintNode(QSGNode* old, UpdatePaintNodeData* data) override;
   void itemChange(ItemChange change, const ItemChangeData& value) override;
 
+private Q_SLOTS:
+  void onFrameAvailable();
+
 private:
   void afterSync();
   void scheduleFrame();
@@ -51,5 +66,6 @@ private:
   QRectF m_lastReportedRect;
   QMetaObject::Connection m_swapConnection;
   bool m_awaitingSwap = false;
+  std::atomic<int> m_uploadPath{ 0 };
   QTimer* m_pollTimer = nullptr;
 };

@@ -63,6 +63,12 @@ struct GuiArgs {
     /// Write presentation statistics (latency, frames shown and skipped, HUD text) as JSON.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Window size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x760", value_parser = parse_size)]
+    window_size: (u32, u32),
+    /// Open full screen (kiosks).
+    #[arg(long)]
+    fullscreen: bool,
     /// Sample frames on a GUI-thread timer of this period instead of at every rendered frame
     /// (the reference design polls every 16 ms; for comparisons). 0: frame cadence.
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -206,6 +212,9 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         screenshot_path: path_string(args.screenshot.as_ref()),
         stats_path: path_string(args.stats_json.as_ref()),
         poll_interval_ms: args.poll_interval_ms,
+        window_width: args.window_size.0,
+        window_height: args.window_size.1,
+        fullscreen: args.fullscreen,
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);

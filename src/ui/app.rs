@@ -19,6 +19,9 @@ pub mod ffi {
         stats_path: String,
         /// Sample on a GUI-thread timer of this period instead of every rendered frame (0).
         poll_interval_ms: u32,
+        window_width: u32,
+        window_height: u32,
+        fullscreen: bool,
     }
 
     unsafe extern "C++" {

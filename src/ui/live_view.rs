@@ -62,19 +62,36 @@ pub mod qobject {
         fn stats_json(self: &LiveView) -> QString;
     }
 
+    unsafe extern "RustQt" {
+        /// Something changed for this run (a new frame, or the writer's state): render a frame.
+        #[qsignal]
+        #[cxx_name = "frameAvailable"]
+        fn frame_available(self: Pin<&mut LiveView>);
+    }
+
     impl cxx_qt::Initialize for LiveView {}
+    impl cxx_qt::Threading for LiveView {}
 }
 
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
-use cxx_qt::CxxQtType;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
 use crate::fastlane::{shm, FastLaneError, FastLaneReader, FrameMeta, ReadOutcome, WriterStatus};
 
 /// How often the GUI thread checks the writer and retries attaching.
 const STATUS_INTERVAL_NS: u64 = 250_000_000;
+/// How often the watcher thread looks for a new frame: well under a display frame, so a frame
+/// waits at most this long before the window starts rendering it.
+const WATCH_INTERVAL: Duration = Duration::from_millis(1);
+/// Even with no new frame, the window refreshes this often so writer state changes show.
+const REFRESH_INTERVAL_NS: u64 = 250_000_000;
 /// Latency samples kept for statistics (a bounded ring; older samples are overwritten).
 const LATENCY_SAMPLES: usize = 1 << 16;
 
@@ -117,8 +134,10 @@ pub struct LiveFeed {
     /// newest frame was shown under the HUD of the chosen one.
     hud_lag_frames: u64,
     awaiting_present: Option<u64>,
-    latency_ns: Vec<u64>,
-    latency_next: usize,
+    /// Producer timestamp to the buffer swap that showed the frame.
+    present_latency: LatencyRing,
+    /// Producer timestamp to the copy out of shared memory (part of the above).
+    copy_latency: LatencyRing,
     last_latency_ns: Option<u64>,
     presented: u64,
     fps_window_start_ns: u64,
@@ -136,7 +155,6 @@ impl LiveFeed {
             } else {
                 FeedState::Waiting
             },
-            latency_ns: Vec::with_capacity(LATENCY_SAMPLES),
             ..LiveFeed::default()
         };
         self.check_writer(shm::monotonic_ns(), true);
@@ -242,6 +260,10 @@ impl LiveFeed {
             Ok(Some(meta)) => {
                 self.shown = Some(meta);
                 self.awaiting_present = meta.producer_mono_ns;
+                if let Some(produced) = meta.producer_mono_ns {
+                    self.copy_latency
+                        .push(shm::monotonic_ns().saturating_sub(produced));
+                }
                 if self.state == FeedState::Waiting {
                     self.state = FeedState::Live;
                 }
@@ -262,12 +284,7 @@ impl LiveFeed {
         if let Some(produced) = self.awaiting_present.take() {
             let latency = now.saturating_sub(produced);
             self.last_latency_ns = Some(latency);
-            if self.latency_ns.len() < LATENCY_SAMPLES {
-                self.latency_ns.push(latency);
-            } else {
-                self.latency_ns[self.latency_next] = latency;
-                self.latency_next = (self.latency_next + 1) % LATENCY_SAMPLES;
-            }
+            self.present_latency.push(latency);
         }
         if self.fps_window_start_ns == 0 {
             self.fps_window_start_ns = now;
@@ -282,15 +299,8 @@ impl LiveFeed {
     }
 
     fn stats(&self) -> serde_json::Value {
-        let mut sorted = self.latency_ns.clone();
-        sorted.sort_unstable();
-        let pct = |p: f64| -> Option<f64> {
-            if sorted.is_empty() {
-                return None;
-            }
-            let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-            Some(sorted[idx] as f64 / 1e6)
-        };
+        let present = self.present_latency.percentiles_ms();
+        let copy = self.copy_latency.percentiles_ms();
         let reader = self.reader.as_ref();
         serde_json::json!({
             "run_id": self.run_id,
@@ -301,14 +311,60 @@ impl LiveFeed {
             "frames_published": reader.map(FastLaneReader::head).unwrap_or(0),
             "torn_reads": reader.map(FastLaneReader::torn_reads).unwrap_or(0),
             "hud_lag_frames": self.hud_lag_frames,
-            "latency_samples": sorted.len(),
-            "latency_p50_ms": pct(0.50),
-            "latency_p99_ms": pct(0.99),
-            "latency_max_ms": sorted.last().map(|v| *v as f64 / 1e6),
+            "latency_samples": present.count,
+            "latency_p50_ms": present.p50,
+            "latency_p99_ms": present.p99,
+            "latency_max_ms": present.max,
+            "copy_latency_p50_ms": copy.p50,
+            "copy_latency_p99_ms": copy.p99,
             "display_fps": self.display_fps,
             "shown_frame_number": self.shown.map(|m| m.frame_number),
             "shown_step": self.shown.map(|m| m.hud.step),
         })
+    }
+}
+
+/// The most recent latency samples, in a fixed ring (older ones are overwritten).
+#[derive(Default)]
+struct LatencyRing {
+    samples_ns: Vec<u64>,
+    next: usize,
+}
+
+/// Percentiles of a latency ring, in milliseconds (None without samples).
+struct LatencyPercentiles {
+    count: usize,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+}
+
+impl LatencyRing {
+    fn push(&mut self, ns: u64) {
+        if self.samples_ns.len() < LATENCY_SAMPLES {
+            if self.samples_ns.capacity() == 0 {
+                self.samples_ns.reserve_exact(LATENCY_SAMPLES);
+            }
+            self.samples_ns.push(ns);
+        } else {
+            self.samples_ns[self.next] = ns;
+            self.next = (self.next + 1) % LATENCY_SAMPLES;
+        }
+    }
+
+    fn percentiles_ms(&self) -> LatencyPercentiles {
+        let mut sorted = self.samples_ns.clone();
+        sorted.sort_unstable();
+        let at = |p: f64| {
+            (!sorted.is_empty())
+                .then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1e6)
+        };
+        LatencyPercentiles {
+            count: sorted.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 
@@ -330,6 +386,10 @@ pub struct LiveViewRust {
     frames_skipped: i64,
     latency_ms: f64,
     feed: Mutex<LiveFeed>,
+    /// Stop flag of the current run's watcher thread.
+    watcher_stop: Option<Arc<AtomicBool>>,
+    /// A frame_available notification is queued and not yet handled (coalescing, queue of 1).
+    notify_pending: Arc<AtomicBool>,
 }
 
 impl LiveViewRust {
@@ -346,16 +406,92 @@ impl cxx_qt::Initialize for qobject::LiveView {
         self.as_mut()
             .set_connection_state(QString::from(FeedState::Idle.label()));
         self.as_mut().set_latency_ms(-1.0);
-        self.on_run_id_changed(|view| {
+        self.on_run_id_changed(|mut view| {
             let run_id = view.run_id().to_string();
             view.rust().feed().follow(&run_id);
-            view.tick();
+            view.as_mut().start_watcher(run_id);
+            view.frame_available();
         })
         .release();
     }
 }
 
+impl Drop for LiveViewRust {
+    fn drop(&mut self) {
+        if let Some(stop) = self.watcher_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Watches a run's segment for new frames and asks the GUI thread to render when one arrives,
+/// so the window renders on new frames (at most once per display frame) instead of a timer.
+fn watch_run(
+    run_id: String,
+    stop: Arc<AtomicBool>,
+    pending: Arc<AtomicBool>,
+    qt_thread: cxx_qt::CxxQtThread<qobject::LiveView>,
+) {
+    let mut reader: Option<FastLaneReader> = None;
+    let mut last_head = 0;
+    let mut last_notify_ns = 0;
+    let mut last_attach_ns = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = shm::monotonic_ns();
+        let stale = reader.as_ref().is_some_and(|r| {
+            now.saturating_sub(last_notify_ns) >= REFRESH_INTERVAL_NS
+                && !matches!(
+                    r.writer_status(),
+                    WriterStatus::Alive | WriterStatus::Silent { .. }
+                )
+        });
+        if (reader.is_none() || stale) && now.saturating_sub(last_attach_ns) >= STATUS_INTERVAL_NS {
+            last_attach_ns = now;
+            reader = FastLaneReader::attach(&run_id).ok();
+        }
+        let head = reader.as_ref().map_or(0, FastLaneReader::head);
+        let due = head != last_head || now.saturating_sub(last_notify_ns) >= REFRESH_INTERVAL_NS;
+        if due && !pending.swap(true, Ordering::AcqRel) {
+            last_head = head;
+            last_notify_ns = now;
+            let handled = Arc::clone(&pending);
+            let queued = qt_thread.queue(move |view| {
+                handled.store(false, Ordering::Release);
+                view.frame_available();
+            });
+            if queued.is_err() {
+                break;
+            }
+        }
+        std::thread::sleep(WATCH_INTERVAL);
+    }
+}
+
 impl qobject::LiveView {
+    fn start_watcher(mut self: Pin<&mut Self>, run_id: String) {
+        let qt_thread = self.qt_thread();
+        let mut rust = self.as_mut().rust_mut();
+        if let Some(stop) = rust.watcher_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if run_id.is_empty() {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let pending = Arc::clone(&rust.notify_pending);
+        pending.store(false, Ordering::Release);
+        let thread_stop = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("fastlane-watch".into())
+            .spawn(move || watch_run(run_id, thread_stop, pending, qt_thread));
+        match spawned {
+            Ok(_) => rust.watcher_stop = Some(stop),
+            Err(err) => {
+                tracing::error!(error = %err, "could not start the fast-lane watcher thread")
+            }
+        }
+    }
+
     fn frame_shape(&self) -> qobject::FrameShape {
         let feed = self.rust().feed();
         match feed.reader.as_ref().map(FastLaneReader::geometry) {
