@@ -1,5 +1,5 @@
 //! Builds the cxx-qt bridges of src/ui, the C++ scene-graph item and application shell in cpp/,
-//! and the QML module `dev.framelane` from qml/.
+//! the QML module `dev.framelane` from qml/, and the gRPC code from proto/.
 
 use cxx_qt_build::{CxxQtBuilder, QmlModule};
 
@@ -23,4 +23,11 @@ fn main() {
         ])
         .cpp_files(["cpp/frame_item.h", "cpp/frame_item.cpp", "cpp/app.cpp"]);
     builder.build();
+
+    tonic_prost_build::configure()
+        .compile_protos(
+            &["proto/framelane/v1/telemetry.proto", "proto/gymgui/trainer.proto"],
+            &["proto"],
+        )
+        .unwrap_or_else(|err| panic!("compiling proto/ failed (is protoc installed? scripts/setup-debian.sh installs it): {err}"));
 }

@@ -13,6 +13,8 @@ PACKAGES=(
   xvfb xauth libgl1-mesa-dri libegl-mesa0 libglx-mesa0 fonts-dejavu-core
   # toolchain pieces: cxx-qt links with lld; pkg-config finds Qt
   lld pkg-config g++ make
+  # gRPC code generation (protoc and the well-known .proto files)
+  protobuf-compiler libprotobuf-dev
   # test helpers
   python3
 )

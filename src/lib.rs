@@ -2,6 +2,12 @@
 //! rigs, shown in a Qt Quick window. See docs/ARCHITECTURE.md for the parts and how data flows.
 
 pub mod bench;
+pub mod bus;
+pub mod daemon;
 pub mod demo;
 pub mod fastlane;
+pub mod gating;
+pub mod ingest;
+pub mod snapshot;
+pub mod store;
 pub mod ui;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use framelane::demo::{self, DemoConfig};
 use framelane::fastlane::{self, PixelFormat};
-use framelane::{bench, ui};
+use framelane::{bench, daemon, ui};
 
 /// Live frames and telemetry from RL workers, robots and camera rigs.
 #[derive(Parser, Debug)]
@@ -32,9 +32,37 @@ enum Command {
     /// Inspect and tidy fast-lane segments in shared memory.
     #[command(subcommand)]
     Fastlane(FastlaneCommand),
+    /// Run the telemetry daemon headless: gRPC ingest (framelane.v1 and MOSAIC's trainer API)
+    /// into SQLite, with storage profiles and frame gating.
+    Serve(ServeArgs),
     /// Measure speed and print figures (optionally as JSON).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Where the database and kept frames live (default: the platform's data directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; anything but loopback needs --token.
+    #[arg(long, default_value = "127.0.0.1:50551")]
+    listen: std::net::SocketAddr,
+    /// Bearer token clients must send (also FRAMELANE_TOKEN).
+    #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Storage profile file overriding the built-ins (default: ~/.config/framelane/profiles.yaml if present).
+    #[arg(long, value_name = "FILE")]
+    profiles: Option<PathBuf>,
+    /// Commit after this many rows ...
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_rows: u32,
+    /// ... or after this many milliseconds, whichever comes first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    flush_ms: u32,
+    /// Most commands waiting for the store writer; publishers wait beyond it.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    queue: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -161,6 +189,7 @@ fn main() -> ExitCode {
         Some(Command::Gui(args)) => run_gui(args),
         Some(Command::Demo(args)) => run_demo(args),
         Some(Command::Fastlane(cmd)) => run_fastlane(cmd),
+        Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
     };
     match result {
@@ -227,6 +256,55 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         }
     }
     result.map_err(Into::into)
+}
+
+fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
+    let mut config = daemon::DaemonConfig::new(
+        args.data_dir
+            .clone()
+            .unwrap_or_else(daemon::default_data_dir),
+    );
+    config.listen = args.listen;
+    config.token = args.token.clone().filter(|t| !t.is_empty());
+    config.profiles_file = args.profiles.clone().or_else(daemon::default_profiles_file);
+    config.batch = framelane::store::BatchPolicy {
+        max_rows: args.batch_rows as usize,
+        max_delay: Duration::from_millis(u64::from(args.flush_ms)),
+    };
+    config.store_queue = args.queue as usize;
+    Ok(config)
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = daemon_config(&args)?;
+    let data_dir = config.data_dir.clone();
+    let daemon = daemon::Daemon::start(config)?;
+    println!(
+        "framelane serve: listening on {} (data in {})",
+        daemon.local_addr(),
+        data_dir.display()
+    );
+    wait_for_termination()?;
+    eprintln!("framelane serve: stopping; committing what is in flight");
+    daemon.shutdown();
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_termination() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    Ok(())
 }
 
 fn path_string(path: Option<&PathBuf>) -> String {

@@ -1,0 +1,172 @@
+//! The run bus: the internal records every ingest API is turned into, and the bounded queues
+//! that carry them from the gRPC handlers to the store writer and the snapshot writer.
+//!
+//! Policies: the store queue *waits* when full (scalars are never dropped: the handler stops
+//! reading its stream and HTTP/2 flow control slows the worker); the snapshot queue *sheds the
+//! newest frame* when full and counts it. Every shed item is counted per run and kind
+//! ([`ShedCounters`]) and the store writer persists the counts with each commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::gating::FrameCompression;
+
+/// Pixel layouts a worker may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawPixelFormat {
+    Rgb8,
+    Rgba8,
+    Bgra8,
+    Gray8,
+}
+
+impl RawPixelFormat {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            RawPixelFormat::Rgb8 => 3,
+            RawPixelFormat::Rgba8 | RawPixelFormat::Bgra8 => 4,
+            RawPixelFormat::Gray8 => 1,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RawPixelFormat::Rgb8 => "rgb8",
+            RawPixelFormat::Rgba8 => "rgba8",
+            RawPixelFormat::Bgra8 => "bgra8",
+            RawPixelFormat::Gray8 => "gray8",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "rgb8" => Some(RawPixelFormat::Rgb8),
+            "rgba8" => Some(RawPixelFormat::Rgba8),
+            "bgra8" => Some(RawPixelFormat::Bgra8),
+            "gray8" => Some(RawPixelFormat::Gray8),
+            _ => None,
+        }
+    }
+}
+
+/// A frame as a worker sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameImage {
+    Raw {
+        width: u32,
+        height: u32,
+        format: RawPixelFormat,
+        pixels: Vec<u8>,
+    },
+    /// Already encoded by the worker; `codec` is "png" or "jpeg".
+    Encoded { codec: String, data: Vec<u8> },
+    /// The worker keeps the frame itself; this says where.
+    Reference(String),
+}
+
+/// Action or observation of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Json(String),
+    Raw(Vec<u8>),
+}
+
+/// One environment step, whichever API it came in through.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub worker_id: String,
+    pub agent_id: String,
+    pub episode: u64,
+    pub step: u64,
+    pub reward: f64,
+    pub terminated: bool,
+    pub truncated: bool,
+    /// Unix nanoseconds at the worker; 0 when unknown.
+    pub producer_unix_ns: u64,
+    pub action: Option<Payload>,
+    pub observation: Option<Payload>,
+    /// API-specific fields without a column of their own, as a JSON object.
+    pub extra_json: Option<String>,
+}
+
+/// One finished episode.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EpisodeRecord {
+    pub run_id: String,
+    pub worker_id: String,
+    pub agent_id: String,
+    pub episode: u64,
+    pub total_reward: f64,
+    pub steps: u64,
+    pub terminated: bool,
+    pub truncated: bool,
+    pub metadata_json: String,
+    pub producer_unix_ns: u64,
+}
+
+/// A frame the gate decided to keep, on its way to the store or the snapshot writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptFrame {
+    pub run_id: String,
+    pub episode: u64,
+    pub step: u64,
+    pub compression: FrameCompression,
+    pub image: FrameImage,
+}
+
+/// Where a kept frame ended up, as the store indexes it by (run, episode, step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameIndexEntry {
+    pub run_id: String,
+    pub episode: u64,
+    pub step: u64,
+    /// "inline", "png", "jpeg", "reference" (and "video" once encoded).
+    pub kind: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+    /// File path (png/jpeg), or the worker's reference.
+    pub location: String,
+    /// Pixels or encoded bytes kept in the store itself ("inline").
+    pub data: Option<Vec<u8>>,
+}
+
+/// Items shed, per (run, kind). Shared by everything that sheds; the store writer persists it.
+#[derive(Debug, Default)]
+pub struct ShedCounters {
+    counts: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+impl ShedCounters {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Counts `n` items of `kind` shed for `run_id`.
+    pub fn add(&self, run_id: &str, kind: &'static str, n: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((run_id.to_owned(), kind)).or_insert(0) += n;
+    }
+
+    /// Takes the counts added since the last call.
+    pub fn take(&self) -> HashMap<(String, &'static str), u64> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Shed kinds, as stored and shown.
+pub mod shed_kind {
+    /// The profile keeps only every n-th frame (or none): an expected, configured thinning.
+    pub const FRAME_THINNED: &str = "frame_thinned";
+    /// The snapshot queue was full: the frame was dropped to keep ingest moving.
+    pub const FRAME_QUEUE_FULL: &str = "frame_queue_full";
+    /// A frame that could not be decoded or encoded.
+    pub const FRAME_INVALID: &str = "frame_invalid";
+    /// The profile asks for video, which this daemon cannot encode yet.
+    pub const FRAME_NO_ENCODER: &str = "frame_no_encoder";
+    /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
+    pub const INVALID_STEP: &str = "invalid_step";
+    /// An episode refused as malformed.
+    pub const INVALID_EPISODE: &str = "invalid_episode";
+}

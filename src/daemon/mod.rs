@@ -1,0 +1,291 @@
+//! The daemon: wires the store writer, the snapshot writer, storage profiles and the gRPC
+//! ingest together and runs them until asked to stop. `framelane serve` runs it headless; the
+//! GUI embeds one unless told to connect to a running daemon.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::bus::ShedCounters;
+use crate::gating::{GatingError, ProfileSet};
+use crate::ingest::{IngestCore, IngestParts, ServerLimits};
+use crate::snapshot::SnapshotWriter;
+use crate::store::{self, BatchPolicy, StoreError, StoreWriter};
+
+/// Default port of the daemon (loopback).
+pub const DEFAULT_PORT: u16 = 50551;
+
+/// Errors starting or running the daemon, worded for the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Profiles(#[from] GatingError),
+    #[error("listening on {address} needs a token (--token or FRAMELANE_TOKEN): only loopback addresses may be used without one")]
+    TokenRequired { address: SocketAddr },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start {what}: {source}")]
+    Start {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Bearer token clients must send; required for a non-loopback `listen`.
+    pub token: Option<String>,
+    /// User profile file overriding the built-ins; watched for changes.
+    pub profiles_file: Option<PathBuf>,
+    /// Commands waiting for the store writer, at most (the scalar queue; senders wait beyond it).
+    pub store_queue: usize,
+    /// Frames waiting for the snapshot writer, at most (beyond it frames are shed).
+    pub snapshot_queue: usize,
+    /// Batching when a run's profile does not ask for tighter.
+    pub batch: BatchPolicy,
+    pub limits: ServerLimits,
+}
+
+impl DaemonConfig {
+    /// Loopback on the default port, data in the platform's data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            token: None,
+            profiles_file: None,
+            store_queue: 16_384,
+            snapshot_queue: 256,
+            batch: BatchPolicy::default(),
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// The platform's data directory for framelane (e.g. ~/.local/share/framelane).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("framelane")
+}
+
+/// The user profile file, if present (~/.config/framelane/profiles.yaml).
+pub fn default_profiles_file() -> Option<PathBuf> {
+    dirs::config_dir()
+        .map(|d| d.join("framelane").join("profiles.yaml"))
+        .filter(|p| p.exists())
+}
+
+/// A running daemon.
+pub struct Daemon {
+    runtime: Option<tokio::runtime::Runtime>,
+    core: Option<Arc<IngestCore>>,
+    profile_watcher: Option<std::thread::JoinHandle<()>>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    store: Option<StoreWriter>,
+    db_path: PathBuf,
+}
+
+impl Daemon {
+    /// Opens the store, loads profiles, binds the listener and starts serving.
+    pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
+        if config.token.is_none() && !config.listen.ip().is_loopback() {
+            return Err(DaemonError::TokenRequired {
+                address: config.listen,
+            });
+        }
+        let profile_set = match &config.profiles_file {
+            Some(path) => ProfileSet::load(path)?,
+            None => ProfileSet::builtin()?,
+        };
+        let profiles = Arc::new(RwLock::new(profile_set));
+        let db_path = store::database_path(&config.data_dir)?;
+        let shed = ShedCounters::new();
+        let store = StoreWriter::start(
+            &db_path,
+            config.store_queue,
+            config.batch,
+            Arc::clone(&shed),
+        )?;
+        let snapshots = SnapshotWriter::start(
+            &config.data_dir.join("frames"),
+            config.snapshot_queue,
+            store.sender(),
+            Arc::clone(&shed),
+        )
+        .map_err(|source| DaemonError::Start {
+            what: "the snapshot writer",
+            source,
+        })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let core = IngestCore::new(IngestParts {
+            store: store.sender(),
+            store_capacity: config.store_queue,
+            commits: store.commit_sender(),
+            db_path: db_path.clone(),
+            snapshots,
+            profiles: Arc::clone(&profiles),
+            shed,
+            token: config.token.clone(),
+            shutdown: shutdown_rx.clone(),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ingest-rt")
+            .enable_all()
+            .build()
+            .map_err(|source| DaemonError::Start {
+                what: "the ingest runtime",
+                source,
+            })?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(config.listen))
+            .map_err(|source| DaemonError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let mut stop = shutdown_rx.clone();
+        let server = runtime.spawn(crate::ingest::serve(
+            Arc::clone(&core),
+            listener,
+            config.limits,
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        ));
+        runtime.spawn(Arc::clone(&core).track_rates());
+        runtime.spawn(Arc::clone(&core).regulate_flow());
+        let profile_watcher = match config.profiles_file.clone() {
+            Some(path) => Some(spawn_profile_watcher(
+                path,
+                profiles,
+                Arc::clone(&core),
+                shutdown_rx,
+            )?),
+            None => None,
+        };
+        tracing::info!(address = %local_addr, database = %db_path.display(), "daemon serving");
+        Ok(Self {
+            runtime: Some(runtime),
+            core: Some(core),
+            profile_watcher,
+            local_addr,
+            shutdown,
+            server: Some(server),
+            store: Some(store),
+            db_path,
+        })
+    }
+
+    /// The address the daemon listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn database_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    pub fn core(&self) -> Option<&Arc<IngestCore>> {
+        self.core.as_ref()
+    }
+
+    /// The daemon's runtime, for tasks that talk to it in-process.
+    pub fn runtime(&self) -> Option<&tokio::runtime::Runtime> {
+        self.runtime.as_ref()
+    }
+
+    /// Stops accepting work, lets in-flight publishes commit and reply, flushes the store and
+    /// joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let (Some(runtime), Some(server)) = (self.runtime.as_ref(), self.server.take()) {
+            match runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(15), server).await })
+            {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => tracing::warn!(error = %err, "gRPC server ended with an error"),
+                Ok(Err(err)) => tracing::warn!(error = %err, "gRPC server task failed"),
+                Err(_) => tracing::warn!("in-flight requests did not finish within 15 s"),
+            }
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        if let Some(watcher) = self.profile_watcher.take() {
+            let _ = watcher.join();
+        }
+        // The core holds the snapshot writer, which finishes its queue into the store.
+        drop(self.core.take());
+        if let Some(store) = self.store.take() {
+            store.shutdown();
+        }
+        tracing::info!("daemon stopped");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.runtime.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Reloads the user profile file when it changes; a bad file is reported and the last good
+/// profiles stay in force.
+fn spawn_profile_watcher(
+    path: PathBuf,
+    profiles: Arc<RwLock<ProfileSet>>,
+    core: Arc<IngestCore>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last: Option<SystemTime> = modified(&path);
+    std::thread::Builder::new()
+        .name("profile-watch".into())
+        .spawn(move || {
+            while !*shutdown.borrow() {
+                std::thread::sleep(Duration::from_millis(500));
+                let now = modified(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match ProfileSet::load(&path) {
+                    Ok(set) => {
+                        *profiles.write().unwrap_or_else(|p| p.into_inner()) = set;
+                        core.profiles_reloaded();
+                        tracing::info!(file = %path.display(), "storage profiles reloaded");
+                    }
+                    Err(err) => tracing::error!(error = %err, "storage profiles not reloaded; keeping the last good ones"),
+                }
+            }
+        })
+        .map_err(|source| DaemonError::Start { what: "the profile watcher", source })
+}

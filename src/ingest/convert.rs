@@ -1,0 +1,351 @@
+//! The edge: both wire APIs become [`StepRecord`] / [`EpisodeRecord`] here, with every field
+//! checked. Errors say which field of which step was wrong.
+
+use serde::de::IgnoredAny;
+
+use super::proto::{framelane_v1 as v1, gymgui};
+use crate::bus::{EpisodeRecord, FrameImage, Payload, RawPixelFormat, StepRecord};
+
+/// Largest frame side accepted.
+const MAX_FRAME_SIDE: u32 = 16_384;
+
+/// Where a step's frame is, before the gate decides whether to look at it.
+#[derive(Debug)]
+pub enum FrameSource {
+    None,
+    Image(FrameImage),
+    /// A MOSAIC render payload (JSON) that may hold an "rgb" frame; parsed only if kept.
+    MosaicRenderPayload(String),
+}
+
+impl FrameSource {
+    pub fn is_some(&self) -> bool {
+        !matches!(self, FrameSource::None)
+    }
+}
+
+fn check_json(field: &str, text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    serde_json::from_str::<IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|err| format!("{field} is not valid JSON: {err}"))
+}
+
+fn check_run_id(run_id: &str) -> Result<(), String> {
+    if run_id.is_empty() {
+        Err("run_id is empty".into())
+    } else if run_id.len() > 256 || run_id.chars().any(char::is_control) {
+        Err(format!(
+            "run_id {run_id:?} is longer than 256 bytes or has control characters"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_raw(width: u32, height: u32, format: RawPixelFormat, len: usize) -> Result<(), String> {
+    if width == 0 || height == 0 || width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE {
+        return Err(format!(
+            "frame size {width}x{height} is outside 1..={MAX_FRAME_SIDE}"
+        ));
+    }
+    let expected = width as usize * height as usize * format.bytes_per_pixel();
+    if len != expected {
+        return Err(format!(
+            "frame has {len} bytes, {width}x{height} {} needs {expected}",
+            format.label()
+        ));
+    }
+    Ok(())
+}
+
+fn payload(field: &str, value: Option<v1::Payload>) -> Result<Option<Payload>, String> {
+    match value.and_then(|p| p.content) {
+        None => Ok(None),
+        Some(v1::payload::Content::Raw(bytes)) => Ok(Some(Payload::Raw(bytes))),
+        Some(v1::payload::Content::Json(text)) => {
+            check_json(field, &text)?;
+            Ok(Some(Payload::Json(text)))
+        }
+    }
+}
+
+/// Our API's step, checked.
+pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String> {
+    check_run_id(&step.run_id)?;
+    let frame = match step.frame.and_then(|f| f.content) {
+        None => FrameSource::None,
+        Some(v1::frame::Content::Raw(raw)) => {
+            let format = match v1::PixelFormat::try_from(raw.format) {
+                Ok(v1::PixelFormat::Rgb8) => RawPixelFormat::Rgb8,
+                Ok(v1::PixelFormat::Rgba8) => RawPixelFormat::Rgba8,
+                Ok(v1::PixelFormat::Bgra8) => RawPixelFormat::Bgra8,
+                Ok(v1::PixelFormat::Gray8) => RawPixelFormat::Gray8,
+                _ => {
+                    return Err(format!(
+                        "frame.raw.format {} is not a known pixel format",
+                        raw.format
+                    ))
+                }
+            };
+            check_raw(raw.width, raw.height, format, raw.pixels.len())?;
+            FrameSource::Image(FrameImage::Raw {
+                width: raw.width,
+                height: raw.height,
+                format,
+                pixels: raw.pixels,
+            })
+        }
+        Some(v1::frame::Content::Encoded(image)) => {
+            let codec = image.codec.to_ascii_lowercase();
+            if !matches!(codec.as_str(), "png" | "jpeg" | "jpg") {
+                return Err(format!(
+                    "frame.encoded.codec {:?} is not png or jpeg",
+                    image.codec
+                ));
+            }
+            if image.data.is_empty() {
+                return Err("frame.encoded.data is empty".into());
+            }
+            FrameSource::Image(FrameImage::Encoded {
+                codec,
+                data: image.data,
+            })
+        }
+        Some(v1::frame::Content::Reference(reference)) => {
+            FrameSource::Image(FrameImage::Reference(reference))
+        }
+    };
+    let record = StepRecord {
+        action: payload("action.json", step.action)?,
+        observation: payload("observation.json", step.observation)?,
+        run_id: step.run_id,
+        worker_id: step.worker_id,
+        agent_id: step.agent_id,
+        episode: step.episode,
+        step: step.step,
+        reward: step.reward,
+        terminated: step.terminated,
+        truncated: step.truncated,
+        producer_unix_ns: step.producer_unix_ns,
+        extra_json: None,
+    };
+    Ok((record, frame))
+}
+
+/// Our API's episode, checked.
+pub fn episode_from_v1(episode: v1::Episode) -> Result<EpisodeRecord, String> {
+    check_run_id(&episode.run_id)?;
+    check_json("metadata_json", &episode.metadata_json)?;
+    Ok(EpisodeRecord {
+        run_id: episode.run_id,
+        worker_id: episode.worker_id,
+        agent_id: episode.agent_id,
+        episode: episode.episode,
+        total_reward: episode.total_reward,
+        steps: episode.steps,
+        terminated: episode.terminated,
+        truncated: episode.truncated,
+        metadata_json: episode.metadata_json,
+        producer_unix_ns: episode.producer_unix_ns,
+    })
+}
+
+fn timestamp_ns(ts: Option<prost_types::Timestamp>) -> u64 {
+    ts.map(|t| {
+        (t.seconds.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.nanos.max(0) as u64)
+    })
+    .unwrap_or(0)
+}
+
+/// A protobuf timestamp for Unix nanoseconds.
+pub fn timestamp(ns: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
+}
+
+/// MOSAIC's step, checked; its render payload stays unparsed until the gate wants its frame.
+/// `keep_render_payload` keeps the payload JSON in the step's extra fields.
+pub fn step_from_mosaic(
+    step: gymgui::RunStep,
+    keep_render_payload: bool,
+) -> Result<(StepRecord, FrameSource), String> {
+    check_run_id(&step.run_id)?;
+    check_json("action_json", &step.action_json)?;
+    check_json("observation_json", &step.observation_json)?;
+    check_json("render_hint_json", &step.render_hint_json)?;
+    let has_rgb = step.render_payload_json.contains("\"rgb\"");
+    if !step.render_payload_json.is_empty() {
+        check_json("render_payload_json", &step.render_payload_json)?;
+    }
+    let mut extra = serde_json::Map::new();
+    let mut put = |key: &str, value: serde_json::Value| {
+        extra.insert(key.to_owned(), value);
+    };
+    if !step.policy_label.is_empty() {
+        put("policy_label", step.policy_label.clone().into());
+    }
+    if !step.backend.is_empty() {
+        put("backend", step.backend.clone().into());
+    }
+    if !step.render_hint_json.is_empty() {
+        put("render_hint_json", step.render_hint_json.clone().into());
+    }
+    if step.seq_id != 0 {
+        put("seq_id", step.seq_id.into());
+    }
+    if step.payload_version != 0 {
+        put("payload_version", step.payload_version.into());
+    }
+    if step.episode_seed != 0 {
+        put("episode_seed", step.episode_seed.into());
+    }
+    if keep_render_payload && !step.render_payload_json.is_empty() {
+        put(
+            "render_payload_json",
+            step.render_payload_json.clone().into(),
+        );
+    }
+    let frame = if has_rgb {
+        FrameSource::MosaicRenderPayload(step.render_payload_json)
+    } else if !step.frame_ref.is_empty() {
+        FrameSource::Image(FrameImage::Reference(step.frame_ref))
+    } else {
+        FrameSource::None
+    };
+    let json = |text: String| (!text.is_empty()).then_some(Payload::Json(text));
+    let record = StepRecord {
+        run_id: step.run_id,
+        worker_id: step.worker_id,
+        agent_id: step.agent_id,
+        episode: step.episode_index,
+        step: step.step_index,
+        reward: step.reward,
+        terminated: step.terminated,
+        truncated: step.truncated,
+        producer_unix_ns: timestamp_ns(step.timestamp),
+        action: json(step.action_json),
+        observation: json(step.observation_json),
+        extra_json: (!extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),
+    };
+    Ok((record, frame))
+}
+
+/// MOSAIC's episode, checked.
+pub fn episode_from_mosaic(episode: gymgui::RunEpisode) -> Result<EpisodeRecord, String> {
+    check_run_id(&episode.run_id)?;
+    check_json("metadata_json", &episode.metadata_json)?;
+    Ok(EpisodeRecord {
+        run_id: episode.run_id,
+        worker_id: episode.worker_id,
+        agent_id: episode.agent_id,
+        episode: episode.episode_index,
+        total_reward: episode.total_reward,
+        steps: episode.steps,
+        terminated: episode.terminated,
+        truncated: episode.truncated,
+        metadata_json: episode.metadata_json,
+        producer_unix_ns: timestamp_ns(episode.timestamp),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct RenderPayload {
+    rgb: Vec<Vec<Vec<u8>>>,
+}
+
+/// The "rgb" frame of a MOSAIC render payload: rows of pixels of 3 (RGB) or 4 (RGBA) values.
+pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, String> {
+    let payload: RenderPayload =
+        serde_json::from_str(json).map_err(|err| format!("render_payload_json.rgb: {err}"))?;
+    let height = payload.rgb.len();
+    let width = payload.rgb.first().map_or(0, Vec::len);
+    let channels = payload
+        .rgb
+        .first()
+        .and_then(|row| row.first())
+        .map_or(0, Vec::len);
+    let format = match channels {
+        3 => RawPixelFormat::Rgb8,
+        4 => RawPixelFormat::Rgba8,
+        n => {
+            return Err(format!(
+                "render_payload_json.rgb: pixels have {n} values, expected 3 or 4"
+            ))
+        }
+    };
+    let mut pixels = Vec::with_capacity(width * height * channels);
+    for (y, row) in payload.rgb.iter().enumerate() {
+        if row.len() != width {
+            return Err(format!(
+                "render_payload_json.rgb: row {y} has {} pixels, row 0 has {width}",
+                row.len()
+            ));
+        }
+        for (x, pixel) in row.iter().enumerate() {
+            if pixel.len() != channels {
+                return Err(format!(
+                    "render_payload_json.rgb: pixel ({x}, {y}) has {} values, expected {channels}",
+                    pixel.len()
+                ));
+            }
+            pixels.extend_from_slice(pixel);
+        }
+    }
+    let (width, height) = (width as u32, height as u32);
+    check_raw(width, height, format, pixels.len())
+        .map_err(|e| format!("render_payload_json.rgb: {e}"))?;
+    Ok(FrameImage::Raw {
+        width,
+        height,
+        format,
+        pixels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_payload_rgb_becomes_a_raw_frame() {
+        let json = r#"{"rgb": [[[1,2,3],[4,5,6]],[[7,8,9],[10,11,12]]], "mode": "rgb_array"}"#;
+        match frame_from_render_payload(json).expect("frame") {
+            FrameImage::Raw {
+                width,
+                height,
+                format,
+                pixels,
+            } => {
+                assert_eq!((width, height, format), (2, 2, RawPixelFormat::Rgb8));
+                assert_eq!(pixels, (1..=12).collect::<Vec<u8>>());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(frame_from_render_payload(r#"{"rgb": [[[1,2,3]],[[1,2]]]}"#)
+            .unwrap_err()
+            .contains("pixel (0, 1)"));
+        assert!(frame_from_render_payload(r#"{"rgb": [[[1,2,300]]]}"#)
+            .unwrap_err()
+            .contains("rgb"));
+    }
+
+    #[test]
+    fn malformed_json_fields_are_named() {
+        let step = gymgui::RunStep {
+            run_id: "r".into(),
+            action_json: "{not json".into(),
+            ..Default::default()
+        };
+        let err = step_from_mosaic(step, false).unwrap_err();
+        assert!(err.starts_with("action_json is not valid JSON"), "{err}");
+        let empty = step_from_v1(v1::Step::default()).unwrap_err();
+        assert_eq!(empty, "run_id is empty");
+    }
+}

@@ -1,0 +1,583 @@
+//! gRPC ingest: framelane's own `framelane.v1.Telemetry` and MOSAIC's
+//! `gymgui.trainer.TrainerService` on one port, both turned into the bus records at the edge,
+//! gated by the run's storage profile, and handed to the store writer. A publish is
+//! acknowledged only after the commit that holds its rows.
+
+pub mod convert;
+mod framelane_api;
+mod mosaic_api;
+mod server;
+
+pub use server::{serve, ServerLimits};
+
+/// Code generated from proto/.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    pub mod framelane_v1 {
+        tonic::include_proto!("framelane.v1");
+    }
+    pub mod gymgui {
+        tonic::include_proto!("gymgui.trainer");
+    }
+}
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Status;
+
+use crate::bus::{shed_kind, FrameImage, FrameIndexEntry, KeptFrame, ShedCounters, StepRecord};
+use crate::gating::{self, FrameCompression, FrameDecision, ProfileSet, StorageProfile};
+use crate::snapshot::SnapshotWriter;
+use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader};
+use convert::FrameSource;
+
+/// A run as ingest knows it: its profile and the session tokens handed to its workers.
+struct RunEntry {
+    profile: Arc<StorageProfile>,
+}
+
+/// Steps per second of a run, from commit notices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunRate {
+    pub steps_per_second: f64,
+    last_steps: u64,
+    last_at: Option<Instant>,
+}
+
+/// A control event for workers; `run_id` empty means every run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlEvent {
+    GrantSteps(u32),
+    Pause,
+    Resume,
+    MaxRateHz(u32),
+}
+
+/// Everything the gRPC handlers share.
+pub struct IngestCore {
+    store: mpsc::Sender<StoreCommand>,
+    store_capacity: usize,
+    commits: broadcast::Sender<CommitNotice>,
+    db_path: PathBuf,
+    snapshots: SnapshotWriter,
+    profiles: Arc<RwLock<ProfileSet>>,
+    runs: Mutex<HashMap<String, RunEntry>>,
+    rates: Mutex<HashMap<String, RunRate>>,
+    shed: Arc<ShedCounters>,
+    control: broadcast::Sender<(String, ControlEvent)>,
+    token: Option<String>,
+    started_unix_ns: u64,
+    listen_address: Mutex<String>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one publish stream has done so far.
+#[derive(Debug, Default)]
+pub struct PublishTally {
+    /// Sent to the writer, not yet known committed.
+    pending: u64,
+    pub dropped: u64,
+    pub frames_shed: u64,
+    pub first_error: Option<String>,
+}
+
+impl PublishTally {
+    fn refuse(&mut self, index: u64, reason: String) {
+        self.dropped += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("item {index} of the stream: {reason}"));
+        }
+    }
+}
+
+/// Parts the daemon wires into the core.
+pub struct IngestParts {
+    pub store: mpsc::Sender<StoreCommand>,
+    pub store_capacity: usize,
+    pub commits: broadcast::Sender<CommitNotice>,
+    pub db_path: PathBuf,
+    pub snapshots: SnapshotWriter,
+    pub profiles: Arc<RwLock<ProfileSet>>,
+    pub shed: Arc<ShedCounters>,
+    pub token: Option<String>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl IngestCore {
+    /// Builds the core; runs already in the store get back the profile they were given.
+    pub fn new(parts: IngestParts) -> Result<Arc<Self>, StoreError> {
+        let (control, _) = broadcast::channel(256);
+        let core = Arc::new(Self {
+            store: parts.store,
+            store_capacity: parts.store_capacity,
+            commits: parts.commits,
+            db_path: parts.db_path,
+            snapshots: parts.snapshots,
+            profiles: parts.profiles,
+            runs: Mutex::new(HashMap::new()),
+            rates: Mutex::new(HashMap::new()),
+            shed: parts.shed,
+            control,
+            token: parts.token,
+            started_unix_ns: crate::fastlane::shm::unix_ns(),
+            listen_address: Mutex::new(String::new()),
+            shutdown: parts.shutdown,
+        });
+        let known = StoreReader::open(&core.db_path)?.list_runs()?;
+        {
+            let profiles = core.profiles.read().unwrap_or_else(|p| p.into_inner());
+            let mut runs = core.runs.lock().unwrap_or_else(|p| p.into_inner());
+            for run in known {
+                let profile = profiles
+                    .resolve(&run.profile)
+                    .unwrap_or_else(|_| profiles.default_profile())
+                    .clone();
+                runs.insert(
+                    run.run_id,
+                    RunEntry {
+                        profile: Arc::new(profile),
+                    },
+                );
+            }
+        }
+        Ok(core)
+    }
+
+    pub(crate) fn set_listen_address(&self, address: String) {
+        *self
+            .listen_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = address;
+    }
+
+    /// Checks the bearer token when the daemon requires one.
+    pub(crate) fn authorize<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match given.and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(given) if given == token => Ok(()),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+            None => Err(Status::unauthenticated(
+                "this daemon listens beyond loopback and needs a token: send 'authorization: Bearer <token>' metadata",
+            )),
+        }
+    }
+
+    /// Re-resolves every run's profile after the profile file changed.
+    pub fn profiles_reloaded(&self) {
+        let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in runs.values_mut() {
+            if let Ok(profile) = profiles.get(&entry.profile.name) {
+                entry.profile = Arc::new(profile.clone());
+            }
+        }
+    }
+
+    fn batch_policy(profile: &StorageProfile) -> BatchPolicy {
+        BatchPolicy {
+            max_rows: profile.batch_rows.get() as usize,
+            max_delay: std::time::Duration::from_millis(u64::from(profile.flush_interval_ms)),
+        }
+    }
+
+    /// Registers a worker: the run gets `profile_name` (or keeps its profile), the worker a token.
+    pub(crate) async fn register_worker(
+        &self,
+        run_id: &str,
+        worker_id: &str,
+        worker_kind: &str,
+        profile_name: &str,
+    ) -> Result<(String, String), Status> {
+        if run_id.is_empty() {
+            return Err(Status::invalid_argument("run_id is empty"));
+        }
+        let profile = {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+            let existing = self
+                .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(run_id)
+                .map(|e| e.profile.name.clone());
+            let name = if profile_name.is_empty() {
+                existing.unwrap_or_default()
+            } else {
+                profile_name.to_owned()
+            };
+            Arc::new(
+                profiles
+                    .resolve(&name)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .clone(),
+            )
+        };
+        let token = new_token();
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            run_id.to_owned(),
+            RunEntry {
+                profile: Arc::clone(&profile),
+            },
+        );
+        self.store
+            .send(StoreCommand::Run {
+                run_id: run_id.to_owned(),
+                profile: profile.name.clone(),
+                batch: Self::batch_policy(&profile),
+                worker: Some((worker_id.to_owned(), worker_kind.to_owned(), token.clone())),
+            })
+            .await
+            .map_err(|_| Status::unavailable("the store writer has stopped"))?;
+        Ok((token, profile.name.clone()))
+    }
+
+    /// The run's profile; a run seen for the first time gets the default profile.
+    async fn ensure_run(&self, run_id: &str) -> Result<Arc<StorageProfile>, Status> {
+        if let Some(entry) = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+        {
+            return Ok(Arc::clone(&entry.profile));
+        }
+        let profile = Arc::new(
+            self.profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .default_profile()
+                .clone(),
+        );
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            run_id.to_owned(),
+            RunEntry {
+                profile: Arc::clone(&profile),
+            },
+        );
+        self.store
+            .send(StoreCommand::Run {
+                run_id: run_id.to_owned(),
+                profile: profile.name.clone(),
+                batch: Self::batch_policy(&profile),
+                worker: None,
+            })
+            .await
+            .map_err(|_| Status::unavailable("the store writer has stopped"))?;
+        Ok(profile)
+    }
+
+    /// Gates, converts and queues one step; scalars wait for room in the store queue.
+    pub(crate) async fn accept_step(
+        &self,
+        index: u64,
+        converted: Result<(StepRecord, FrameSource), (String, String)>,
+        tally: &mut PublishTally,
+    ) -> Result<(), Status> {
+        let (mut step, frame) = match converted {
+            Ok(ok) => ok,
+            Err((run_id, reason)) => {
+                tracing::warn!(run = %run_id, index, %reason, "step refused");
+                self.shed.add(
+                    if run_id.is_empty() {
+                        "(no run id)"
+                    } else {
+                        &run_id
+                    },
+                    shed_kind::INVALID_STEP,
+                    1,
+                );
+                tally.refuse(index, reason);
+                return Ok(());
+            }
+        };
+        let profile = self.ensure_run(&step.run_id).await?;
+        if profile.drop_observation {
+            step.observation = None;
+        }
+        self.gate_frame(&step, frame, &profile, tally);
+        self.store
+            .send(StoreCommand::Step(step))
+            .await
+            .map_err(|_| Status::unavailable("the store writer has stopped"))?;
+        tally.pending += 1;
+        Ok(())
+    }
+
+    /// Queues one episode.
+    pub(crate) async fn accept_episode(
+        &self,
+        index: u64,
+        converted: Result<crate::bus::EpisodeRecord, (String, String)>,
+        tally: &mut PublishTally,
+    ) -> Result<(), Status> {
+        match converted {
+            Ok(episode) => {
+                self.ensure_run(&episode.run_id).await?;
+                self.store
+                    .send(StoreCommand::Episode(episode))
+                    .await
+                    .map_err(|_| Status::unavailable("the store writer has stopped"))?;
+                tally.pending += 1;
+            }
+            Err((run_id, reason)) => {
+                tracing::warn!(run = %run_id, index, %reason, "episode refused");
+                self.shed.add(
+                    if run_id.is_empty() {
+                        "(no run id)"
+                    } else {
+                        &run_id
+                    },
+                    shed_kind::INVALID_EPISODE,
+                    1,
+                );
+                tally.refuse(index, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the commit of everything the stream sent; returns (accepted, dropped).
+    pub(crate) async fn finish_publish(&self, tally: &PublishTally) -> Result<(u64, u64), Status> {
+        crate::store::writer_barrier(&self.store)
+            .await
+            .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
+        Ok((tally.pending, tally.dropped))
+    }
+
+    /// The per-step frame decision and where a kept frame goes. Never waits: a frame that
+    /// cannot be queued at once is shed and counted.
+    fn gate_frame(
+        &self,
+        step: &StepRecord,
+        frame: FrameSource,
+        profile: &StorageProfile,
+        tally: &mut PublishTally,
+    ) {
+        let decision = gating::decide(profile, step.step, frame.is_some());
+        let compression = match decision {
+            FrameDecision::NoFrame => return,
+            FrameDecision::Thin => {
+                self.shed.add(&step.run_id, shed_kind::FRAME_THINNED, 1);
+                tally.frames_shed += 1;
+                return;
+            }
+            FrameDecision::Keep(compression) => compression,
+        };
+        let image = match frame {
+            FrameSource::None => return,
+            FrameSource::Image(image) => image,
+            FrameSource::MosaicRenderPayload(json) => {
+                match convert::frame_from_render_payload(&json) {
+                    Ok(image) => image,
+                    Err(reason) => {
+                        tracing::warn!(run = %step.run_id, step = step.step, %reason, "render payload frame refused");
+                        self.shed.add(&step.run_id, shed_kind::FRAME_INVALID, 1);
+                        tally.frames_shed += 1;
+                        return;
+                    }
+                }
+            }
+        };
+        let kept = match (compression, image) {
+            (_, FrameImage::Reference(reference)) => self.offer_to_store(FrameIndexEntry {
+                run_id: step.run_id.clone(),
+                episode: step.episode,
+                step: step.step,
+                kind: "reference",
+                width: 0,
+                height: 0,
+                format: String::new(),
+                location: reference,
+                data: None,
+            }),
+            (
+                FrameCompression::None,
+                FrameImage::Raw {
+                    width,
+                    height,
+                    format,
+                    pixels,
+                },
+            ) => self.offer_to_store(FrameIndexEntry {
+                run_id: step.run_id.clone(),
+                episode: step.episode,
+                step: step.step,
+                kind: "inline",
+                width,
+                height,
+                format: format.label().to_owned(),
+                location: String::new(),
+                data: Some(pixels),
+            }),
+            (FrameCompression::None, FrameImage::Encoded { codec, data }) => {
+                self.offer_to_store(FrameIndexEntry {
+                    run_id: step.run_id.clone(),
+                    episode: step.episode,
+                    step: step.step,
+                    kind: "inline",
+                    width: 0,
+                    height: 0,
+                    format: codec,
+                    location: String::new(),
+                    data: Some(data),
+                })
+            }
+            (FrameCompression::Video, _) => {
+                self.shed.add(&step.run_id, shed_kind::FRAME_NO_ENCODER, 1);
+                false
+            }
+            (compression, image) => self.snapshots.offer(
+                KeptFrame {
+                    run_id: step.run_id.clone(),
+                    episode: step.episode,
+                    step: step.step,
+                    compression,
+                    image,
+                },
+                profile.jpeg_quality,
+            ),
+        };
+        if !kept {
+            tally.frames_shed += 1;
+        }
+    }
+
+    fn offer_to_store(&self, entry: FrameIndexEntry) -> bool {
+        let run_id = entry.run_id.clone();
+        match self.store.try_send(StoreCommand::Frame(entry)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.shed.add(&run_id, shed_kind::FRAME_QUEUE_FULL, 1);
+                false
+            }
+        }
+    }
+
+    /// A reader of the store for queries and subscriptions.
+    pub(crate) fn reader(&self) -> Result<StoreReader, Status> {
+        StoreReader::open(&self.db_path).map_err(|e| Status::internal(e.to_string()))
+    }
+
+    pub(crate) fn commits(&self) -> broadcast::Receiver<CommitNotice> {
+        self.commits.subscribe()
+    }
+
+    pub(crate) fn control_events(&self) -> broadcast::Receiver<(String, ControlEvent)> {
+        self.control.subscribe()
+    }
+
+    /// Sends a control event to the workers of `run_id` (empty: all runs).
+    pub fn send_control(&self, run_id: &str, event: ControlEvent) {
+        let _ = self.control.send((run_id.to_owned(), event));
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Commands waiting for the store writer.
+    pub fn queue_depth(&self) -> usize {
+        self.store_capacity - self.store.capacity()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.store_capacity
+    }
+
+    pub(crate) fn started_unix_ns(&self) -> u64 {
+        self.started_unix_ns
+    }
+
+    pub(crate) fn listen_address(&self) -> String {
+        self.listen_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn healthy(&self) -> bool {
+        !self.store.is_closed()
+    }
+
+    pub(crate) fn rate_of(&self, run_id: &str) -> f64 {
+        self.rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .map_or(0.0, |r| r.steps_per_second)
+    }
+
+    /// Keeps per-run step rates from commit notices; runs until the commit channel closes.
+    pub async fn track_rates(self: Arc<Self>) {
+        let mut commits = self.commits();
+        loop {
+            match commits.recv().await {
+                Ok(notice) => {
+                    let now = Instant::now();
+                    let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+                    let rate = rates.entry(notice.run_id.to_string()).or_default();
+                    if let Some(at) = rate.last_at {
+                        let dt = now.duration_since(at).as_secs_f64();
+                        if dt >= 0.25 {
+                            let instant = notice.steps.saturating_sub(rate.last_steps) as f64 / dt;
+                            rate.steps_per_second = 0.5 * rate.steps_per_second + 0.5 * instant;
+                            rate.last_steps = notice.steps;
+                            rate.last_at = Some(now);
+                        }
+                    } else {
+                        rate.last_steps = notice.steps;
+                        rate.last_at = Some(now);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Flow control: pauses every worker while the store queue is over 80 % full, resumes
+    /// under 30 %, and grants credits for the free room every 100 ms.
+    pub async fn regulate_flow(self: Arc<Self>) {
+        let mut paused = false;
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => break,
+            }
+            let fill = self.queue_depth() as f64 / self.store_capacity.max(1) as f64;
+            if !paused && fill > 0.8 {
+                paused = true;
+                self.send_control("", ControlEvent::Pause);
+            } else if paused && fill < 0.3 {
+                paused = false;
+                self.send_control("", ControlEvent::Resume);
+            }
+            if !paused {
+                self.send_control(
+                    "",
+                    ControlEvent::GrantSteps(self.store.capacity().min(u32::MAX as usize) as u32),
+                );
+            }
+        }
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: fall back to time and pid, still unique per registration.
+        let seed = crate::fastlane::shm::unix_ns() ^ u64::from(std::process::id()) << 32;
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,272 @@
+//! Snapshot writer: encodes kept frames as PNG or JPEG files on its own thread, off the ingest
+//! path, and indexes them in the store by (run, episode, step).
+//!
+//! Queue policy: bounded; when full, the newest frame is shed (counted as `frame_queue_full`)
+//! so that a slow disk or encoder never slows ingest.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::bus::{shed_kind, FrameImage, FrameIndexEntry, KeptFrame, RawPixelFormat, ShedCounters};
+use crate::gating::FrameCompression;
+use crate::store::StoreCommand;
+
+/// Errors encoding or writing one snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PNG encoding failed: {0}")]
+    Png(#[from] png::EncodingError),
+    #[error("JPEG encoding failed: {0}")]
+    Jpeg(#[from] jpeg_encoder::EncodingError),
+    #[error("a {0} frame cannot be written as a snapshot")]
+    Unsupported(&'static str),
+}
+
+/// Handle to the snapshot writer thread.
+pub struct SnapshotWriter {
+    sender: Option<SyncSender<(KeptFrame, u8)>>,
+    shed: Arc<ShedCounters>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SnapshotWriter {
+    /// Starts the thread; files go under `dir/<run>/<episode>/<step>.<ext>`.
+    pub fn start(
+        dir: &Path,
+        capacity: usize,
+        store: mpsc::Sender<StoreCommand>,
+        shed: Arc<ShedCounters>,
+    ) -> std::io::Result<Self> {
+        let (sender, receiver) = sync_channel(capacity.max(1));
+        let dir = dir.to_owned();
+        let thread_shed = Arc::clone(&shed);
+        let thread = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || write_loop(&dir, receiver, &store, &thread_shed))?;
+        Ok(Self {
+            sender: Some(sender),
+            shed,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a frame without waiting; a full queue sheds it. Returns whether it was queued.
+    pub fn offer(&self, frame: KeptFrame, jpeg_quality: u8) -> bool {
+        let Some(sender) = &self.sender else {
+            return false;
+        };
+        match sender.try_send((frame, jpeg_quality)) {
+            Ok(()) => true,
+            Err(TrySendError::Full((frame, _)) | TrySendError::Disconnected((frame, _))) => {
+                self.shed.add(&frame.run_id, shed_kind::FRAME_QUEUE_FULL, 1);
+                false
+            }
+        }
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A path component made safe from a run id (no separators, no dot-dot).
+pub fn safe_component(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
+fn write_loop(
+    dir: &Path,
+    receiver: Receiver<(KeptFrame, u8)>,
+    store: &mpsc::Sender<StoreCommand>,
+    shed: &ShedCounters,
+) {
+    let mut encoded = Vec::new();
+    while let Ok((frame, quality)) = receiver.recv() {
+        match write_snapshot(dir, &frame, quality, &mut encoded) {
+            Ok(entry) => {
+                if store.blocking_send(StoreCommand::Frame(entry)).is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(run = %frame.run_id, episode = frame.episode, step = frame.step, error = %err, "snapshot not written");
+                shed.add(&frame.run_id, shed_kind::FRAME_INVALID, 1);
+            }
+        }
+    }
+}
+
+fn write_snapshot(
+    dir: &Path,
+    frame: &KeptFrame,
+    quality: u8,
+    encoded: &mut Vec<u8>,
+) -> Result<FrameIndexEntry, SnapshotError> {
+    encoded.clear();
+    let (kind, ext, width, height, format) = match (&frame.image, frame.compression) {
+        (FrameImage::Encoded { codec, data }, _) => {
+            encoded.extend_from_slice(data);
+            match codec.as_str() {
+                "png" => ("png", "png", 0, 0, "png".to_owned()),
+                "jpeg" | "jpg" => ("jpeg", "jpg", 0, 0, "jpeg".to_owned()),
+                _ => return Err(SnapshotError::Unsupported("non-PNG/JPEG encoded")),
+            }
+        }
+        (
+            FrameImage::Raw {
+                width,
+                height,
+                format,
+                pixels,
+            },
+            FrameCompression::Png,
+        ) => {
+            encode_png(*width, *height, *format, pixels, encoded)?;
+            ("png", "png", *width, *height, format.label().to_owned())
+        }
+        (
+            FrameImage::Raw {
+                width,
+                height,
+                format,
+                pixels,
+            },
+            FrameCompression::Jpeg,
+        ) => {
+            encode_jpeg(*width, *height, *format, pixels, quality, encoded)?;
+            ("jpeg", "jpg", *width, *height, format.label().to_owned())
+        }
+        (FrameImage::Raw { .. }, _) => {
+            return Err(SnapshotError::Unsupported(
+                "raw frame without png/jpeg compression",
+            ))
+        }
+        (FrameImage::Reference(_), _) => return Err(SnapshotError::Unsupported("referenced")),
+    };
+    let folder = dir
+        .join(safe_component(&frame.run_id))
+        .join(frame.episode.to_string());
+    std::fs::create_dir_all(&folder).map_err(|source| SnapshotError::Write {
+        path: folder.clone(),
+        source,
+    })?;
+    let path = folder.join(format!("{}.{ext}", frame.step));
+    std::fs::write(&path, &encoded[..]).map_err(|source| SnapshotError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(FrameIndexEntry {
+        run_id: frame.run_id.clone(),
+        episode: frame.episode,
+        step: frame.step,
+        kind,
+        width,
+        height,
+        format,
+        location: path.display().to_string(),
+        data: None,
+    })
+}
+
+fn encode_png(
+    width: u32,
+    height: u32,
+    format: RawPixelFormat,
+    pixels: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SnapshotError> {
+    let mut encoder = png::Encoder::new(&mut *out, width, height);
+    encoder.set_depth(png::BitDepth::Eight);
+    // Fast compression: snapshots are for looking at, and encoding time is the budget here.
+    encoder.set_compression(png::Compression::Fast);
+    let converted;
+    let (color, data): (png::ColorType, &[u8]) = match format {
+        RawPixelFormat::Rgb8 => (png::ColorType::Rgb, pixels),
+        RawPixelFormat::Rgba8 => (png::ColorType::Rgba, pixels),
+        RawPixelFormat::Gray8 => (png::ColorType::Grayscale, pixels),
+        RawPixelFormat::Bgra8 => {
+            converted = pixels
+                .chunks_exact(4)
+                .flat_map(|p| [p[2], p[1], p[0], p[3]])
+                .collect::<Vec<u8>>();
+            (png::ColorType::Rgba, &converted)
+        }
+    };
+    encoder.set_color(color);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(data)?;
+    writer.finish()?;
+    Ok(())
+}
+
+fn encode_jpeg(
+    width: u32,
+    height: u32,
+    format: RawPixelFormat,
+    pixels: &[u8],
+    quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), SnapshotError> {
+    let (w, h) = (
+        u16::try_from(width).map_err(|_| SnapshotError::Unsupported("wider than 65535 pixels"))?,
+        u16::try_from(height)
+            .map_err(|_| SnapshotError::Unsupported("taller than 65535 pixels"))?,
+    );
+    let color = match format {
+        RawPixelFormat::Rgb8 => jpeg_encoder::ColorType::Rgb,
+        RawPixelFormat::Rgba8 => jpeg_encoder::ColorType::Rgba,
+        RawPixelFormat::Bgra8 => jpeg_encoder::ColorType::Bgra,
+        RawPixelFormat::Gray8 => jpeg_encoder::ColorType::Luma,
+    };
+    jpeg_encoder::Encoder::new(&mut *out, quality).encode(pixels, w, h, color)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_cannot_escape_the_snapshot_folder() {
+        assert_eq!(safe_component("../../etc"), ".._.._etc");
+        assert_eq!(safe_component(".."), "_..");
+        assert_eq!(safe_component("team/run 1"), "team_run_1");
+    }
+}

@@ -1,0 +1,117 @@
+//! Versioned schema migrations, applied in order inside one transaction each. The database's
+//! `user_version` is the number of migrations applied.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration n (1-based) brings the schema from version n-1 to n. Never edit a released one:
+/// add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, workers, steps, episodes, frames index, shed counters.
+    r#"
+    CREATE TABLE runs (
+        run_key INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        profile TEXT NOT NULL,
+        created_unix_ns INTEGER NOT NULL,
+        last_seen_unix_ns INTEGER NOT NULL,
+        steps INTEGER NOT NULL DEFAULT 0,
+        episodes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE workers (
+        run_key INTEGER NOT NULL REFERENCES runs(run_key),
+        worker_id TEXT NOT NULL,
+        worker_kind TEXT NOT NULL,
+        session_token TEXT NOT NULL,
+        registered_unix_ns INTEGER NOT NULL,
+        PRIMARY KEY (run_key, worker_id)
+    );
+    -- Scalars only: image bytes never go in this table.
+    CREATE TABLE steps (
+        run_key INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        reward REAL NOT NULL,
+        terminated INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        producer_unix_ns INTEGER NOT NULL,
+        received_unix_ns INTEGER NOT NULL,
+        action_json TEXT,
+        action_raw BLOB,
+        observation_json TEXT,
+        observation_raw BLOB,
+        -- API-specific fields without a column of their own (MOSAIC's policy_label, backend,
+        -- render hints, seeds, and its render payload when the profile keeps it), as JSON.
+        extra_json TEXT,
+        PRIMARY KEY (run_key, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE episodes (
+        run_key INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        total_reward REAL NOT NULL,
+        steps INTEGER NOT NULL,
+        terminated INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        metadata_json TEXT NOT NULL,
+        producer_unix_ns INTEGER NOT NULL,
+        received_unix_ns INTEGER NOT NULL,
+        PRIMARY KEY (run_key, seq)
+    ) WITHOUT ROWID;
+    -- Kept frames by (run, episode, step): inline pixels, snapshot files, references.
+    CREATE TABLE frames (
+        run_key INTEGER NOT NULL,
+        episode INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        location TEXT NOT NULL,
+        data BLOB,
+        PRIMARY KEY (run_key, episode, step)
+    );
+    CREATE TABLE shed (
+        run_key INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (run_key, kind)
+    );
+    "#,
+];
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database to [`SCHEMA_VERSION`]; refuses a database from a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map_err(StoreError::sql("reading the schema version"))? as usize;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = index + 1;
+        let tx = conn
+            .transaction()
+            .map_err(StoreError::sql("starting a migration"))?;
+        tx.execute_batch(sql)
+            .map_err(StoreError::sql("applying a migration"))?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(StoreError::sql("recording the schema version"))?;
+        tx.commit()
+            .map_err(StoreError::sql("committing a migration"))?;
+        tracing::info!(version, "store schema migrated");
+    }
+    Ok(())
+}

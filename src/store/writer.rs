@@ -1,0 +1,535 @@
+//! The store writer: one named thread that owns the write connection, batches rows into
+//! transactions (at N rows or T ms, whichever comes first), acknowledges barriers only after
+//! the commit that holds everything sent before them, and announces each commit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, Transaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{open_for_writing, StoreError};
+use crate::bus::{EpisodeRecord, FrameIndexEntry, Payload, ShedCounters, StepRecord};
+
+/// When a batch is committed: after `max_rows` rows or `max_delay`, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    pub max_rows: usize,
+    pub max_delay: Duration,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        Self {
+            max_rows: 1000,
+            max_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+impl BatchPolicy {
+    /// The stricter of two policies (a batch holding rows of several runs honours each).
+    fn tighter(self, other: BatchPolicy) -> BatchPolicy {
+        BatchPolicy {
+            max_rows: self.max_rows.min(other.max_rows),
+            max_delay: self.max_delay.min(other.max_delay),
+        }
+    }
+}
+
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+pub enum StoreCommand {
+    /// Create the run if new, record its profile and batching, and the worker if given.
+    Run {
+        run_id: String,
+        profile: String,
+        batch: BatchPolicy,
+        worker: Option<(String, String, String)>,
+    },
+    Step(StepRecord),
+    Episode(EpisodeRecord),
+    Frame(FrameIndexEntry),
+    /// Answered once everything sent before it is committed (or failed to commit).
+    Barrier(oneshot::Sender<Result<(), String>>),
+    /// Commit what came before and stop; later commands are refused.
+    Close,
+}
+
+/// Sent to subscribers after each commit, for every run it touched.
+#[derive(Debug, Clone)]
+pub struct CommitNotice {
+    pub run_id: Arc<str>,
+    /// Highest committed step sequence number of the run.
+    pub steps: u64,
+    /// Highest committed episode sequence number of the run.
+    pub episodes: u64,
+}
+
+/// Counters of the writer, shared with whoever reports health or benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub rows: AtomicU64,
+    pub failed_batches: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+struct RunState {
+    key: i64,
+    steps: u64,
+    episodes: u64,
+    batch: BatchPolicy,
+    touched: bool,
+}
+
+/// Handle to the writer thread. Dropping every sender ends the thread after a final commit.
+pub struct StoreWriter {
+    sender: mpsc::Sender<StoreCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    stats: Arc<WriterStats>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    path: PathBuf,
+}
+
+/// WAL size beyond which the background checkpointer copies pages back into the database.
+const CHECKPOINT_WAL_BYTES: u64 = 32 * 1024 * 1024;
+
+impl StoreWriter {
+    /// Opens (and migrates) the database and starts the writer and checkpointer threads.
+    /// `queue_capacity` bounds the commands waiting for the writer.
+    pub fn start(
+        path: &Path,
+        queue_capacity: usize,
+        default_batch: BatchPolicy,
+        shed: Arc<ShedCounters>,
+    ) -> Result<Self, StoreError> {
+        let conn = open_for_writing(path)?;
+        let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
+        let (commits, _) = broadcast::channel(1024);
+        let stats = Arc::new(WriterStats::default());
+        let mut worker = WriterThread {
+            conn,
+            receiver,
+            commits: commits.clone(),
+            stats: Arc::clone(&stats),
+            shed,
+            runs: HashMap::new(),
+            default_batch,
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || worker.run())
+            .map_err(StoreError::Thread)?;
+        let checkpointer = spawn_checkpointer(path, Arc::clone(&stats))?;
+        Ok(Self {
+            sender,
+            commits,
+            stats,
+            thread: Some(thread),
+            checkpointer: Some(checkpointer),
+            path: path.to_owned(),
+        })
+    }
+
+    /// A sender for the writer's queue (bounded: `send` waits while it is full).
+    pub fn sender(&self) -> mpsc::Sender<StoreCommand> {
+        self.sender.clone()
+    }
+
+    /// Commit announcements.
+    pub fn subscribe(&self) -> broadcast::Receiver<CommitNotice> {
+        self.commits.subscribe()
+    }
+
+    /// The sender of commit announcements, for parts that hand out receivers later.
+    pub fn commit_sender(&self) -> broadcast::Sender<CommitNotice> {
+        self.commits.clone()
+    }
+
+    pub fn stats(&self) -> Arc<WriterStats> {
+        Arc::clone(&self.stats)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        barrier(&self.sender).await
+    }
+
+    /// Stops accepting commands, commits what is queued and joins the threads. Other senders
+    /// must have been dropped first, or this waits for them.
+    pub fn shutdown(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if self.thread.is_some() {
+            // Queued behind everything already sent, so all of it is committed first.
+            let _ = self.sender.blocking_send(StoreCommand::Close);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some((stop, thread)) = self.checkpointer.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+/// Sends a barrier and waits for the commit that covers everything sent before it.
+pub async fn barrier(sender: &mpsc::Sender<StoreCommand>) -> Result<(), StoreError> {
+    let (reply, done) = oneshot::channel();
+    sender
+        .send(StoreCommand::Barrier(reply))
+        .await
+        .map_err(|_| StoreError::WriterStopped)?;
+    match done.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(StoreError::CommitFailed(message)),
+        Err(_) => Err(StoreError::WriterStopped),
+    }
+}
+
+fn spawn_checkpointer(
+    path: &Path,
+    stats: Arc<WriterStats>,
+) -> Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>), StoreError> {
+    let conn =
+        Connection::open(path).map_err(StoreError::sql("opening the checkpoint connection"))?;
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if size < CHECKPOINT_WAL_BYTES {
+                    continue;
+                }
+                // PASSIVE never blocks the writer; pages it cannot copy yet wait for the next round.
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+                    Ok(_) => {
+                        stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed"),
+                }
+            }
+        })
+        .map_err(StoreError::Thread)?;
+    Ok((stop, thread))
+}
+
+struct WriterThread {
+    conn: Connection,
+    receiver: mpsc::Receiver<StoreCommand>,
+    commits: broadcast::Sender<CommitNotice>,
+    stats: Arc<WriterStats>,
+    shed: Arc<ShedCounters>,
+    runs: HashMap<String, RunState>,
+    default_batch: BatchPolicy,
+}
+
+const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+const INSERT_EPISODE: &str = "INSERT INTO episodes (run_key, seq, worker_id, agent_id, episode, total_reward, steps, terminated, truncated, metadata_json, producer_unix_ns, received_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+const INSERT_FRAME: &str = "INSERT OR REPLACE INTO frames (run_key, episode, step, kind, width, height, format, location, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+fn unix_ns() -> i64 {
+    crate::fastlane::shm::unix_ns() as i64
+}
+
+fn split_payload(payload: &Option<Payload>) -> (Option<&str>, Option<&[u8]>) {
+    match payload {
+        Some(Payload::Json(text)) => (Some(text.as_str()), None),
+        Some(Payload::Raw(bytes)) => (None, Some(bytes.as_slice())),
+        None => (None, None),
+    }
+}
+
+impl WriterThread {
+    fn run(&mut self) {
+        // A small runtime of this thread's own, only to wait on the queue with a timeout.
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(err) => {
+                tracing::error!(error = %err, "store writer could not start its timer");
+                return;
+            }
+        };
+        while let Some(first) = self.receiver.blocking_recv() {
+            let mut batch = Batch::default();
+            let started = Instant::now();
+            let result = self.write_batch(first, &mut batch, started, &runtime);
+            let closing = batch.closing;
+            self.finish_batch(result, batch);
+            if closing {
+                self.receiver.close();
+                break;
+            }
+        }
+        if let Err(err) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %err, "final WAL checkpoint failed");
+        }
+        tracing::info!("store writer stopped");
+    }
+
+    fn write_batch(
+        &mut self,
+        first: StoreCommand,
+        batch: &mut Batch,
+        started: Instant,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let mut next = Some(first);
+        loop {
+            if let Some(cmd) = next.take() {
+                apply(&tx, &mut self.runs, self.default_batch, cmd, batch)?;
+            }
+            let policy = batch.policy.unwrap_or(self.default_batch);
+            if batch.rows >= policy.max_rows || !batch.barriers.is_empty() || batch.closing {
+                break;
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= policy.max_delay {
+                break;
+            }
+            next = match self.receiver.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let wait = policy.max_delay - elapsed;
+                    let receiver = &mut self.receiver;
+                    match runtime
+                        .block_on(async { tokio::time::timeout(wait, receiver.recv()).await })
+                    {
+                        Ok(Some(cmd)) => Some(cmd),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
+        }
+        persist_shed(&tx, &mut self.runs, &self.shed.take())?;
+        for (run_id, state) in self.runs.iter_mut().filter(|(_, s)| s.touched) {
+            tx.prepare_cached("UPDATE runs SET steps = ?2, episodes = ?3, last_seen_unix_ns = ?4 WHERE run_key = ?1")?
+                .execute(params![state.key, state.steps as i64, state.episodes as i64, unix_ns()])?;
+            batch.notices.push(CommitNotice {
+                run_id: Arc::from(run_id.as_str()),
+                steps: state.steps,
+                episodes: state.episodes,
+            });
+        }
+        tx.commit()
+    }
+
+    fn finish_batch(&mut self, result: Result<(), rusqlite::Error>, batch: Batch) {
+        match result {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .rows
+                    .fetch_add(batch.rows as u64, Ordering::Relaxed);
+                for state in self.runs.values_mut() {
+                    state.touched = false;
+                }
+                for notice in batch.notices {
+                    let _ = self.commits.send(notice);
+                }
+                for reply in batch.barriers {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, rows = batch.rows, "store batch failed; nothing of it was acknowledged");
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                // Sequence counters may have advanced inside the rolled-back transaction.
+                self.runs.clear();
+                let message = err.to_string();
+                for reply in batch.barriers {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    rows: usize,
+    policy: Option<BatchPolicy>,
+    barriers: Vec<oneshot::Sender<Result<(), String>>>,
+    notices: Vec<CommitNotice>,
+    closing: bool,
+}
+
+fn run_state<'a>(
+    tx: &Transaction<'_>,
+    runs: &'a mut HashMap<String, RunState>,
+    default_batch: BatchPolicy,
+    run_id: &str,
+) -> Result<&'a mut RunState, rusqlite::Error> {
+    if !runs.contains_key(run_id) {
+        let existing = tx
+            .prepare_cached("SELECT run_key, steps, episodes FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            });
+        let (key, steps, episodes) = match existing {
+            Ok(row) => row,
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                let now = unix_ns();
+                tx.prepare_cached("INSERT INTO runs (run_id, profile, created_unix_ns, last_seen_unix_ns) VALUES (?1, '', ?2, ?2)")?
+                    .execute(params![run_id, now])?;
+                (tx.last_insert_rowid(), 0, 0)
+            }
+            Err(err) => return Err(err),
+        };
+        runs.insert(
+            run_id.to_owned(),
+            RunState {
+                key,
+                steps: steps as u64,
+                episodes: episodes as u64,
+                batch: default_batch,
+                touched: false,
+            },
+        );
+    }
+    // Inserted just above when missing.
+    runs.get_mut(run_id)
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    runs: &mut HashMap<String, RunState>,
+    default_batch: BatchPolicy,
+    cmd: StoreCommand,
+    batch: &mut Batch,
+) -> Result<(), rusqlite::Error> {
+    let now = unix_ns();
+    match cmd {
+        StoreCommand::Run {
+            run_id,
+            profile,
+            batch: policy,
+            worker,
+        } => {
+            let state = run_state(tx, runs, default_batch, &run_id)?;
+            state.batch = policy;
+            state.touched = true;
+            let key = state.key;
+            tx.prepare_cached("UPDATE runs SET profile = ?2 WHERE run_key = ?1")?
+                .execute(params![key, profile])?;
+            if let Some((worker_id, kind, token)) = worker {
+                tx.prepare_cached("INSERT OR REPLACE INTO workers (run_key, worker_id, worker_kind, session_token, registered_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![key, worker_id, kind, token, now])?;
+            }
+        }
+        StoreCommand::Step(step) => {
+            let state = run_state(tx, runs, default_batch, &step.run_id)?;
+            state.steps += 1;
+            state.touched = true;
+            batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
+            let (action_json, action_raw) = split_payload(&step.action);
+            let (observation_json, observation_raw) = split_payload(&step.observation);
+            tx.prepare_cached(INSERT_STEP)?.execute(params![
+                state.key,
+                state.steps as i64,
+                step.worker_id,
+                step.agent_id,
+                step.episode as i64,
+                step.step as i64,
+                step.reward,
+                step.terminated,
+                step.truncated,
+                step.producer_unix_ns as i64,
+                now,
+                action_json,
+                action_raw,
+                observation_json,
+                observation_raw,
+                step.extra_json,
+            ])?;
+            batch.rows += 1;
+        }
+        StoreCommand::Episode(episode) => {
+            let state = run_state(tx, runs, default_batch, &episode.run_id)?;
+            state.episodes += 1;
+            state.touched = true;
+            batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
+            tx.prepare_cached(INSERT_EPISODE)?.execute(params![
+                state.key,
+                state.episodes as i64,
+                episode.worker_id,
+                episode.agent_id,
+                episode.episode as i64,
+                episode.total_reward,
+                episode.steps as i64,
+                episode.terminated,
+                episode.truncated,
+                episode.metadata_json,
+                episode.producer_unix_ns as i64,
+                now,
+            ])?;
+            batch.rows += 1;
+        }
+        StoreCommand::Frame(frame) => {
+            let state = run_state(tx, runs, default_batch, &frame.run_id)?;
+            tx.prepare_cached(INSERT_FRAME)?.execute(params![
+                state.key,
+                frame.episode as i64,
+                frame.step as i64,
+                frame.kind,
+                frame.width,
+                frame.height,
+                frame.format,
+                frame.location,
+                frame.data,
+            ])?;
+            batch.rows += 1;
+        }
+        StoreCommand::Barrier(reply) => batch.barriers.push(reply),
+        StoreCommand::Close => batch.closing = true,
+    }
+    Ok(())
+}
+
+fn persist_shed(
+    tx: &Transaction<'_>,
+    runs: &mut HashMap<String, RunState>,
+    counts: &HashMap<(String, &'static str), u64>,
+) -> Result<(), rusqlite::Error> {
+    for ((run_id, kind), n) in counts {
+        let key = run_state(tx, runs, BatchPolicy::default(), run_id)?.key;
+        tx.prepare_cached("INSERT INTO shed (run_key, kind, count) VALUES (?1, ?2, ?3) ON CONFLICT (run_key, kind) DO UPDATE SET count = count + excluded.count")?
+            .execute(params![key, kind, *n as i64])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! Durable lane end to end: real gRPC server on a socket, real SQLite files, both APIs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{runtime, step, telemetry_client, trainer_client, ScratchDir, ServeProcess};
+use framelane::daemon::{Daemon, DaemonConfig};
+use framelane::ingest::proto::framelane_v1 as v1;
+use framelane::ingest::proto::gymgui;
+use framelane::store::StoreReader;
+use tokio_stream::StreamExt;
+
+fn daemon(dir: &ScratchDir) -> Daemon {
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    Daemon::start(config).expect("start daemon")
+}
+
+#[test]
+fn two_runs_stream_at_once_and_the_store_matches_exactly_and_subscribers_resume() {
+    const N: u64 = 4000;
+    const M: u64 = 40;
+    let dir = ScratchDir::new("e2e");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    rt.block_on(async {
+        let publish = |run: &'static str| async move {
+            let mut client = telemetry_client(addr).await;
+            let steps = tokio_stream::iter((0..N).map(move |i| step(run, i)));
+            let reply = client
+                .publish_steps(steps)
+                .await
+                .expect("publish steps")
+                .into_inner();
+            let episodes = tokio_stream::iter((0..M).map(move |e| v1::Episode {
+                run_id: run.into(),
+                episode: e,
+                total_reward: e as f64 * 2.0,
+                steps: 100,
+                terminated: true,
+                metadata_json: format!("{{\"seed\":{e}}}"),
+                ..Default::default()
+            }));
+            let ep_reply = client
+                .publish_episodes(episodes)
+                .await
+                .expect("publish episodes")
+                .into_inner();
+            (reply, ep_reply)
+        };
+        let ((a, ae), (b, be)) = tokio::join!(publish("run-a"), publish("run-b"));
+        for (reply, ep) in [(a, ae), (b, be)] {
+            assert_eq!((reply.accepted, reply.dropped), (N, 0), "{reply:?}");
+            assert_eq!((ep.accepted, ep.dropped), (M, 0));
+        }
+    });
+
+    let reader = StoreReader::open(daemon.database_path()).expect("reader");
+    for run in ["run-a", "run-b"] {
+        let rows = reader.steps_since(run, 1, 1_000_000).expect("steps");
+        assert_eq!(rows.len() as u64, N, "{run}: step count");
+        for (i, row) in rows.iter().enumerate() {
+            let expected = step(run, i as u64);
+            assert_eq!(row.seq, i as u64 + 1);
+            assert_eq!(row.record.step, expected.step, "{run}: order");
+            assert_eq!(row.record.reward, expected.reward);
+            assert_eq!(row.record.episode, expected.episode);
+            assert_eq!(row.record.terminated, expected.terminated);
+            assert_eq!(row.record.producer_unix_ns, expected.producer_unix_ns);
+            assert_eq!(
+                row.record.action,
+                Some(framelane::bus::Payload::Json(format!(
+                    "{{\"a\":{}}}",
+                    i % 4
+                )))
+            );
+        }
+        let episodes = reader.episodes_since(run, 1, 1000).expect("episodes");
+        assert_eq!(episodes.len() as u64, M);
+        assert!(episodes
+            .iter()
+            .enumerate()
+            .all(|(e, row)| row.record.episode == e as u64
+                && row.record.total_reward == e as f64 * 2.0));
+    }
+    let runs = reader.list_runs().expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r.steps == N && r.episodes == M && r.profile == "telemetry_only"));
+
+    rt.block_on(async {
+        let mut client = telemetry_client(addr).await;
+        let k = 1234;
+        let mut stream = client
+            .subscribe_steps(v1::SubscribeRequest {
+                run_id: "run-a".into(),
+                since_seq: k,
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        for seq in k..=N {
+            let item = stream.next().await.expect("item").expect("ok");
+            assert_eq!(item.seq, seq);
+            assert_eq!(item.step.expect("step").step, seq - 1);
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stream.next())
+                .await
+                .is_err(),
+            "nothing beyond the committed rows"
+        );
+        // Live tail: new commits arrive on the open subscription.
+        let reply = client
+            .publish_steps(tokio_stream::iter((N..N + 5).map(|i| step("run-a", i))))
+            .await
+            .expect("more")
+            .into_inner();
+        assert_eq!(reply.accepted, 5);
+        for seq in N + 1..=N + 5 {
+            let item = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("live item in time")
+                .expect("item")
+                .expect("ok");
+            assert_eq!(item.seq, seq);
+        }
+        let missing = client
+            .subscribe_steps(v1::SubscribeRequest {
+                run_id: "nope".into(),
+                since_seq: 1,
+            })
+            .await;
+        assert_eq!(missing.err().map(|s| s.code()), Some(tonic::Code::NotFound));
+    });
+    daemon.shutdown();
+    let reader =
+        StoreReader::open(&dir.path().join(framelane::store::DATABASE_FILE)).expect("reopen");
+    assert_eq!(reader.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn bad_input_gets_a_clear_status_and_the_daemon_keeps_serving() {
+    let dir = ScratchDir::new("bad");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        // Over the 64 MiB message limit.
+        let mut huge = step("big", 0);
+        huge.frame = Some(v1::Frame {
+            content: Some(v1::frame::Content::Encoded(v1::EncodedImage {
+                codec: "png".into(),
+                data: vec![0; 70 << 20],
+            })),
+        });
+        let status = client
+            .publish_steps(tokio_stream::iter(vec![huge]))
+            .await
+            .expect_err("over the limit");
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(status.message().contains("too large"), "{status:?}");
+
+        // Malformed JSON and a frame of the wrong size: refused one by one, the rest kept.
+        let mut bad_json = step("mixed", 1);
+        bad_json.action = Some(v1::Payload {
+            content: Some(v1::payload::Content::Json("{oops".into())),
+        });
+        let mut bad_frame = step("mixed", 2);
+        bad_frame.frame = Some(v1::Frame {
+            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                width: 4,
+                height: 4,
+                format: v1::PixelFormat::Rgb8 as i32,
+                pixels: vec![0; 7],
+            })),
+        });
+        let reply = client
+            .publish_steps(tokio_stream::iter(vec![
+                step("mixed", 0),
+                bad_json,
+                bad_frame,
+                step("mixed", 3),
+            ]))
+            .await
+            .expect("publish")
+            .into_inner();
+        assert_eq!((reply.accepted, reply.dropped), (2, 2));
+        assert!(
+            reply.first_error.contains("item 2")
+                && reply.first_error.contains("action.json is not valid JSON"),
+            "{}",
+            reply.first_error
+        );
+
+        // The daemon still serves.
+        let reply = client
+            .publish_steps(tokio_stream::iter((0..10).map(|i| step("after", i))))
+            .await
+            .expect("still serving")
+            .into_inner();
+        assert_eq!(reply.accepted, 10);
+        let health = client
+            .health(v1::HealthRequest {})
+            .await
+            .expect("health")
+            .into_inner();
+        assert!(health.healthy);
+
+        let unknown_profile = client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "r".into(),
+                worker_id: "w".into(),
+                worker_kind: "t".into(),
+                profile: "nonsense".into(),
+            })
+            .await
+            .expect_err("unknown profile");
+        assert_eq!(unknown_profile.code(), tonic::Code::InvalidArgument);
+        assert!(
+            unknown_profile.message().contains("nonsense")
+                && unknown_profile.message().contains("box2d")
+        );
+    });
+    let runs = StoreReader::open(daemon.database_path())
+        .expect("reader")
+        .list_runs()
+        .expect("runs");
+    let mixed = runs
+        .iter()
+        .find(|r| r.run_id == "mixed")
+        .expect("mixed run");
+    assert_eq!(mixed.shed.get("invalid_step"), Some(&2));
+}
+
+#[test]
+fn non_loopback_listening_requires_a_token() {
+    let dir = ScratchDir::new("token");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "0.0.0.0:0".parse().expect("addr");
+    let refused = Daemon::start(config.clone())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("needs a token"), "{refused}");
+
+    config.token = Some("s3cret".into());
+    let daemon = Daemon::start(config).expect("start with token");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], daemon.local_addr().port()));
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        let status = client
+            .list_runs(v1::ListRunsRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let mut request = tonic::Request::new(v1::ListRunsRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().expect("header"));
+        client.list_runs(request).await.expect("with token");
+        let mut trainer = trainer_client(addr).await;
+        let status = trainer
+            .get_health(gymgui::HealthCheckRequest {})
+            .await
+            .expect_err("MOSAIC API needs it too");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    });
+}
+
+#[test]
+fn broken_profile_files_are_refused_with_file_line_and_key_and_the_last_good_set_stays() {
+    let dir = ScratchDir::new("profiles");
+    let file = dir.path().join("profiles.yaml");
+    std::fs::write(&file, "profiles:\n  box2d:\n    keep_every_n_frame: 3\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_framelane"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--profiles"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: profiles.box2d.keep_every_n_frame: unknown field",
+            file.display()
+        )),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &file,
+        "profiles:\n  mine:\n    capture_frames: true\n    frame_compression: png\n",
+    )
+    .expect("write");
+    let serve = ServeProcess::start(dir.path(), &["--profiles", &file.display().to_string()]);
+    std::fs::write(&file, "profiles:\n  mine: [broken\n").expect("break the file");
+    std::thread::sleep(Duration::from_millis(1500));
+    runtime().block_on(async {
+        let mut client = telemetry_client(serve.addr).await;
+        let reply = client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "r".into(),
+                worker_id: "w".into(),
+                worker_kind: "t".into(),
+                profile: "mine".into(),
+            })
+            .await
+            .expect("the last good profiles stay in force")
+            .into_inner();
+        assert_eq!(reply.profile, "mine");
+    });
+    let status = serve.terminate();
+    assert!(status.success(), "clean shutdown on SIGTERM: {status}");
+}
+
+/// A render payload JSON with an RGB frame whose pixel (x, y) is (x, y, step).
+fn render_payload(width: usize, height: usize, step: u64) -> String {
+    let rows: Vec<String> = (0..height)
+        .map(|y| {
+            format!(
+                "[{}]",
+                (0..width)
+                    .map(|x| format!("[{x},{y},{}]", step % 256))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect();
+    format!("{{\"mode\":\"rgb_array\",\"rgb\":[{}]}}", rows.join(","))
+}
+
+#[test]
+fn mosaic_workers_stream_through_the_trainer_api_into_the_store_and_the_gate() {
+    let dir = ScratchDir::new("mosaic");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        // "debug" keeps every frame as PNG.
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "mosaic-run".into(),
+                worker_id: "w".into(),
+                worker_kind: "mosaic".into(),
+                profile: "debug".into(),
+            })
+            .await
+            .expect("pick a profile");
+        let mut trainer = trainer_client(addr).await;
+        let registered = trainer
+            .register_worker(gymgui::RegisterWorkerRequest {
+                run_id: "mosaic-run".into(),
+                worker_id: "w1".into(),
+                worker_kind: "cleanrl".into(),
+                proto_version: "1".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("register")
+            .into_inner();
+        assert!(!registered.session_token.is_empty());
+        let steps = (0..6u64).map(|i| gymgui::RunStep {
+            run_id: "mosaic-run".into(),
+            episode_index: 0,
+            step_index: i,
+            action_json: "1".into(),
+            observation_json: "[0.1, 0.2]".into(),
+            reward: 1.0,
+            render_payload_json: render_payload(16, 12, i),
+            policy_label: "ppo".into(),
+            seq_id: i + 1,
+            worker_id: "w1".into(),
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5,
+            }),
+            ..Default::default()
+        });
+        let reply = trainer
+            .publish_run_steps(tokio_stream::iter(steps))
+            .await
+            .expect("publish")
+            .into_inner();
+        assert_eq!((reply.accepted, reply.dropped), (6, 0));
+        let episode = gymgui::RunEpisode {
+            run_id: "mosaic-run".into(),
+            episode_index: 0,
+            total_reward: 6.0,
+            steps: 6,
+            terminated: true,
+            ..Default::default()
+        };
+        let reply = trainer
+            .publish_run_episodes(tokio_stream::iter(vec![episode]))
+            .await
+            .expect("episodes")
+            .into_inner();
+        assert_eq!(reply.accepted, 1);
+
+        let mut stream = trainer
+            .stream_run_steps(gymgui::StreamStepsRequest {
+                run_id: "mosaic-run".into(),
+                since_seq: 4,
+            })
+            .await
+            .expect("stream")
+            .into_inner();
+        let item = stream.next().await.expect("item").expect("ok");
+        assert_eq!(
+            (item.seq_id, item.step_index, item.policy_label.as_str()),
+            (4, 3, "ppo")
+        );
+        assert_eq!(item.timestamp.map(|t| t.seconds), Some(1_700_000_000));
+        let unimplemented = trainer
+            .submit_run(gymgui::SubmitRunRequest {})
+            .await
+            .expect_err("run management");
+        assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+    });
+    daemon.shutdown();
+
+    let reader =
+        StoreReader::open(&dir.path().join(framelane::store::DATABASE_FILE)).expect("reader");
+    assert_eq!(
+        reader
+            .steps_since("mosaic-run", 1, 100)
+            .expect("steps")
+            .len(),
+        6
+    );
+    for step in 0..6u64 {
+        let frame = reader
+            .frame("mosaic-run", 0, step)
+            .expect("query")
+            .expect("the gate kept every frame");
+        assert_eq!((frame.kind, frame.width, frame.height), ("png", 16, 12));
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(&frame.location).expect("png file"),
+        ));
+        let mut png = decoder.read_info().expect("png header");
+        let mut pixels = vec![0; png.output_buffer_size().expect("size")];
+        png.next_frame(&mut pixels).expect("png pixels");
+        assert_eq!(
+            &pixels[..6],
+            &[0, 0, step as u8, 1, 0, step as u8],
+            "pixels of step {step}"
+        );
+    }
+}
