@@ -152,6 +152,8 @@ enum FastlaneCommand {
 enum BenchCommand {
     /// Fast-lane publish cost, cross-process latency, GUI latency and producer slowdown.
     Fastlane(bench::FastlaneBenchArgs),
+    /// gRPC ingest into SQLite: steps/s beside raw inserts, ack latency, memory under a stall.
+    Ingest(bench::IngestBenchArgs),
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -191,6 +193,7 @@ fn main() -> ExitCode {
         Some(Command::Fastlane(cmd)) => run_fastlane(cmd),
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
+        Some(Command::Bench(BenchCommand::Ingest(args))) => bench::run_ingest_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

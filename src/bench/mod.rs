@@ -2,8 +2,10 @@
 //! not pass/fail: docs/benchmarks.md records them with the command and the machine.
 
 mod fastlane_bench;
+mod ingest_bench;
 
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
+pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};
 
 /// Percentile summary of a set of samples, in the unit they were given in.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

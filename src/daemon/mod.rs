@@ -136,6 +136,7 @@ impl Daemon {
         let core = IngestCore::new(IngestParts {
             store: store.sender(),
             store_capacity: config.store_queue,
+            writer_stats: store.stats(),
             commits: store.commit_sender(),
             db_path: db_path.clone(),
             snapshots,

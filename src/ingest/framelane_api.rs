@@ -188,6 +188,21 @@ impl<M> ClientStream<M> {
         }
     }
 
+    /// Like [`Self::next`], but when no message is ready yet, first hands the steps gathered so
+    /// far to the writer, so a slow stream's steps never wait for company.
+    pub(crate) async fn next_or_flush(
+        &mut self,
+        core: &IngestCore,
+        tally: &mut PublishTally,
+    ) -> Result<Option<(u64, M)>, Status> {
+        // A zero timeout polls once: Ok when a message (or the end) is already there.
+        if let Ok(ready) = tokio::time::timeout(std::time::Duration::ZERO, self.next()).await {
+            return ready;
+        }
+        core.hand_over_steps(tally).await?;
+        self.next().await
+    }
+
     /// The next message with its 1-based position in the stream.
     pub(crate) async fn next(&mut self) -> Result<Option<(u64, M)>, Status> {
         if *self.shutdown.borrow() {
@@ -228,11 +243,11 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<Streaming<v1::Step>>,
     ) -> Result<Response<v1::PublishReply>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::default();
+        let mut tally = PublishTally::new(&self.core);
         let core = &self.core;
         let mut stream = ClientStream::new(core, request.into_inner());
         let drained: Result<(), Status> = async {
-            while let Some((index, step)) = stream.next().await? {
+            while let Some((index, step)) = stream.next_or_flush(core, &mut tally).await? {
                 let run_id = step.run_id.clone();
                 let converted = step_from_v1(step).map_err(|reason| (run_id, reason));
                 core.accept_step(index, converted, &mut tally).await?;
@@ -240,7 +255,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             Ok(())
         }
         .await;
-        let (accepted, dropped) = core.finish_publish(&tally).await?;
+        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
         drained?;
         Ok(Response::new(v1::PublishReply {
             accepted,
@@ -255,7 +270,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<Streaming<v1::Episode>>,
     ) -> Result<Response<v1::PublishReply>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::default();
+        let mut tally = PublishTally::new(&self.core);
         let core = &self.core;
         let mut stream = ClientStream::new(core, request.into_inner());
         let drained: Result<(), Status> = async {
@@ -267,7 +282,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             Ok(())
         }
         .await;
-        let (accepted, dropped) = core.finish_publish(&tally).await?;
+        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
         drained?;
         Ok(Response::new(v1::PublishReply {
             accepted,

@@ -32,8 +32,12 @@ use tonic::Status;
 use crate::bus::{shed_kind, FrameImage, FrameIndexEntry, KeptFrame, ShedCounters, StepRecord};
 use crate::gating::{self, FrameCompression, FrameDecision, ProfileSet, StorageProfile};
 use crate::snapshot::SnapshotWriter;
-use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader};
+use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader, WriterStats};
 use convert::FrameSource;
+
+/// Most steps handed to the writer in one command: fewer queue operations and wake-ups than
+/// one per step, small enough to keep the queue's bound meaningful.
+const STEP_CHUNK: usize = 128;
 
 /// A run as ingest knows it: its profile and the session tokens handed to its workers.
 struct RunEntry {
@@ -61,6 +65,7 @@ pub enum ControlEvent {
 pub struct IngestCore {
     store: mpsc::Sender<StoreCommand>,
     store_capacity: usize,
+    writer_stats: Arc<WriterStats>,
     commits: broadcast::Sender<CommitNotice>,
     db_path: PathBuf,
     snapshots: SnapshotWriter,
@@ -76,16 +81,35 @@ pub struct IngestCore {
 }
 
 /// What one publish stream has done so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PublishTally {
     /// Sent to the writer, not yet known committed.
     pending: u64,
+    /// Steps accepted but not yet handed to the writer.
+    chunk: Vec<StepRecord>,
+    /// The writer's failed-batch count when the stream started.
+    failed_batches_at_start: u64,
     pub dropped: u64,
     pub frames_shed: u64,
     pub first_error: Option<String>,
 }
 
 impl PublishTally {
+    /// A tally for a stream starting now.
+    pub(crate) fn new(core: &IngestCore) -> Self {
+        Self {
+            pending: 0,
+            chunk: Vec::with_capacity(STEP_CHUNK),
+            failed_batches_at_start: core
+                .writer_stats
+                .failed_batches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            dropped: 0,
+            frames_shed: 0,
+            first_error: None,
+        }
+    }
+
     fn refuse(&mut self, index: u64, reason: String) {
         self.dropped += 1;
         if self.first_error.is_none() {
@@ -98,6 +122,7 @@ impl PublishTally {
 pub struct IngestParts {
     pub store: mpsc::Sender<StoreCommand>,
     pub store_capacity: usize,
+    pub writer_stats: Arc<WriterStats>,
     pub commits: broadcast::Sender<CommitNotice>,
     pub db_path: PathBuf,
     pub snapshots: SnapshotWriter,
@@ -114,6 +139,7 @@ impl IngestCore {
         let core = Arc::new(Self {
             store: parts.store,
             store_capacity: parts.store_capacity,
+            writer_stats: parts.writer_stats,
             commits: parts.commits,
             db_path: parts.db_path,
             snapshots: parts.snapshots,
@@ -304,11 +330,25 @@ impl IngestCore {
             step.observation = None;
         }
         self.gate_frame(&step, frame, &profile, tally);
+        tally.chunk.push(step);
+        if tally.chunk.len() >= STEP_CHUNK {
+            self.hand_over_steps(tally).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the stream's accepted steps to the writer, waiting for room in its queue.
+    pub(crate) async fn hand_over_steps(&self, tally: &mut PublishTally) -> Result<(), Status> {
+        if tally.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut tally.chunk, Vec::with_capacity(STEP_CHUNK));
+        let n = chunk.len() as u64;
         self.store
-            .send(StoreCommand::Step(step))
+            .send(StoreCommand::Steps(chunk))
             .await
             .map_err(|_| Status::unavailable("the store writer has stopped"))?;
-        tally.pending += 1;
+        tally.pending += n;
         Ok(())
     }
 
@@ -346,8 +386,12 @@ impl IngestCore {
     }
 
     /// Waits for the commit of everything the stream sent; returns (accepted, dropped).
-    pub(crate) async fn finish_publish(&self, tally: &PublishTally) -> Result<(u64, u64), Status> {
-        crate::store::writer_barrier(&self.store)
+    pub(crate) async fn finish_publish(
+        &self,
+        tally: &mut PublishTally,
+    ) -> Result<(u64, u64), Status> {
+        self.hand_over_steps(tally).await?;
+        crate::store::writer_barrier(&self.store, tally.failed_batches_at_start)
             .await
             .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
         Ok((tally.pending, tally.dropped))

@@ -88,11 +88,11 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         request: Request<Streaming<gymgui::RunStep>>,
     ) -> Result<Response<gymgui::PublishTelemetryResponse>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::default();
+        let mut tally = PublishTally::new(&self.core);
         let core = &self.core;
         let mut stream = ClientStream::new(core, request.into_inner());
         let drained: Result<(), Status> = async {
-            while let Some((index, step)) = stream.next().await? {
+            while let Some((index, step)) = stream.next_or_flush(core, &mut tally).await? {
                 let run_id = step.run_id.clone();
                 let keep_payload = !core
                     .ensure_run(&run_id)
@@ -106,7 +106,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
             Ok(())
         }
         .await;
-        let (accepted, dropped) = core.finish_publish(&tally).await?;
+        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
         drained?;
         Ok(Response::new(gymgui::PublishTelemetryResponse {
             accepted,
@@ -119,7 +119,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         request: Request<Streaming<gymgui::RunEpisode>>,
     ) -> Result<Response<gymgui::PublishTelemetryResponse>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::default();
+        let mut tally = PublishTally::new(&self.core);
         let core = &self.core;
         let mut stream = ClientStream::new(core, request.into_inner());
         let drained: Result<(), Status> = async {
@@ -131,7 +131,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
             Ok(())
         }
         .await;
-        let (accepted, dropped) = core.finish_publish(&tally).await?;
+        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
         drained?;
         Ok(Response::new(gymgui::PublishTelemetryResponse {
             accepted,

@@ -50,11 +50,14 @@ pub enum StoreCommand {
         batch: BatchPolicy,
         worker: Option<(String, String, String)>,
     },
-    Step(StepRecord),
+    /// Steps in the order received (a publish stream hands over what it has ready at once).
+    Steps(Vec<StepRecord>),
     Episode(EpisodeRecord),
     Frame(FrameIndexEntry),
-    /// Answered once everything sent before it is committed (or failed to commit).
-    Barrier(oneshot::Sender<Result<(), String>>),
+    /// Answered once everything sent before it is committed. The number is the writer's
+    /// failed-batch count when the sender started sending: if a batch failed since, some of
+    /// the sender's rows may be lost and the barrier fails.
+    Barrier(oneshot::Sender<Result<(), String>>, u64),
     /// Commit what came before and stop; later commands are refused.
     Close,
 }
@@ -120,6 +123,7 @@ impl StoreWriter {
             shed,
             runs: HashMap::new(),
             default_batch,
+            carry: None,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -161,7 +165,11 @@ impl StoreWriter {
 
     /// Waits until everything sent so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        barrier(&self.sender).await
+        barrier(
+            &self.sender,
+            self.stats.failed_batches.load(Ordering::Relaxed),
+        )
+        .await
     }
 
     /// Stops accepting commands, commits what is queued and joins the threads. Other senders
@@ -192,10 +200,13 @@ impl Drop for StoreWriter {
 }
 
 /// Sends a barrier and waits for the commit that covers everything sent before it.
-pub async fn barrier(sender: &mpsc::Sender<StoreCommand>) -> Result<(), StoreError> {
+pub async fn barrier(
+    sender: &mpsc::Sender<StoreCommand>,
+    failed_batches_at_start: u64,
+) -> Result<(), StoreError> {
     let (reply, done) = oneshot::channel();
     sender
-        .send(StoreCommand::Barrier(reply))
+        .send(StoreCommand::Barrier(reply, failed_batches_at_start))
         .await
         .map_err(|_| StoreError::WriterStopped)?;
     match done.await {
@@ -244,9 +255,11 @@ struct WriterThread {
     shed: Arc<ShedCounters>,
     runs: HashMap<String, RunState>,
     default_batch: BatchPolicy,
+    /// Steps left over from a chunk that went past the last batch's row limit.
+    carry: Option<Vec<StepRecord>>,
 }
 
-const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+pub(crate) const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const INSERT_EPISODE: &str = "INSERT INTO episodes (run_key, seq, worker_id, agent_id, episode, total_reward, steps, terminated, truncated, metadata_json, producer_unix_ns, received_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const INSERT_FRAME: &str = "INSERT OR REPLACE INTO frames (run_key, episode, step, kind, width, height, format, location, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -275,7 +288,14 @@ impl WriterThread {
                 return;
             }
         };
-        while let Some(first) = self.receiver.blocking_recv() {
+        loop {
+            let first = match self.carry.take() {
+                Some(steps) => StoreCommand::Steps(steps),
+                None => match self.receiver.blocking_recv() {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+            };
             let mut batch = Batch::default();
             let started = Instant::now();
             let result = self.write_batch(first, &mut batch, started, &runtime);
@@ -303,10 +323,22 @@ impl WriterThread {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<(), rusqlite::Error> {
         let tx = self.conn.transaction()?;
+        let mut statements = Statements {
+            step: tx.prepare_cached(INSERT_STEP)?,
+            episode: tx.prepare_cached(INSERT_EPISODE)?,
+            frame: tx.prepare_cached(INSERT_FRAME)?,
+        };
         let mut next = Some(first);
         loop {
             if let Some(cmd) = next.take() {
-                apply(&tx, &mut self.runs, self.default_batch, cmd, batch)?;
+                apply(
+                    &tx,
+                    &mut statements,
+                    &mut self.runs,
+                    self.default_batch,
+                    cmd,
+                    batch,
+                )?;
             }
             let policy = batch.policy.unwrap_or(self.default_batch);
             if batch.rows >= policy.max_rows || !batch.barriers.is_empty() || batch.closing {
@@ -331,6 +363,7 @@ impl WriterThread {
                 }
             };
         }
+        drop(statements);
         persist_shed(&tx, &mut self.runs, &self.shed.take())?;
         for (run_id, state) in self.runs.iter_mut().filter(|(_, s)| s.touched) {
             tx.prepare_cached("UPDATE runs SET steps = ?2, episodes = ?3, last_seen_unix_ns = ?4 WHERE run_key = ?1")?
@@ -348,6 +381,7 @@ impl WriterThread {
         match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(rows = batch.rows, "batch committed");
                 self.stats
                     .rows
                     .fetch_add(batch.rows as u64, Ordering::Relaxed);
@@ -357,9 +391,15 @@ impl WriterThread {
                 for notice in batch.notices {
                     let _ = self.commits.send(notice);
                 }
-                for reply in batch.barriers {
-                    let _ = reply.send(Ok(()));
+                let failed = self.stats.failed_batches.load(Ordering::Relaxed);
+                for (reply, epoch) in batch.barriers {
+                    let _ = reply.send(if failed > epoch {
+                        Err("an earlier batch holding rows of this publish failed to commit".into())
+                    } else {
+                        Ok(())
+                    });
                 }
+                self.carry = batch.carry;
             }
             Err(err) => {
                 tracing::error!(error = %err, rows = batch.rows, "store batch failed; nothing of it was acknowledged");
@@ -367,21 +407,31 @@ impl WriterThread {
                 // Sequence counters may have advanced inside the rolled-back transaction.
                 self.runs.clear();
                 let message = err.to_string();
-                for reply in batch.barriers {
+                for (reply, _) in batch.barriers {
                     let _ = reply.send(Err(message.clone()));
                 }
+                self.carry = batch.carry;
             }
         }
     }
+}
+
+/// The batch's insert statements, prepared once per transaction.
+struct Statements<'tx> {
+    step: rusqlite::CachedStatement<'tx>,
+    episode: rusqlite::CachedStatement<'tx>,
+    frame: rusqlite::CachedStatement<'tx>,
 }
 
 #[derive(Default)]
 struct Batch {
     rows: usize,
     policy: Option<BatchPolicy>,
-    barriers: Vec<oneshot::Sender<Result<(), String>>>,
+    barriers: Vec<(oneshot::Sender<Result<(), String>>, u64)>,
     notices: Vec<CommitNotice>,
     closing: bool,
+    /// Steps of a chunk beyond this batch's row limit, for the next batch.
+    carry: Option<Vec<StepRecord>>,
 }
 
 fn run_state<'a>(
@@ -428,6 +478,7 @@ fn run_state<'a>(
 
 fn apply(
     tx: &Transaction<'_>,
+    statements: &mut Statements<'_>,
     runs: &mut HashMap<String, RunState>,
     default_batch: BatchPolicy,
     cmd: StoreCommand,
@@ -442,7 +493,8 @@ fn apply(
             worker,
         } => {
             let state = run_state(tx, runs, default_batch, &run_id)?;
-            state.batch = policy;
+            // The daemon's batching is the loosest allowed; a profile may only ask for tighter.
+            state.batch = policy.tighter(default_batch);
             state.touched = true;
             let key = state.key;
             tx.prepare_cached("UPDATE runs SET profile = ?2 WHERE run_key = ?1")?
@@ -452,39 +504,47 @@ fn apply(
                     .execute(params![key, worker_id, kind, token, now])?;
             }
         }
-        StoreCommand::Step(step) => {
-            let state = run_state(tx, runs, default_batch, &step.run_id)?;
-            state.steps += 1;
-            state.touched = true;
-            batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
-            let (action_json, action_raw) = split_payload(&step.action);
-            let (observation_json, observation_raw) = split_payload(&step.observation);
-            tx.prepare_cached(INSERT_STEP)?.execute(params![
-                state.key,
-                state.steps as i64,
-                step.worker_id,
-                step.agent_id,
-                step.episode as i64,
-                step.step as i64,
-                step.reward,
-                step.terminated,
-                step.truncated,
-                step.producer_unix_ns as i64,
-                now,
-                action_json,
-                action_raw,
-                observation_json,
-                observation_raw,
-                step.extra_json,
-            ])?;
-            batch.rows += 1;
+        StoreCommand::Steps(steps) => {
+            let mut steps = steps.into_iter();
+            while let Some(step) = steps.next() {
+                let state = run_state(tx, runs, default_batch, &step.run_id)?;
+                state.steps += 1;
+                state.touched = true;
+                batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
+                let (action_json, action_raw) = split_payload(&step.action);
+                let (observation_json, observation_raw) = split_payload(&step.observation);
+                statements.step.execute(params![
+                    state.key,
+                    state.steps as i64,
+                    step.worker_id,
+                    step.agent_id,
+                    step.episode as i64,
+                    step.step as i64,
+                    step.reward,
+                    step.terminated,
+                    step.truncated,
+                    step.producer_unix_ns as i64,
+                    now,
+                    action_json,
+                    action_raw,
+                    observation_json,
+                    observation_raw,
+                    step.extra_json,
+                ])?;
+                batch.rows += 1;
+                let limit = batch.policy.map_or(default_batch.max_rows, |p| p.max_rows);
+                if batch.rows >= limit && steps.len() > 0 {
+                    batch.carry = Some(steps.collect());
+                    break;
+                }
+            }
         }
         StoreCommand::Episode(episode) => {
             let state = run_state(tx, runs, default_batch, &episode.run_id)?;
             state.episodes += 1;
             state.touched = true;
             batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
-            tx.prepare_cached(INSERT_EPISODE)?.execute(params![
+            statements.episode.execute(params![
                 state.key,
                 state.episodes as i64,
                 episode.worker_id,
@@ -502,7 +562,7 @@ fn apply(
         }
         StoreCommand::Frame(frame) => {
             let state = run_state(tx, runs, default_batch, &frame.run_id)?;
-            tx.prepare_cached(INSERT_FRAME)?.execute(params![
+            statements.frame.execute(params![
                 state.key,
                 frame.episode as i64,
                 frame.step as i64,
@@ -515,7 +575,7 @@ fn apply(
             ])?;
             batch.rows += 1;
         }
-        StoreCommand::Barrier(reply) => batch.barriers.push(reply),
+        StoreCommand::Barrier(reply, epoch) => batch.barriers.push((reply, epoch)),
         StoreCommand::Close => batch.closing = true,
     }
     Ok(())

@@ -1,0 +1,327 @@
+//! `framelane bench ingest`: end-to-end steps/s from a gRPC client into committed SQLite rows
+//! beside a raw rusqlite insert loop of the same rows (the floor), acknowledgement latency at a
+//! steady 10k steps/s, and daemon memory while the store stalls.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::{machine_description, Summary};
+use crate::daemon::{Daemon, DaemonConfig};
+use crate::ingest::proto::framelane_v1 as v1;
+use crate::store::{self, BatchPolicy};
+
+/// Options of `framelane bench ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestBenchArgs {
+    /// Write all figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Steps per throughput run at flush sizes 100 and 1000 (a tenth of it at flush size 1).
+    #[arg(long, default_value_t = 200_000)]
+    pub steps: u64,
+    /// Seconds of the steady-rate acknowledgement latency run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "framelane-bench-{tag}-{}-{}",
+            std::process::id(),
+            crate::fastlane::shm::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench_step(run: &str, i: u64, frame: bool) -> v1::Step {
+    v1::Step {
+        run_id: run.into(),
+        worker_id: "w0".into(),
+        agent_id: "a0".into(),
+        episode: i / 100,
+        step: i,
+        reward: i as f64 * 0.5,
+        producer_unix_ns: i,
+        action: Some(v1::Payload {
+            content: Some(v1::payload::Content::Json("{\"a\":1}".into())),
+        }),
+        frame: frame.then(|| v1::Frame {
+            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                width: 96,
+                height: 96,
+                format: v1::PixelFormat::Rgb8 as i32,
+                pixels: vec![(i % 251) as u8; 96 * 96 * 3],
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn start_daemon(dir: &Scratch, batch_rows: usize) -> anyhow::Result<Daemon> {
+    let mut config = DaemonConfig::new(dir.0.clone());
+    config.listen = "127.0.0.1:0".parse()?;
+    config.batch = BatchPolicy {
+        max_rows: batch_rows,
+        max_delay: Duration::from_millis(50),
+    };
+    Ok(Daemon::start(config)?)
+}
+
+async fn client(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<v1::telemetry_client::TelemetryClient<tonic::transport::Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(16 << 20);
+    Ok(
+        v1::telemetry_client::TelemetryClient::new(endpoint.connect().await?)
+            .max_encoding_message_size(64 << 20),
+    )
+}
+
+/// Steps/s of one publish stream of `steps` steps, through gRPC into committed rows.
+fn end_to_end(
+    steps: u64,
+    batch_rows: usize,
+    frame: bool,
+    profile: &str,
+) -> anyhow::Result<(f64, u64)> {
+    let dir = Scratch::new("ingest")?;
+    let daemon = start_daemon(&dir, batch_rows)?;
+    let addr = daemon.local_addr();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (elapsed, reply) = runtime.block_on(async {
+        let mut client = client(addr).await?;
+        // Profiles may batch more tightly than the daemon default; make the run use the
+        // flush size under test.
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "bench".into(),
+                worker_id: "w0".into(),
+                worker_kind: "bench".into(),
+                profile: profile.into(),
+            })
+            .await?;
+        let started = Instant::now();
+        let stream = tokio_stream::iter((0..steps).map(move |i| bench_step("bench", i, frame)));
+        let reply = client.publish_steps(stream).await?.into_inner();
+        anyhow::Ok((started.elapsed(), reply))
+    })?;
+    drop(runtime);
+    daemon.shutdown();
+    if reply.accepted != steps {
+        bail!("only {} of {steps} steps were accepted", reply.accepted);
+    }
+    Ok((steps as f64 / elapsed.as_secs_f64(), reply.frames_shed))
+}
+
+fn raw_floor(steps: u64, batch_rows: u64) -> anyhow::Result<f64> {
+    let dir = Scratch::new("floor")?;
+    let elapsed = store::raw_insert_floor(&dir.0.join(store::DATABASE_FILE), steps, batch_rows)?;
+    Ok(steps as f64 / elapsed.as_secs_f64())
+}
+
+/// Acknowledgement latency of 10-step publishes sent every millisecond (10k steps/s).
+fn ack_latency(seconds: f64) -> anyhow::Result<(Summary, f64)> {
+    let dir = Scratch::new("ack")?;
+    let daemon = start_daemon(&dir, 1000)?;
+    let addr = daemon.local_addr();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (mut samples, achieved) = runtime.block_on(async {
+        let mut client = client(addr).await?;
+        let mut samples = Vec::new();
+        let started = Instant::now();
+        let mut interval = tokio::time::interval(Duration::from_millis(1));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = 0u64;
+        let mut inflight = tokio::task::JoinSet::new();
+        while started.elapsed().as_secs_f64() < seconds {
+            interval.tick().await;
+            let first = sent;
+            sent += 10;
+            let mut c = client.clone();
+            inflight.spawn(async move {
+                let t = Instant::now();
+                let stream =
+                    tokio_stream::iter((first..first + 10).map(|i| bench_step("ack", i, false)));
+                c.publish_steps(stream)
+                    .await
+                    .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            });
+            while let Some(done) = inflight.try_join_next() {
+                samples.push(done??);
+            }
+        }
+        while let Some(done) = inflight.join_next().await {
+            samples.push(done??);
+        }
+        client.health(v1::HealthRequest {}).await?;
+        anyhow::Ok((samples, sent as f64 / started.elapsed().as_secs_f64()))
+    })?;
+    drop(runtime);
+    daemon.shutdown();
+    Ok((
+        Summary::of(&mut samples).context("no acknowledgements")?,
+        achieved,
+    ))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Daemon memory while the store cannot commit (another connection holds the write lock):
+/// publishers fill the bounded queue and then wait.
+fn stalled_store_memory(queue: u32) -> anyhow::Result<serde_json::Value> {
+    let dir = Scratch::new("stall")?;
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue",
+            &queue.to_string(),
+            "--data-dir",
+        ])
+        .arg(&dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().context("stdout")?),
+        &mut line,
+    )?;
+    let addr: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .context("no address")?;
+    let pid = child.id();
+    let idle = rss_mib(pid);
+    let lock = rusqlite::Connection::open(dir.0.join(store::DATABASE_FILE))?;
+    lock.busy_timeout(Duration::from_secs(5))?;
+    lock.execute_batch("BEGIN EXCLUSIVE")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let peak = runtime.block_on(async {
+        let mut peak = 0.0f64;
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let mut c = client(addr).await?;
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio_stream::iter(
+                    (0..200_000u64).map(move |i| bench_step(&format!("stall-{w}"), i, true)),
+                );
+                let _ = c.publish_steps(stream).await;
+            }));
+        }
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(rss_mib(pid));
+        }
+        for t in &tasks {
+            t.abort();
+        }
+        anyhow::Ok(peak)
+    })?;
+    lock.execute_batch("ROLLBACK")?;
+    // SAFETY: stopping our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    Ok(
+        serde_json::json!({"queue_commands": queue, "idle_rss_mib": idle, "stalled_peak_rss_mib": peak}),
+    )
+}
+
+/// Runs every ingest benchmark, prints the figures and writes JSON when asked.
+pub fn run_ingest_bench(args: &IngestBenchArgs) -> anyhow::Result<()> {
+    let machine = machine_description();
+    println!("framelane bench ingest on {machine}");
+    println!("\n== end-to-end steps/s (gRPC client -> committed SQLite rows) beside raw rusqlite inserts ==");
+    println!(
+        "{:<7} {:<34} {:>12} {:>12} {:>7}",
+        "flush", "payload", "e2e steps/s", "floor/s", "ratio"
+    );
+    let mut throughput = Vec::new();
+    for flush in [1u64, 100, 1000] {
+        let steps = if flush == 1 {
+            args.steps / 10
+        } else {
+            args.steps
+        };
+        let floor = raw_floor(steps, flush)?;
+        for (label, frame, profile) in [
+            ("scalars", false, "telemetry_only"),
+            ("scalars + 96x96x3 frame (thinned)", true, "telemetry_only"),
+            ("scalars + 96x96x3 frame (png 1/10)", true, "box2d"),
+        ] {
+            if flush == 1 && frame {
+                continue;
+            }
+            let (rate, shed) = end_to_end(steps, flush as usize, frame, profile)?;
+            let ratio = rate / floor;
+            println!("{flush:<7} {label:<34} {rate:>12.0} {floor:>12.0} {ratio:>6.2}x");
+            throughput.push(serde_json::json!({"flush_rows": flush, "payload": label, "profile": profile, "steps": steps, "steps_per_second": rate, "floor_rows_per_second": floor, "ratio": ratio, "frames_shed": shed}));
+        }
+    }
+    println!(
+        "\n== acknowledgement latency at a steady 10k steps/s (10-step publishes every 1 ms) =="
+    );
+    let (latency, achieved) = ack_latency(args.seconds)?;
+    println!(
+        "achieved {achieved:.0} steps/s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        latency.p50, latency.p99, latency.max
+    );
+    println!("\n== daemon memory while the store stalls (write lock held elsewhere; 4 publishers with frames) ==");
+    let memory = stalled_store_memory(16_384)?;
+    println!(
+        "queue {} commands: idle {:.1} MiB, stalled peak {:.1} MiB",
+        memory["queue_commands"],
+        memory["idle_rss_mib"].as_f64().unwrap_or(0.0),
+        memory["stalled_peak_rss_mib"].as_f64().unwrap_or(0.0)
+    );
+    let report = serde_json::json!({
+        "benchmark": "ingest",
+        "machine": machine,
+        "throughput": throughput,
+        "ack_latency_ms": latency,
+        "ack_rate_steps_per_second": achieved,
+        "stalled_store_memory": memory,
+    });
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
