@@ -9,6 +9,8 @@ fn main() {
         "qml/RunPicker.qml",
         "qml/HudOverlay.qml",
         "qml/ConnectionBanner.qml",
+        "qml/TelemetryRuns.qml",
+        "qml/RunPlotView.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -20,8 +22,16 @@ fn main() {
             "src/ui/app.rs",
             "src/ui/live_view.rs",
             "src/ui/run_catalog.rs",
+            "src/ui/runs_panel.rs",
+            "src/ui/run_plot.rs",
         ])
-        .cpp_files(["cpp/frame_item.h", "cpp/frame_item.cpp", "cpp/app.cpp"]);
+        .cpp_files([
+            "cpp/frame_item.h",
+            "cpp/frame_item.cpp",
+            "cpp/plot_item.h",
+            "cpp/plot_item.cpp",
+            "cpp/app.cpp",
+        ]);
     builder.build();
 
     tonic_prost_build::configure()

@@ -63,6 +63,10 @@ statsOf(QObject* root, QQuickWindow* window)
                  QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
   }
   stats.insert(QStringLiteral("hud"), hudTexts(root));
+  if (auto* plot = root->findChild<QObject*>(QStringLiteral("runPlot")))
+    stats.insert(QStringLiteral("plot_points"), plot->property("pointCount").toInt());
+  if (auto* runs = root->findChild<QObject*>(QStringLiteral("telemetryRunList")))
+    stats.insert(QStringLiteral("telemetry_runs"), runs->property("count").toInt());
   stats.insert(QStringLiteral("graphics_api"), int(window->rendererInterface()->graphicsApi()));
   return stats;
 }
@@ -102,6 +106,8 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialRunId"), toQString(options.initial_run_id) },
     { QStringLiteral("title"), toQString(options.window_title) },
     { QStringLiteral("pollIntervalMs"), int(options.poll_interval_ms) },
+    { QStringLiteral("daemonAddress"), toQString(options.daemon_address) },
+    { QStringLiteral("initialPlotRunId"), toQString(options.plot_run_id) },
     { QStringLiteral("width"), int(options.window_width) },
     { QStringLiteral("height"), int(options.window_height) },
     { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },

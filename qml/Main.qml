@@ -9,6 +9,9 @@ ApplicationWindow {
 
     property string initialRunId: ""
     property int pollIntervalMs: 0
+    // Address of the telemetry daemon (embedded or --connect); empty: none.
+    property string daemonAddress: ""
+    property string initialPlotRunId: ""
 
     width: 1280
     height: 760
@@ -18,6 +21,18 @@ ApplicationWindow {
 
     RunCatalog {
         id: catalog
+    }
+
+    RunsPanel {
+        id: runsPanel
+        address: root.daemonAddress
+    }
+
+    RunPlot {
+        id: runPlot
+        objectName: "runPlot"
+        address: root.daemonAddress
+        runId: root.initialPlotRunId
     }
 
     LiveView {
@@ -30,13 +45,35 @@ ApplicationWindow {
         anchors.fill: parent
         spacing: 0
 
-        RunPicker {
+        ColumnLayout {
             Layout.preferredWidth: 280
+            Layout.maximumWidth: 280
+            Layout.fillWidth: false
             Layout.fillHeight: true
-            catalog: catalog
-            selectedRunId: liveView.runId
-            onRunChosen: runId => liveView.runId = runId
+            spacing: 0
+
+            RunPicker {
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                catalog: catalog
+                selectedRunId: liveView.runId
+                onRunChosen: runId => liveView.runId = runId
+            }
+
+            TelemetryRuns {
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                visible: root.daemonAddress !== ""
+                runsPanel: runsPanel
+                selectedRunId: runPlot.runId
+                onRunChosen: runId => runPlot.runId = runId
+            }
         }
+
+        ColumnLayout {
+            Layout.fillWidth: true
+            Layout.fillHeight: true
+            spacing: 0
 
         Rectangle {
             Layout.fillWidth: true
@@ -64,6 +101,14 @@ ApplicationWindow {
                 anchors.centerIn: parent
                 view: liveView
             }
+        }
+
+        RunPlotView {
+            Layout.fillWidth: true
+            Layout.preferredHeight: 200
+            visible: root.daemonAddress !== ""
+            runPlot: runPlot
+        }
         }
     }
 }

@@ -97,6 +97,18 @@ struct GuiArgs {
     /// Open full screen (kiosks).
     #[arg(long)]
     fullscreen: bool,
+    /// Show runs and plots from a running daemon instead of starting one in this process.
+    #[arg(long, value_name = "ADDR")]
+    connect: Option<std::net::SocketAddr>,
+    /// Start no telemetry daemon (fast lane only).
+    #[arg(long, conflicts_with = "connect")]
+    no_daemon: bool,
+    /// Recorded run to plot when the window opens.
+    #[arg(long, value_name = "RUN")]
+    plot_run: Option<String>,
+    /// Data directory of the embedded daemon (default: the platform's data directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Sample frames on a GUI-thread timer of this period instead of at every rendered frame
     /// (the reference design polls every 16 ms; for comparisons). 0: frame cadence.
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -236,6 +248,30 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
                 .context("starting the built-in demo producer")?,
         );
     }
+    // The embedded daemon lives as long as the window; a running one is used with --connect.
+    let mut embedded = None;
+    let daemon_address = if let Some(address) = args.connect {
+        address.to_string()
+    } else if args.no_daemon || args.smoke_test {
+        String::new()
+    } else {
+        let config = daemon::DaemonConfig::new(
+            args.data_dir
+                .clone()
+                .unwrap_or_else(daemon::default_data_dir),
+        );
+        match daemon::Daemon::start(config) {
+            Ok(d) => {
+                let address = d.local_addr().to_string();
+                embedded = Some(d);
+                address
+            }
+            Err(err) => {
+                eprintln!("framelane: no embedded daemon ({err}); showing the one at 127.0.0.1:{} if it runs (use --connect ADDR or --no-daemon)", daemon::DEFAULT_PORT);
+                format!("127.0.0.1:{}", daemon::DEFAULT_PORT)
+            }
+        }
+    };
     let options = ui::AppOptions {
         initial_run_id: run_id,
         window_title: "framelane".into(),
@@ -247,10 +283,15 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         window_width: args.window_size.0,
         window_height: args.window_size.1,
         fullscreen: args.fullscreen,
+        daemon_address,
+        plot_run_id: args.plot_run.clone().unwrap_or_default(),
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(daemon) = embedded {
+        daemon.shutdown();
+    }
     if let Some(thread) = demo_thread {
         match thread.join() {
             Ok(Ok(_)) => {}
@@ -281,32 +322,32 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = daemon_config(&args)?;
     let data_dir = config.data_dir.clone();
+    // Signal handlers first: once the address is printed, SIGTERM must mean a clean stop.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    let (mut term, mut int) = signals.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     let daemon = daemon::Daemon::start(config)?;
     println!(
         "framelane serve: listening on {} (data in {})",
         daemon.local_addr(),
         data_dir.display()
     );
-    wait_for_termination()?;
+    signals.block_on(async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
     eprintln!("framelane serve: stopping; committing what is in flight");
     daemon.shutdown();
-    Ok(())
-}
-
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_termination() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal listener")?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        Ok::<(), std::io::Error>(())
-    })?;
     Ok(())
 }
 

@@ -244,6 +244,104 @@ fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut
     );
 }
 
+/// The runs panel and the live plot, fed by a `framelane serve` child over gRPC.
+fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
+    use framelane::ingest::proto::framelane_v1 as v1;
+    println!("offscreen: runs panel and plot from a daemon");
+    let dir = std::env::temp_dir().join(format!("framelane-gui-daemon-{}", std::process::id()));
+    let mut serve = Command::new(EXE)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("address line");
+    let addr: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("address");
+    let serve = Reaped(serve);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = v1::telemetry_client::TelemetryClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let steps = (0..3000u64).map(|i| v1::Step {
+            run_id: "plotted".into(),
+            step: i,
+            episode: i / 100,
+            reward: (i as f64 * 0.01).sin(),
+            ..Default::default()
+        });
+        client
+            .publish_steps(tokio_stream::iter(steps))
+            .await
+            .expect("steps");
+        let episodes = (0..30u64).map(|e| v1::Episode {
+            run_id: "plotted".into(),
+            episode: e,
+            total_reward: e as f64,
+            steps: 100,
+            ..Default::default()
+        });
+        client
+            .publish_episodes(tokio_stream::iter(episodes))
+            .await
+            .expect("episodes");
+    });
+    let stats_path = artifacts().join("plot.json");
+    let status = Display::Offscreen
+        .command()
+        .args([
+            "gui",
+            "--no-demo",
+            "--connect",
+            &addr.to_string(),
+            "--plot-run",
+            "plotted",
+            "--exit-after-ms",
+            "3000",
+        ])
+        .arg("--screenshot")
+        .arg(artifacts().join("plot.png"))
+        .arg("--stats-json")
+        .arg(&stats_path)
+        .status()
+        .expect("start the GUI");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+    check(
+        status.success(),
+        format!("GUI exited cleanly ({status})"),
+        failures,
+    );
+    let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    check(
+        stats["telemetry_runs"].as_i64() == Some(1),
+        format!(
+            "the runs panel lists the recorded run ({})",
+            stats["telemetry_runs"]
+        ),
+        failures,
+    );
+    check(
+        stats["plot_points"].as_i64() == Some(30),
+        format!(
+            "the plot holds the run's 30 episode returns ({})",
+            stats["plot_points"]
+        ),
+        failures,
+    );
+}
+
 fn smoke_test(failures: &mut Vec<String>) {
     println!("offscreen: --smoke-test");
     let out = Display::Offscreen
@@ -284,6 +382,7 @@ fn main() {
     let mut failures = Vec::new();
     no_display_gives_a_hint(&mut failures);
     smoke_test(&mut failures);
+    recorded_runs_are_listed_and_plotted(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
     if Command::new("xvfb-run")
         .arg("--help")

@@ -3,6 +3,7 @@
 //! gated by the run's storage profile, and handed to the store writer. A publish is
 //! acknowledged only after the commit that holds its rows.
 
+pub mod client;
 pub mod convert;
 mod framelane_api;
 mod mosaic_api;

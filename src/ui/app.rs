@@ -22,6 +22,10 @@ pub mod ffi {
         window_width: u32,
         window_height: u32,
         fullscreen: bool,
+        /// Telemetry daemon to show runs and plots from (empty: none).
+        daemon_address: String,
+        /// Recorded run plotted when the window opens (empty: none).
+        plot_run_id: String,
     }
 
     unsafe extern "C++" {

@@ -4,6 +4,8 @@
 pub mod app;
 pub mod live_view;
 pub mod run_catalog;
+pub mod run_plot;
+pub mod runs_panel;
 
 /// Errors of the GUI part, worded for the user.
 #[derive(Debug, thiserror::Error)]

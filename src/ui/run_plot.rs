@@ -1,0 +1,216 @@
+//! `RunPlot`: a run's live series (episode returns, step rewards) for the plot item. A
+//! background thread follows the run over gRPC into a bounded rolling window; the plot item
+//! (cpp/plot_item) copies the window on the render thread.
+
+#[cxx_qt::bridge]
+pub mod qobject {
+    unsafe extern "C++" {
+        include!("cxx-qt-lib/qstring.h");
+        type QString = cxx_qt_lib::QString;
+    }
+
+    extern "RustQt" {
+        #[qobject]
+        #[qml_element]
+        #[qproperty(QString, address)]
+        #[qproperty(QString, run_id, cxx_name = "runId")]
+        /// "returns" (episodic return over episodes) or "rewards" (reward over steps).
+        #[qproperty(QString, series)]
+        #[qproperty(i32, point_count, cxx_name = "pointCount")]
+        #[qproperty(f64, last_value, cxx_name = "lastValue")]
+        #[qproperty(QString, error)]
+        type RunPlot = super::RunPlotRust;
+
+        /// Render thread: copies the chosen series as x, y pairs into `out` (at most
+        /// `out.len() / 2` points, the newest); returns the number of points copied.
+        #[cxx_name = "copySeries"]
+        fn copy_series(self: &RunPlot, out: &mut [f64]) -> usize;
+
+        /// Render thread: points in the chosen series.
+        #[cxx_name = "seriesLength"]
+        fn series_length(self: &RunPlot) -> usize;
+    }
+
+    unsafe extern "RustQt" {
+        /// New points arrived (or the series was cleared).
+        #[qsignal]
+        #[cxx_name = "pointsChanged"]
+        fn points_changed(self: Pin<&mut RunPlot>);
+    }
+
+    impl cxx_qt::Threading for RunPlot {}
+    impl cxx_qt::Initialize for RunPlot {}
+}
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cxx_qt::{CxxQtType, Threading};
+use cxx_qt_lib::QString;
+
+use crate::ingest::client::follow_series;
+
+/// Points kept per series: the rolling window of the plot.
+const WINDOW: usize = 50_000;
+/// How often new points are handed to the plot.
+const PUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct Series {
+    rewards: VecDeque<(f64, f64)>,
+    returns: VecDeque<(f64, f64)>,
+}
+
+fn push_bounded(window: &mut VecDeque<(f64, f64)>, points: impl IntoIterator<Item = (u64, f64)>) {
+    for (x, y) in points {
+        if window.len() == WINDOW {
+            window.pop_front();
+        }
+        window.push_back((x as f64, y));
+    }
+}
+
+/// Rust state of the `RunPlot` QObject.
+#[derive(Default)]
+pub struct RunPlotRust {
+    address: QString,
+    run_id: QString,
+    series: QString,
+    point_count: i32,
+    last_value: f64,
+    error: QString,
+    data: Arc<Mutex<Series>>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for RunPlotRust {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl RunPlotRust {
+    fn chosen<'a>(&self, series: &'a Series) -> &'a VecDeque<(f64, f64)> {
+        if self.series.to_string() == "rewards" {
+            &series.rewards
+        } else {
+            &series.returns
+        }
+    }
+}
+
+impl qobject::RunPlot {
+    fn copy_series(&self, out: &mut [f64]) -> usize {
+        let rust = self.rust();
+        let data = rust.data.lock().unwrap_or_else(|p| p.into_inner());
+        let window = rust.chosen(&data);
+        let n = window.len().min(out.len() / 2);
+        for (i, (x, y)) in window.iter().skip(window.len() - n).enumerate() {
+            out[2 * i] = *x;
+            out[2 * i + 1] = *y;
+        }
+        n
+    }
+
+    fn series_length(&self) -> usize {
+        let rust = self.rust();
+        let data = rust.data.lock().unwrap_or_else(|p| p.into_inner());
+        rust.chosen(&data).len()
+    }
+
+    fn restart(mut self: Pin<&mut Self>) {
+        if let Some(stop) = self.as_mut().rust_mut().stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        *self.rust().data.lock().unwrap_or_else(|p| p.into_inner()) = Series::default();
+        self.as_mut().set_point_count(0);
+        self.as_mut().points_changed();
+        let run_id = self.run_id().to_string();
+        let address = self.address().to_string();
+        if run_id.is_empty() || address.is_empty() {
+            return;
+        }
+        let Ok(address) = address.parse::<std::net::SocketAddr>() else {
+            self.set_error(QString::from(&format!("not a daemon address: {address:?}")));
+            return;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        self.as_mut().rust_mut().stop = Some(Arc::clone(&stop));
+        let data = Arc::clone(&self.rust().data);
+        let qt_thread = self.qt_thread();
+        let spawned = std::thread::Builder::new()
+            .name("plot-feed".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                let errors = qt_thread.clone();
+                runtime.block_on(follow_series(
+                    address,
+                    run_id,
+                    0,
+                    PUSH_INTERVAL,
+                    |update| {
+                        if stop.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                        if update.rewards.is_empty() && update.returns.is_empty() {
+                            return true;
+                        }
+                        {
+                            let mut series = data.lock().unwrap_or_else(|p| p.into_inner());
+                            push_bounded(&mut series.rewards, update.rewards);
+                            push_bounded(&mut series.returns, update.returns);
+                        }
+                        qt_thread
+                            .queue(|mut plot| {
+                                let (count, last) = {
+                                    let rust = plot.rust();
+                                    let series =
+                                        rust.data.lock().unwrap_or_else(|p| p.into_inner());
+                                    let window = rust.chosen(&series);
+                                    (window.len() as i32, window.back().map_or(0.0, |p| p.1))
+                                };
+                                plot.as_mut().set_point_count(count);
+                                plot.as_mut().set_last_value(last);
+                                plot.as_mut().set_error(QString::default());
+                                plot.points_changed();
+                            })
+                            .is_ok()
+                    },
+                    |message| {
+                        let _ = errors.queue(move |plot| plot.set_error(QString::from(&message)));
+                    },
+                ));
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "could not start the plot feed thread");
+        }
+    }
+}
+
+impl cxx_qt::Initialize for qobject::RunPlot {
+    fn initialize(mut self: Pin<&mut Self>) {
+        self.as_mut().set_series(QString::from("returns"));
+        self.as_mut()
+            .on_run_id_changed(|plot| plot.restart())
+            .release();
+        self.as_mut()
+            .on_address_changed(|plot| plot.restart())
+            .release();
+        self.on_series_changed(|mut plot| {
+            let count = plot.series_length() as i32;
+            plot.as_mut().set_point_count(count);
+            plot.points_changed();
+        })
+        .release();
+    }
+}
