@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{episode_from_v1, step_from_v1};
 use super::proto::framelane_v1 as v1;
-use super::{ControlEvent, IngestCore, PublishTally};
+use super::{ControlEvent, IngestCore, Item, PublishOutcome, PublishTally};
 use crate::bus::{Payload, StepRecord};
 use crate::store::{EpisodeRow, StepRow, StoreReader};
 
@@ -243,26 +243,14 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<Streaming<v1::Step>>,
     ) -> Result<Response<v1::PublishReply>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::new(&self.core);
-        let core = &self.core;
-        let mut stream = ClientStream::new(core, request.into_inner());
-        let drained: Result<(), Status> = async {
-            while let Some((index, step)) = stream.next_or_flush(core, &mut tally).await? {
+        let outcome = self
+            .core
+            .publish(request.into_inner(), |step: v1::Step| {
                 let run_id = step.run_id.clone();
-                let converted = step_from_v1(step).map_err(|reason| (run_id, reason));
-                core.accept_step(index, converted, &mut tally).await?;
-            }
-            Ok(())
-        }
-        .await;
-        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
-        drained?;
-        Ok(Response::new(v1::PublishReply {
-            accepted,
-            dropped,
-            first_error: tally.first_error.unwrap_or_default(),
-            frames_shed: tally.frames_shed,
-        }))
+                Item::Step(step_from_v1(step).map_err(|reason| (run_id, reason)))
+            })
+            .await?;
+        Ok(Response::new(reply(outcome)))
     }
 
     async fn publish_episodes(
@@ -270,26 +258,14 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<Streaming<v1::Episode>>,
     ) -> Result<Response<v1::PublishReply>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::new(&self.core);
-        let core = &self.core;
-        let mut stream = ClientStream::new(core, request.into_inner());
-        let drained: Result<(), Status> = async {
-            while let Some((index, episode)) = stream.next().await? {
+        let outcome = self
+            .core
+            .publish(request.into_inner(), |episode: v1::Episode| {
                 let run_id = episode.run_id.clone();
-                let converted = episode_from_v1(episode).map_err(|reason| (run_id, reason));
-                core.accept_episode(index, converted, &mut tally).await?;
-            }
-            Ok(())
-        }
-        .await;
-        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
-        drained?;
-        Ok(Response::new(v1::PublishReply {
-            accepted,
-            dropped,
-            first_error: tally.first_error.unwrap_or_default(),
-            frames_shed: 0,
-        }))
+                Item::Episode(episode_from_v1(episode).map_err(|reason| (run_id, reason)))
+            })
+            .await?;
+        Ok(Response::new(reply(outcome)))
     }
 
     type SubscribeStepsStream = ReceiverStream<Result<v1::StoredStep, Status>>;
@@ -408,30 +384,16 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<Streaming<v1::ControlMessage>>,
     ) -> Result<Response<Self::ControlStream>, Status> {
         self.core.authorize(&request)?;
-        let mut incoming = request.into_inner();
-        let mut events = self.core.control_events();
-        let (sender, receiver) = mpsc::channel(16);
-        tokio::spawn(async move {
-            // The worker tells us which run it belongs to in its first message.
-            let mut run_filter = String::new();
-            loop {
-                tokio::select! {
-                    message = incoming.next() => match message {
-                        Some(Ok(m)) => run_filter = m.run_id,
-                        _ => return,
-                    },
-                    event = events.recv() => match event {
-                        Ok((run_id, event)) if run_id.is_empty() || run_id == run_filter => {
-                            let message = v1::ControlMessage { run_id: run_filter.clone(), event: Some(to_v1_event(event)) };
-                            if sender.send(Ok(message)).await.is_err() { return; }
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let stream = forward_control(
+            &self.core,
+            request.into_inner(),
+            |m: &v1::ControlMessage| m.run_id.clone(),
+            |run_id, event| v1::ControlMessage {
+                run_id,
+                event: Some(to_v1_event(event)),
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn health(
@@ -448,6 +410,52 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             queue_capacity: self.core.queue_capacity() as u64,
         }))
     }
+}
+
+fn reply(outcome: PublishOutcome) -> v1::PublishReply {
+    v1::PublishReply {
+        accepted: outcome.accepted,
+        dropped: outcome.dropped,
+        first_error: outcome.first_error,
+        frames_shed: outcome.frames_shed,
+    }
+}
+
+/// Forwards control events for the worker's run (named in its first message) to its stream,
+/// for either API's message types.
+pub(crate) fn forward_control<I, O>(
+    core: &IngestCore,
+    mut incoming: Streaming<I>,
+    run_of: impl Fn(&I) -> String + Send + 'static,
+    make: impl Fn(String, ControlEvent) -> O + Send + 'static,
+) -> ReceiverStream<Result<O, Status>>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+{
+    let mut events = core.control_events();
+    let (sender, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut run_filter = String::new();
+        loop {
+            tokio::select! {
+                message = incoming.next() => match message {
+                    Some(Ok(m)) => run_filter = run_of(&m),
+                    _ => return,
+                },
+                event = events.recv() => match event {
+                    Ok((run_id, event)) if run_id.is_empty() || run_id == run_filter => {
+                        if sender.send(Ok(make(run_filter.clone(), event))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
 }
 
 fn to_v1_event(event: ControlEvent) -> v1::control_message::Event {

@@ -81,6 +81,20 @@ pub struct IngestCore {
     shutdown: watch::Receiver<bool>,
 }
 
+/// A converted message of a publish stream; Err carries (run id, reason).
+pub(crate) enum Item {
+    Step(Result<(StepRecord, FrameSource), (String, String)>),
+    Episode(Result<crate::bus::EpisodeRecord, (String, String)>),
+}
+
+/// What a publish stream achieved, for its reply.
+pub(crate) struct PublishOutcome {
+    pub accepted: u64,
+    pub dropped: u64,
+    pub frames_shed: u64,
+    pub first_error: String,
+}
+
 /// What one publish stream has done so far.
 #[derive(Debug)]
 pub struct PublishTally {
@@ -265,6 +279,56 @@ impl IngestCore {
             .await
             .map_err(|_| Status::unavailable("the store writer has stopped"))?;
         Ok((token, profile.name.clone()))
+    }
+
+    /// The profile a step of `run_id` will be gated with, without registering the run.
+    pub(crate) fn profile_hint(&self, run_id: &str) -> Arc<StorageProfile> {
+        if let Some(entry) = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+        {
+            return Arc::clone(&entry.profile);
+        }
+        Arc::new(
+            self.profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .default_profile()
+                .clone(),
+        )
+    }
+
+    /// Reads a publish stream to its end: converts each message, gates and queues it, then
+    /// waits for the commit and reports what was accepted.
+    pub(crate) async fn publish<M>(
+        &self,
+        stream: tonic::Streaming<M>,
+        convert: impl Fn(M) -> Item,
+    ) -> Result<PublishOutcome, Status> {
+        let mut tally = PublishTally::new(self);
+        let mut stream = framelane_api::ClientStream::new(self, stream);
+        let drained: Result<(), Status> = async {
+            while let Some((index, message)) = stream.next_or_flush(self, &mut tally).await? {
+                match convert(message) {
+                    Item::Step(converted) => self.accept_step(index, converted, &mut tally).await?,
+                    Item::Episode(converted) => {
+                        self.accept_episode(index, converted, &mut tally).await?
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let (accepted, dropped) = self.finish_publish(&mut tally).await?;
+        drained?;
+        Ok(PublishOutcome {
+            accepted,
+            dropped,
+            frames_shed: tally.frames_shed,
+            first_error: tally.first_error.unwrap_or_default(),
+        })
     }
 
     /// The run's profile; a run seen for the first time gets the default profile.

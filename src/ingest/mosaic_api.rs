@@ -4,15 +4,14 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{episode_from_mosaic, step_from_mosaic, timestamp};
-use super::framelane_api::{subscribe, ClientStream, Feed, Rows};
+use super::framelane_api::{forward_control, subscribe, Feed, Rows};
 use super::proto::gymgui;
-use super::{ControlEvent, IngestCore, PublishTally};
+use super::{ControlEvent, IngestCore, Item};
 use crate::bus::Payload;
 
 /// The service; cheap to clone.
@@ -88,29 +87,17 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         request: Request<Streaming<gymgui::RunStep>>,
     ) -> Result<Response<gymgui::PublishTelemetryResponse>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::new(&self.core);
         let core = &self.core;
-        let mut stream = ClientStream::new(core, request.into_inner());
-        let drained: Result<(), Status> = async {
-            while let Some((index, step)) = stream.next_or_flush(core, &mut tally).await? {
+        let outcome = core
+            .publish(request.into_inner(), |step: gymgui::RunStep| {
                 let run_id = step.run_id.clone();
-                let keep_payload = !core
-                    .ensure_run(&run_id)
-                    .await
-                    .map(|p| p.drop_render_payload)
-                    .unwrap_or(true);
-                let converted =
-                    step_from_mosaic(step, keep_payload).map_err(|reason| (run_id, reason));
-                core.accept_step(index, converted, &mut tally).await?;
-            }
-            Ok(())
-        }
-        .await;
-        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
-        drained?;
+                let keep_payload = !core.profile_hint(&run_id).drop_render_payload;
+                Item::Step(step_from_mosaic(step, keep_payload).map_err(|reason| (run_id, reason)))
+            })
+            .await?;
         Ok(Response::new(gymgui::PublishTelemetryResponse {
-            accepted,
-            dropped,
+            accepted: outcome.accepted,
+            dropped: outcome.dropped,
         }))
     }
 
@@ -119,23 +106,16 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         request: Request<Streaming<gymgui::RunEpisode>>,
     ) -> Result<Response<gymgui::PublishTelemetryResponse>, Status> {
         self.core.authorize(&request)?;
-        let mut tally = PublishTally::new(&self.core);
-        let core = &self.core;
-        let mut stream = ClientStream::new(core, request.into_inner());
-        let drained: Result<(), Status> = async {
-            while let Some((index, episode)) = stream.next().await? {
+        let outcome = self
+            .core
+            .publish(request.into_inner(), |episode: gymgui::RunEpisode| {
                 let run_id = episode.run_id.clone();
-                let converted = episode_from_mosaic(episode).map_err(|reason| (run_id, reason));
-                core.accept_episode(index, converted, &mut tally).await?;
-            }
-            Ok(())
-        }
-        .await;
-        let (accepted, dropped) = core.finish_publish(&mut tally).await?;
-        drained?;
+                Item::Episode(episode_from_mosaic(episode).map_err(|reason| (run_id, reason)))
+            })
+            .await?;
         Ok(Response::new(gymgui::PublishTelemetryResponse {
-            accepted,
-            dropped,
+            accepted: outcome.accepted,
+            dropped: outcome.dropped,
         }))
     }
 
@@ -248,35 +228,21 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         request: Request<Streaming<gymgui::ControlEvent>>,
     ) -> Result<Response<Self::ControlStreamStream>, Status> {
         self.core.authorize(&request)?;
-        let mut incoming = request.into_inner();
-        let mut events = self.core.control_events();
-        let (sender, receiver) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut run_filter = String::new();
-            loop {
-                tokio::select! {
-                    message = incoming.next() => match message {
-                        Some(Ok(m)) => run_filter = m.run_id,
-                        _ => return,
-                    },
-                    event = events.recv() => match event {
-                        Ok((run_id, event)) if run_id.is_empty() || run_id == run_filter => {
-                            let event = match event {
-                                ControlEvent::GrantSteps(n) => gymgui::control_event::Event::GrantSteps(n),
-                                ControlEvent::Pause => gymgui::control_event::Event::Pause(true),
-                                ControlEvent::Resume => gymgui::control_event::Event::Resume(true),
-                                ControlEvent::MaxRateHz(hz) => gymgui::control_event::Event::MaxRateHz(hz),
-                            };
-                            let message = gymgui::ControlEvent { run_id: run_filter.clone(), event: Some(event) };
-                            if sender.send(Ok(message)).await.is_err() { return; }
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let stream = forward_control(
+            &self.core,
+            request.into_inner(),
+            |m: &gymgui::ControlEvent| m.run_id.clone(),
+            |run_id, event| gymgui::ControlEvent {
+                run_id,
+                event: Some(match event {
+                    ControlEvent::GrantSteps(n) => gymgui::control_event::Event::GrantSteps(n),
+                    ControlEvent::Pause => gymgui::control_event::Event::Pause(true),
+                    ControlEvent::Resume => gymgui::control_event::Event::Resume(true),
+                    ControlEvent::MaxRateHz(hz) => gymgui::control_event::Event::MaxRateHz(hz),
+                }),
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn submit_run(
