@@ -60,7 +60,7 @@ struct ServeArgs {
     /// ... or after this many milliseconds, whichever comes first.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=60_000))]
     flush_ms: u32,
-    /// Most commands waiting for the store writer; publishers wait beyond it.
+    /// Most steps waiting for the store writer; publishers wait beyond it.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     queue: u32,
 }

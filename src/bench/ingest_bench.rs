@@ -245,7 +245,7 @@ fn stalled_store_memory(queue: u32) -> anyhow::Result<serde_json::Value> {
                 let _ = c.publish_steps(stream).await;
             }));
         }
-        for _ in 0..30 {
+        for _ in 0..80 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             peak = peak.max(rss_mib(pid));
         }
@@ -259,7 +259,7 @@ fn stalled_store_memory(queue: u32) -> anyhow::Result<serde_json::Value> {
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
     Ok(
-        serde_json::json!({"queue_commands": queue, "idle_rss_mib": idle, "stalled_peak_rss_mib": peak}),
+        serde_json::json!({"queue_steps": queue, "idle_rss_mib": idle, "stalled_peak_rss_mib": peak}),
     )
 }
 
@@ -302,11 +302,11 @@ pub fn run_ingest_bench(args: &IngestBenchArgs) -> anyhow::Result<()> {
         "achieved {achieved:.0} steps/s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
         latency.p50, latency.p99, latency.max
     );
-    println!("\n== daemon memory while the store stalls (write lock held elsewhere; 4 publishers with frames) ==");
+    println!("\n== daemon memory while the store stalls for 8 s (write lock held elsewhere; 4 publishers with frames) ==");
     let memory = stalled_store_memory(16_384)?;
     println!(
-        "queue {} commands: idle {:.1} MiB, stalled peak {:.1} MiB",
-        memory["queue_commands"],
+        "queue {} steps: idle {:.1} MiB, stalled peak {:.1} MiB",
+        memory["queue_steps"],
         memory["idle_rss_mib"].as_f64().unwrap_or(0.0),
         memory["stalled_peak_rss_mib"].as_f64().unwrap_or(0.0)
     );

@@ -50,7 +50,8 @@ pub struct DaemonConfig {
     pub token: Option<String>,
     /// User profile file overriding the built-ins; watched for changes.
     pub profiles_file: Option<PathBuf>,
-    /// Commands waiting for the store writer, at most (the scalar queue; senders wait beyond it).
+    /// Steps waiting for the store writer, at most (in chunks of up to 128; senders wait
+    /// beyond it).
     pub store_queue: usize,
     /// Frames waiting for the snapshot writer, at most (beyond it frames are shed).
     pub snapshot_queue: usize,
@@ -116,12 +117,10 @@ impl Daemon {
         let profiles = Arc::new(RwLock::new(profile_set));
         let db_path = store::database_path(&config.data_dir)?;
         let shed = ShedCounters::new();
-        let store = StoreWriter::start(
-            &db_path,
-            config.store_queue,
-            config.batch,
-            Arc::clone(&shed),
-        )?;
+        // The queue holds commands and a step chunk is one command, so the bound in steps is
+        // the command count times the chunk size.
+        let store_commands = (config.store_queue / crate::ingest::STEP_CHUNK).max(16);
+        let store = StoreWriter::start(&db_path, store_commands, config.batch, Arc::clone(&shed))?;
         let snapshots = SnapshotWriter::start(
             &config.data_dir.join("frames"),
             config.snapshot_queue,
@@ -135,7 +134,7 @@ impl Daemon {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let core = IngestCore::new(IngestParts {
             store: store.sender(),
-            store_capacity: config.store_queue,
+            store_capacity: store_commands,
             writer_stats: store.stats(),
             commits: store.commit_sender(),
             db_path: db_path.clone(),

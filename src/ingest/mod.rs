@@ -38,7 +38,7 @@ use convert::FrameSource;
 
 /// Most steps handed to the writer in one command: fewer queue operations and wake-ups than
 /// one per step, small enough to keep the queue's bound meaningful.
-const STEP_CHUNK: usize = 128;
+pub const STEP_CHUNK: usize = 128;
 
 /// A run as ingest knows it: its profile and the session tokens handed to its workers.
 struct RunEntry {
