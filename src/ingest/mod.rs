@@ -366,6 +366,25 @@ impl IngestCore {
         Ok(profile)
     }
 
+    /// Counts and reports an item refused as malformed; the stream goes on.
+    fn refuse(
+        &self,
+        run_id: &str,
+        index: u64,
+        reason: String,
+        kind: &'static str,
+        tally: &mut PublishTally,
+    ) {
+        tracing::warn!(run = %run_id, index, %reason, kind, "item refused");
+        let run = if run_id.is_empty() {
+            "(no run id)"
+        } else {
+            run_id
+        };
+        self.shed.add(run, kind, 1);
+        tally.refuse(index, reason);
+    }
+
     /// Gates, converts and queues one step; scalars wait for room in the store queue.
     pub(crate) async fn accept_step(
         &self,
@@ -376,17 +395,7 @@ impl IngestCore {
         let (mut step, frame) = match converted {
             Ok(ok) => ok,
             Err((run_id, reason)) => {
-                tracing::warn!(run = %run_id, index, %reason, "step refused");
-                self.shed.add(
-                    if run_id.is_empty() {
-                        "(no run id)"
-                    } else {
-                        &run_id
-                    },
-                    shed_kind::INVALID_STEP,
-                    1,
-                );
-                tally.refuse(index, reason);
+                self.refuse(&run_id, index, reason, shed_kind::INVALID_STEP, tally);
                 return Ok(());
             }
         };
@@ -434,17 +443,7 @@ impl IngestCore {
                 tally.pending += 1;
             }
             Err((run_id, reason)) => {
-                tracing::warn!(run = %run_id, index, %reason, "episode refused");
-                self.shed.add(
-                    if run_id.is_empty() {
-                        "(no run id)"
-                    } else {
-                        &run_id
-                    },
-                    shed_kind::INVALID_EPISODE,
-                    1,
-                );
-                tally.refuse(index, reason);
+                self.refuse(&run_id, index, reason, shed_kind::INVALID_EPISODE, tally)
             }
         }
         Ok(())
