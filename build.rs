@@ -34,6 +34,8 @@ fn main() {
         ]);
     builder.build();
 
+    // cxx-qt narrows what re-runs this script; the protos must be listed too.
+    println!("cargo::rerun-if-changed=proto");
     tonic_prost_build::configure()
         .compile_protos(
             &["proto/framelane/v1/telemetry.proto", "proto/gymgui/trainer.proto"],

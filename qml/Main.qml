@@ -38,6 +38,7 @@ ApplicationWindow {
     LiveView {
         id: liveView
         objectName: "liveView"
+        daemonAddress: root.daemonAddress
         runId: root.initialRunId
     }
 

@@ -293,6 +293,34 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
             .publish_episodes(tokio_stream::iter(episodes))
             .await
             .expect("episodes");
+        // A run with frames kept by the daemon ("debug": every frame as PNG) and no fast-lane segment.
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "framed".into(),
+                worker_id: "w".into(),
+                worker_kind: "test".into(),
+                profile: "debug".into(),
+            })
+            .await
+            .expect("register");
+        let frames = (0..20u64).map(|i| v1::Step {
+            run_id: "framed".into(),
+            step: i,
+            reward: 1.0,
+            frame: Some(v1::Frame {
+                content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                    width: 64,
+                    height: 48,
+                    format: v1::PixelFormat::Rgb8 as i32,
+                    pixels: [200u8, 60, 120].repeat(64 * 48),
+                })),
+            }),
+            ..Default::default()
+        });
+        client
+            .publish_steps(tokio_stream::iter(frames))
+            .await
+            .expect("framed steps");
     });
     let stats_path = artifacts().join("plot.json");
     let status = Display::Offscreen
@@ -304,11 +332,13 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
             &addr.to_string(),
             "--plot-run",
             "plotted",
+            "--run",
+            "framed",
             "--exit-after-ms",
             "3000",
         ])
         .arg("--screenshot")
-        .arg(artifacts().join("plot.png"))
+        .arg(artifacts().join("plot.ppm"))
         .arg("--stats-json")
         .arg(&stats_path)
         .status()
@@ -325,9 +355,9 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     check(
-        stats["telemetry_runs"].as_i64() == Some(1),
+        stats["telemetry_runs"].as_i64() == Some(2),
         format!(
-            "the runs panel lists the recorded run ({})",
+            "the runs panel lists both recorded runs ({})",
             stats["telemetry_runs"]
         ),
         failures,
@@ -340,6 +370,29 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
         ),
         failures,
     );
+    check(
+        stats["state"] == "live" && stats["shown_step"].as_u64().is_some(),
+        format!(
+            "a run without a fast-lane segment shows the daemon's kept frames ({}, step {})",
+            stats["state"], stats["shown_step"]
+        ),
+        failures,
+    );
+    if let Some(painted) = rect(&stats["painted_rect"]) {
+        let (w, _, pixels) = read_ppm(&artifacts().join("plot.ppm"));
+        let (x, y) = (
+            (painted[0] + painted[2] * 0.75) as usize,
+            (painted[1] + painted[3] * 0.75) as usize,
+        );
+        let got = &pixels[(y * w + x) * 3..][..3];
+        check(
+            got == [200, 60, 120],
+            format!("the daemon frame's pixels are on screen ({got:?})"),
+            failures,
+        );
+    } else {
+        check(false, "the daemon frame was painted".into(), failures);
+    }
 }
 
 fn smoke_test(failures: &mut Vec<String>) {

@@ -142,3 +142,174 @@ pub async fn follow_series(
         tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
+
+/// A frame fetched from the daemon, as RGBA pixels, with the step it belongs to.
+#[derive(Debug, Clone)]
+pub struct DaemonFrame {
+    pub seq: u64,
+    pub episode: u64,
+    pub step: u64,
+    pub reward: f64,
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// Decodes a stored frame (raw pixels, PNG or JPEG) into RGBA.
+pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), String> {
+    match frame.content {
+        Some(v1::frame::Content::Raw(raw)) => {
+            let format = v1::PixelFormat::try_from(raw.format)
+                .map_err(|_| format!("unknown pixel format {}", raw.format))?;
+            let rgba = match format {
+                v1::PixelFormat::Rgb8 => raw
+                    .pixels
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect(),
+                v1::PixelFormat::Rgba8 => raw.pixels,
+                v1::PixelFormat::Bgra8 => raw
+                    .pixels
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[2], p[1], p[0], p[3]])
+                    .collect(),
+                v1::PixelFormat::Gray8 => raw.pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+                v1::PixelFormat::Unspecified => return Err("unspecified pixel format".into()),
+            };
+            Ok((raw.width, raw.height, rgba))
+        }
+        Some(v1::frame::Content::Encoded(image)) if image.codec == "png" => {
+            let mut reader = png::Decoder::new(std::io::Cursor::new(image.data))
+                .read_info()
+                .map_err(|e| format!("PNG: {e}"))?;
+            let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG: image too large")?];
+            let info = reader
+                .next_frame(&mut buf)
+                .map_err(|e| format!("PNG: {e}"))?;
+            let pixels = &buf[..info.buffer_size()];
+            let rgba = match info.color_type {
+                png::ColorType::Rgb => pixels
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect(),
+                png::ColorType::Rgba => pixels.to_vec(),
+                png::ColorType::Grayscale => pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+                other => return Err(format!("PNG colour type {other:?} is not shown")),
+            };
+            Ok((info.width, info.height, rgba))
+        }
+        Some(v1::frame::Content::Encoded(image)) => {
+            let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(image.data));
+            let pixels = decoder.decode().map_err(|e| format!("JPEG: {e}"))?;
+            let info = decoder.info().ok_or("JPEG: no image information")?;
+            let rgba = match info.pixel_format {
+                jpeg_decoder::PixelFormat::RGB24 => pixels
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect(),
+                jpeg_decoder::PixelFormat::L8 => {
+                    pixels.iter().flat_map(|&g| [g, g, g, 255]).collect()
+                }
+                other => return Err(format!("JPEG pixel format {other:?} is not shown")),
+            };
+            Ok((u32::from(info.width), u32::from(info.height), rgba))
+        }
+        Some(v1::frame::Content::Reference(reference)) => {
+            Err(format!("the worker keeps this frame itself ({reference})"))
+        }
+        None => Err("empty frame".into()),
+    }
+}
+
+/// Follows a run's newest kept frames over gRPC (for a run without a fast-lane segment):
+/// subscribes to its steps from near the end, fetches each kept frame and hands it to
+/// `on_frame`; returns when `on_frame` (also called with None about once a second) returns false.
+pub async fn follow_frames(
+    address: SocketAddr,
+    run_id: String,
+    mut on_frame: impl FnMut(Option<DaemonFrame>) -> bool,
+    mut on_error: impl FnMut(String),
+) {
+    loop {
+        let mut client = match connect(address).await {
+            Ok(c) => c,
+            Err(err) => {
+                on_error(format!("daemon at {address} not reachable: {err}"));
+                if !on_frame(None) {
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_AFTER).await;
+                continue;
+            }
+        };
+        let since = match client.list_runs(v1::ListRunsRequest {}).await {
+            Ok(reply) => reply
+                .into_inner()
+                .runs
+                .iter()
+                .find(|r| r.run_id == run_id)
+                .map_or(1, |r| r.steps.saturating_sub(16).max(1)),
+            Err(_) => 1,
+        };
+        let mut steps = match client
+            .subscribe_steps(v1::SubscribeRequest {
+                run_id: run_id.clone(),
+                since_seq: since,
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(status) => {
+                on_error(format!("run {run_id}: {}", status.message()));
+                if !on_frame(None) {
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_AFTER).await;
+                continue;
+            }
+        };
+        loop {
+            let item = match tokio::time::timeout(RECONNECT_AFTER, steps.next()).await {
+                Ok(Some(Ok(item))) => item,
+                Ok(_) => break,
+                Err(_) => {
+                    if !on_frame(None) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(step) = item.step.filter(|_| !item.frame_kind.is_empty()) else {
+                continue;
+            };
+            let request = v1::FrameRequest {
+                run_id: run_id.clone(),
+                episode: step.episode,
+                step: step.step,
+            };
+            let fetched = client
+                .get_frame(request)
+                .await
+                .map_err(|s| s.message().to_owned())
+                .and_then(|f| frame_to_rgba(f.into_inner()));
+            match fetched {
+                Ok((width, height, rgba)) => {
+                    let frame = DaemonFrame {
+                        seq: item.seq,
+                        episode: step.episode,
+                        step: step.step,
+                        reward: step.reward,
+                        width,
+                        height,
+                        rgba,
+                    };
+                    if !on_frame(Some(frame)) {
+                        return;
+                    }
+                }
+                Err(message) => on_error(format!("frame of step {}: {message}", step.step)),
+            }
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}

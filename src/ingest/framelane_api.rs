@@ -396,6 +396,68 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn get_frame(
+        &self,
+        request: Request<v1::FrameRequest>,
+    ) -> Result<Response<v1::Frame>, Status> {
+        self.core.authorize(&request)?;
+        let r = request.into_inner();
+        let reader = self.core.reader()?;
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<v1::Frame>, Status> {
+            let Some(entry) = reader
+                .frame(&r.run_id, r.episode, r.step)
+                .map_err(|e| match e {
+                    crate::store::StoreError::UnknownRun(run) => {
+                        Status::not_found(format!("unknown run {run:?}"))
+                    }
+                    other => Status::internal(other.to_string()),
+                })?
+            else {
+                return Ok(None);
+            };
+            let content = match entry.kind {
+                "inline" => match (
+                    crate::bus::RawPixelFormat::from_label(&entry.format),
+                    entry.data,
+                ) {
+                    (Some(format), Some(pixels)) => v1::frame::Content::Raw(v1::RawFrame {
+                        width: entry.width,
+                        height: entry.height,
+                        format: match format {
+                            crate::bus::RawPixelFormat::Rgb8 => v1::PixelFormat::Rgb8,
+                            crate::bus::RawPixelFormat::Rgba8 => v1::PixelFormat::Rgba8,
+                            crate::bus::RawPixelFormat::Bgra8 => v1::PixelFormat::Bgra8,
+                            crate::bus::RawPixelFormat::Gray8 => v1::PixelFormat::Gray8,
+                        } as i32,
+                        pixels,
+                    }),
+                    (None, Some(data)) => v1::frame::Content::Encoded(v1::EncodedImage {
+                        codec: entry.format,
+                        data,
+                    }),
+                    _ => return Err(Status::data_loss("the stored frame has no pixels")),
+                },
+                "png" | "jpeg" => {
+                    let data = std::fs::read(&entry.location)
+                        .map_err(|e| Status::data_loss(format!("{}: {e}", entry.location)))?;
+                    v1::frame::Content::Encoded(v1::EncodedImage {
+                        codec: entry.kind.into(),
+                        data,
+                    })
+                }
+                _ => v1::frame::Content::Reference(entry.location),
+            };
+            Ok(Some(v1::Frame {
+                content: Some(content),
+            }))
+        })
+        .await
+        .map_err(|_| Status::internal("frame lookup failed"))??;
+        found
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("no frame was kept for this step"))
+    }
+
     async fn health(
         &self,
         request: Request<v1::HealthRequest>,

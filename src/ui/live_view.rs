@@ -22,6 +22,8 @@ pub mod qobject {
         #[qobject]
         #[qml_element]
         #[qproperty(QString, run_id, cxx_name = "runId")]
+        /// Telemetry daemon whose kept frames are shown when the run has no fast-lane segment.
+        #[qproperty(QString, daemon_address, cxx_name = "daemonAddress")]
         #[qproperty(QString, connection_state, cxx_name = "connectionState")]
         #[qproperty(QString, state_reason, cxx_name = "stateReason")]
         #[qproperty(QString, segment_kind, cxx_name = "segmentKind")]
@@ -84,6 +86,7 @@ use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
 use crate::fastlane::{shm, FastLaneError, FastLaneReader, FrameMeta, ReadOutcome, WriterStatus};
+use crate::ingest::client::{follow_frames, DaemonFrame};
 
 /// How often the GUI thread checks the writer and retries attaching.
 const STATUS_INTERVAL_NS: u64 = 250_000_000;
@@ -129,6 +132,8 @@ pub struct LiveFeed {
     reason: String,
     /// Frame chosen on the GUI thread (its HUD is laid out now); the render thread copies it.
     pending: Option<FrameMeta>,
+    /// Newest kept frame from the daemon, shown while the run has no fast-lane segment.
+    daemon_frame: Option<DaemonFrame>,
     shown: Option<FrameMeta>,
     /// Times the chosen frame was overwritten before the render thread copied it, so the
     /// newest frame was shown under the HUD of the chosen one.
@@ -231,6 +236,12 @@ impl LiveFeed {
             if let Some(meta) = reader.peek_newest() {
                 self.pending = Some(meta);
             }
+        } else if let Some(frame) = &self.daemon_frame {
+            if self.shown.map(|m| m.frame_number) != Some(frame.seq) {
+                self.pending = Some(daemon_meta(frame));
+            }
+            self.state = FeedState::Live;
+            self.reason = "frames from the daemon's step stream (no fast-lane segment)".into();
         }
     }
 
@@ -241,7 +252,7 @@ impl LiveFeed {
             return false;
         };
         let Some(reader) = self.reader.as_mut() else {
-            return false;
+            return self.grab_daemon_frame(chosen, dst, stride);
         };
         let copied = match reader.read_frame(chosen.frame_number, dst, stride) {
             Ok(Some(meta)) => Ok(Some(meta)),
@@ -276,6 +287,26 @@ impl LiveFeed {
                 false
             }
         }
+    }
+
+    /// Copies the daemon's frame (RGBA) if it is the chosen one.
+    fn grab_daemon_frame(&mut self, chosen: FrameMeta, dst: &mut [u8], stride: usize) -> bool {
+        let Some(frame) = self
+            .daemon_frame
+            .as_ref()
+            .filter(|f| f.seq == chosen.frame_number)
+        else {
+            return false;
+        };
+        let row = frame.width as usize * 4;
+        if stride < row || dst.len() < stride * (frame.height as usize - 1) + row {
+            return false;
+        }
+        for (y, src) in frame.rgba.chunks_exact(row).enumerate() {
+            dst[y * stride..y * stride + row].copy_from_slice(src);
+        }
+        self.shown = Some(chosen);
+        true
     }
 
     fn presented(&mut self) {
@@ -368,10 +399,26 @@ impl LatencyRing {
     }
 }
 
+/// Frame metadata of a daemon frame: its step sequence number stands in for the frame number.
+fn daemon_meta(frame: &DaemonFrame) -> FrameMeta {
+    FrameMeta {
+        frame_number: frame.seq,
+        hud: crate::fastlane::HudValues {
+            episode: frame.episode,
+            step: frame.step,
+            reward: frame.reward,
+            episodic_return: 0.0,
+            steps_per_second: 0.0,
+        },
+        producer_mono_ns: None,
+    }
+}
+
 /// Rust state of the `LiveView` QObject.
 #[derive(Default)]
 pub struct LiveViewRust {
     run_id: QString,
+    daemon_address: QString,
     connection_state: QString,
     state_reason: QString,
     segment_kind: QString,
@@ -385,7 +432,7 @@ pub struct LiveViewRust {
     display_fps: f64,
     frames_skipped: i64,
     latency_ms: f64,
-    feed: Mutex<LiveFeed>,
+    feed: Arc<Mutex<LiveFeed>>,
     /// Stop flag of the current run's watcher thread.
     watcher_stop: Option<Arc<AtomicBool>>,
     /// A frame_available notification is queued and not yet handled (coalescing, queue of 1).
@@ -406,13 +453,11 @@ impl cxx_qt::Initialize for qobject::LiveView {
         self.as_mut()
             .set_connection_state(QString::from(FeedState::Idle.label()));
         self.as_mut().set_latency_ms(-1.0);
-        self.on_run_id_changed(|mut view| {
-            let run_id = view.run_id().to_string();
-            view.rust().feed().follow(&run_id);
-            view.as_mut().start_watcher(run_id);
-            view.frame_available();
-        })
-        .release();
+        self.as_mut()
+            .on_run_id_changed(|view| view.follow_run())
+            .release();
+        self.on_daemon_address_changed(|view| view.follow_run())
+            .release();
     }
 }
 
@@ -467,7 +512,61 @@ fn watch_run(
     }
 }
 
+/// Feeds the view with the run's kept frames from the daemon while the run has no fast-lane
+/// segment (the fast lane wins whenever there is one).
+fn follow_daemon_frames(
+    address: std::net::SocketAddr,
+    run_id: String,
+    feed: Arc<Mutex<LiveFeed>>,
+    stop: Arc<AtomicBool>,
+    pending: Arc<AtomicBool>,
+    qt_thread: cxx_qt::CxxQtThread<qobject::LiveView>,
+) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(follow_frames(
+        address,
+        run_id,
+        |frame| {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let Some(frame) = frame else { return true };
+            {
+                let mut feed = feed.lock().unwrap_or_else(|p| p.into_inner());
+                if feed.reader.is_some() {
+                    return true;
+                }
+                feed.daemon_frame = Some(frame);
+            }
+            if !pending.swap(true, Ordering::AcqRel) {
+                let handled = Arc::clone(&pending);
+                return qt_thread
+                    .queue(move |view| {
+                        handled.store(false, Ordering::Release);
+                        view.frame_available();
+                    })
+                    .is_ok();
+            }
+            true
+        },
+        |message| tracing::debug!(%message, "daemon frames"),
+    ));
+}
+
 impl qobject::LiveView {
+    /// Starts following the current run (fast lane, and the daemon's frames as a fallback).
+    fn follow_run(mut self: Pin<&mut Self>) {
+        let run_id = self.run_id().to_string();
+        self.rust().feed().follow(&run_id);
+        self.as_mut().start_watcher(run_id);
+        self.frame_available();
+    }
+
     fn start_watcher(mut self: Pin<&mut Self>, run_id: String) {
         let qt_thread = self.qt_thread();
         let mut rust = self.as_mut().rust_mut();
@@ -481,6 +580,25 @@ impl qobject::LiveView {
         let pending = Arc::clone(&rust.notify_pending);
         pending.store(false, Ordering::Release);
         let thread_stop = Arc::clone(&stop);
+        if let Ok(address) = rust
+            .daemon_address
+            .to_string()
+            .parse::<std::net::SocketAddr>()
+        {
+            let feed = Arc::clone(&rust.feed);
+            let (run, stop, pending, qt_thread) = (
+                run_id.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&pending),
+                qt_thread.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("daemon-frames".into())
+                .spawn(move || follow_daemon_frames(address, run, feed, stop, pending, qt_thread));
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start the daemon frame thread");
+            }
+        }
         let spawned = std::thread::Builder::new()
             .name("fastlane-watch".into())
             .spawn(move || watch_run(run_id, thread_stop, pending, qt_thread));
@@ -494,13 +612,21 @@ impl qobject::LiveView {
 
     fn frame_shape(&self) -> qobject::FrameShape {
         let feed = self.rust().feed();
-        match feed.reader.as_ref().map(FastLaneReader::geometry) {
-            Some(g) => qobject::FrameShape {
+        match (
+            feed.reader.as_ref().map(FastLaneReader::geometry),
+            &feed.daemon_frame,
+        ) {
+            (Some(g), _) => qobject::FrameShape {
                 width: g.width,
                 height: g.height,
                 format: g.format.code(),
             },
-            None => qobject::FrameShape::default(),
+            (None, Some(frame)) => qobject::FrameShape {
+                width: frame.width,
+                height: frame.height,
+                format: crate::fastlane::PixelFormat::Rgba8.code(),
+            },
+            (None, None) => qobject::FrameShape::default(),
         }
     }
 
