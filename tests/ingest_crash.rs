@@ -73,10 +73,6 @@ fn kill9_during_ingest_never_loses_an_acknowledged_step() {
         killer.join().expect("killer");
         serve.kill9();
         total_killed_in_flight += usize::from(in_flight);
-        assert!(
-            !acked.is_empty() || round > 0 || in_flight,
-            "round {round}: nothing was sent"
-        );
         acknowledged.extend(acked);
     }
     let serve = ServeProcess::start(dir.path(), &[]);
