@@ -61,6 +61,16 @@ fn check_raw(width: u32, height: u32, format: RawPixelFormat, len: usize) -> Res
     Ok(())
 }
 
+/// Our wire code for a pixel format (the reverse of the mapping in [`step_from_v1`]).
+pub fn pixel_format_to_v1(format: RawPixelFormat) -> v1::PixelFormat {
+    match format {
+        RawPixelFormat::Rgb8 => v1::PixelFormat::Rgb8,
+        RawPixelFormat::Rgba8 => v1::PixelFormat::Rgba8,
+        RawPixelFormat::Bgra8 => v1::PixelFormat::Bgra8,
+        RawPixelFormat::Gray8 => v1::PixelFormat::Gray8,
+    }
+}
+
 fn payload(field: &str, value: Option<v1::Payload>) -> Result<Option<Payload>, String> {
     match value.and_then(|p| p.content) {
         None => Ok(None),

@@ -423,12 +423,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                     (Some(format), Some(pixels)) => v1::frame::Content::Raw(v1::RawFrame {
                         width: entry.width,
                         height: entry.height,
-                        format: match format {
-                            crate::bus::RawPixelFormat::Rgb8 => v1::PixelFormat::Rgb8,
-                            crate::bus::RawPixelFormat::Rgba8 => v1::PixelFormat::Rgba8,
-                            crate::bus::RawPixelFormat::Bgra8 => v1::PixelFormat::Bgra8,
-                            crate::bus::RawPixelFormat::Gray8 => v1::PixelFormat::Gray8,
-                        } as i32,
+                        format: super::convert::pixel_format_to_v1(format) as i32,
                         pixels,
                     }),
                     (None, Some(data)) => v1::frame::Content::Encoded(v1::EncodedImage {
