@@ -15,6 +15,10 @@ PACKAGES=(
   lld pkg-config g++ make
   # gRPC code generation (protoc and the well-known .proto files)
   protobuf-compiler libprotobuf-dev
+  # video encoding and replay: FFmpeg 5.1 libraries (ffmpeg-next binds them with
+  # bindgen, hence clang), and the ffmpeg tool the encode benchmark compares against
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
+  clang libclang-dev ffmpeg
   # test helpers
   python3
 )

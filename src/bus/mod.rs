@@ -132,6 +132,39 @@ pub struct FrameIndexEntry {
     pub data: Option<Vec<u8>>,
 }
 
+/// The encoder's frame index, on its way to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VideoIndexEntry {
+    /// A segment file was created.
+    Opened {
+        run_id: String,
+        episode: u64,
+        segment: u32,
+        path: String,
+        encoder: String,
+        fps: u32,
+        gop: u32,
+        width: u32,
+        height: u32,
+    },
+    /// (step, frame number) pairs now in the segment.
+    Frames {
+        run_id: String,
+        episode: u64,
+        segment: u32,
+        frames: Vec<(u64, u64)>,
+    },
+    /// The segment ended: "finished" or "failed".
+    Closed {
+        run_id: String,
+        episode: u64,
+        segment: u32,
+        status: &'static str,
+        frames: u64,
+        error: Option<String>,
+    },
+}
+
 /// Items shed, per (run, kind). Shared by everything that sheds; the store writer persists it.
 #[derive(Debug, Default)]
 pub struct ShedCounters {
@@ -163,8 +196,10 @@ pub mod shed_kind {
     pub const FRAME_QUEUE_FULL: &str = "frame_queue_full";
     /// A frame that could not be decoded or encoded.
     pub const FRAME_INVALID: &str = "frame_invalid";
-    /// The profile asks for video, which this daemon cannot encode yet.
+    /// The profile asks for video but no encoder of its codec family could be opened.
     pub const FRAME_NO_ENCODER: &str = "frame_no_encoder";
+    /// The video encoder fell behind: its queue's oldest frame was shed after the wait.
+    pub const FRAME_ENCODER_BEHIND: &str = "frame_encoder_behind";
     /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
     pub const INVALID_STEP: &str = "invalid_step";
     /// An episode refused as malformed.

@@ -33,6 +33,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not start the video encoders: {0}")]
+    Encoder(crate::encode::EncodeError),
     #[error("could not start {what}: {source}")]
     Start {
         what: &'static str,
@@ -58,6 +60,8 @@ pub struct DaemonConfig {
     /// Batching when a run's profile does not ask for tighter.
     pub batch: BatchPolicy,
     pub limits: ServerLimits,
+    /// Video encoders for profiles that ask for video (workers, queue, wait before shedding).
+    pub encode: crate::encode::ServiceConfig,
 }
 
 impl DaemonConfig {
@@ -72,6 +76,7 @@ impl DaemonConfig {
             snapshot_queue: 256,
             batch: BatchPolicy::default(),
             limits: ServerLimits::default(),
+            encode: crate::encode::ServiceConfig::default(),
         }
     }
 }
@@ -131,6 +136,17 @@ impl Daemon {
             what: "the snapshot writer",
             source,
         })?;
+        store::mark_interrupted_videos(&db_path)?;
+        let encoder = crate::encode::EncoderService::start(
+            config.encode.clone(),
+            Some(crate::ingest::video::StoreIndexSink::new(store.sender())),
+        )
+        .map_err(DaemonError::Encoder)?;
+        let video = crate::ingest::video::VideoRecorder::new(
+            Arc::new(encoder),
+            config.data_dir.join("videos"),
+            Arc::clone(&shed),
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
         let core = IngestCore::new(IngestParts {
             store: store.sender(),
@@ -139,6 +155,7 @@ impl Daemon {
             commits: store.commit_sender(),
             db_path: db_path.clone(),
             snapshots,
+            video: Some(video),
             profiles: Arc::clone(&profiles),
             shed,
             token: config.token.clone(),
@@ -240,7 +257,8 @@ impl Daemon {
         if let Some(watcher) = self.profile_watcher.take() {
             let _ = watcher.join();
         }
-        // The core holds the snapshot writer, which finishes its queue into the store.
+        // The core holds the snapshot writer and the video encoders, which finish their
+        // queues (and open episode files) into the store.
         drop(self.core.take());
         if let Some(store) = self.store.take() {
             store.shutdown();

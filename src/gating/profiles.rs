@@ -50,6 +50,44 @@ pub struct StorageProfile {
     pub drop_observation: bool,
     pub batch_rows: NonZeroU32,
     pub flush_interval_ms: u32,
+    /// Codec family of `frame_compression: video`: av1 (the default) or h264.
+    #[serde(default = "default_video_codec", deserialize_with = "video_codec")]
+    pub video_codec: String,
+    /// Frame rate of the video timeline.
+    #[serde(default = "default_video_fps", deserialize_with = "video_fps")]
+    pub video_fps: u32,
+    /// CRF for the video encoder (default: 35 for av1, 23 for h264).
+    #[serde(default)]
+    pub video_crf: Option<u32>,
+}
+
+fn default_video_codec() -> String {
+    "av1".into()
+}
+
+fn video_codec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    let value = String::deserialize(de)?;
+    match value.as_str() {
+        "av1" | "h264" => Ok(value),
+        _ => Err(serde::de::Error::custom(format!(
+            "{value:?} is not a codec family (av1 or h264)"
+        ))),
+    }
+}
+
+fn default_video_fps() -> u32 {
+    30
+}
+
+fn video_fps<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(de)?;
+    if (1..=240).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value} is outside 1..=240"
+        )))
+    }
 }
 
 fn default_jpeg_quality() -> u8 {
@@ -76,6 +114,9 @@ const FIELDS: &[&str] = &[
     "drop_observation",
     "batch_rows",
     "flush_interval_ms",
+    "video_codec",
+    "video_fps",
+    "video_crf",
 ];
 
 /// Checks one field of a user profile on its own, so an error can name the exact key.
@@ -90,6 +131,15 @@ fn check_field(key: &str, value: &serde_yaml::Value) -> Result<(), String> {
         "flush_interval_ms" => from_value::<u32>(value).map(drop),
         "frame_compression" => from_value::<FrameCompression>(value).map(drop),
         "jpeg_quality" => jpeg_quality(value).map(drop),
+        "video_codec" => video_codec(value).map(drop),
+        "video_fps" => video_fps(value).map(drop),
+        "video_crf" => from_value::<u32>(value).and_then(|crf| {
+            if crf <= 63 {
+                Ok(())
+            } else {
+                Err(serde::de::Error::custom(format!("{crf} is outside 0..=63")))
+            }
+        }),
         _ => return Err(format!("unknown field (known: {})", FIELDS.join(", "))),
     };
     result.map_err(|err| err.to_string())

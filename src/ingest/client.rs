@@ -157,62 +157,18 @@ pub struct DaemonFrame {
 
 /// Decodes a stored frame (raw pixels, PNG or JPEG) into RGBA.
 pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), String> {
+    use crate::snapshot::decode::{decode_image, raw_to_rgba};
     match frame.content {
         Some(v1::frame::Content::Raw(raw)) => {
             let format = v1::PixelFormat::try_from(raw.format)
-                .map_err(|_| format!("unknown pixel format {}", raw.format))?;
-            let rgba = match format {
-                v1::PixelFormat::Rgb8 => raw
-                    .pixels
-                    .chunks_exact(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect(),
-                v1::PixelFormat::Rgba8 => raw.pixels,
-                v1::PixelFormat::Bgra8 => raw
-                    .pixels
-                    .chunks_exact(4)
-                    .flat_map(|p| [p[2], p[1], p[0], p[3]])
-                    .collect(),
-                v1::PixelFormat::Gray8 => raw.pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
-                v1::PixelFormat::Unspecified => return Err("unspecified pixel format".into()),
-            };
-            Ok((raw.width, raw.height, rgba))
-        }
-        Some(v1::frame::Content::Encoded(image)) if image.codec == "png" => {
-            let mut reader = png::Decoder::new(std::io::Cursor::new(image.data))
-                .read_info()
-                .map_err(|e| format!("PNG: {e}"))?;
-            let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG: image too large")?];
-            let info = reader
-                .next_frame(&mut buf)
-                .map_err(|e| format!("PNG: {e}"))?;
-            let pixels = &buf[..info.buffer_size()];
-            let rgba = match info.color_type {
-                png::ColorType::Rgb => pixels
-                    .chunks_exact(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect(),
-                png::ColorType::Rgba => pixels.to_vec(),
-                png::ColorType::Grayscale => pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
-                other => return Err(format!("PNG colour type {other:?} is not shown")),
-            };
-            Ok((info.width, info.height, rgba))
+                .ok()
+                .and_then(super::convert::raw_format)
+                .ok_or_else(|| format!("unknown pixel format {}", raw.format))?;
+            Ok((raw.width, raw.height, raw_to_rgba(format, &raw.pixels)))
         }
         Some(v1::frame::Content::Encoded(image)) => {
-            let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(image.data));
-            let pixels = decoder.decode().map_err(|e| format!("JPEG: {e}"))?;
-            let info = decoder.info().ok_or("JPEG: no image information")?;
-            let rgba = match info.pixel_format {
-                jpeg_decoder::PixelFormat::RGB24 => pixels
-                    .chunks_exact(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect(),
-                jpeg_decoder::PixelFormat::L8 => {
-                    pixels.iter().flat_map(|&g| [g, g, g, 255]).collect()
-                }
-                other => return Err(format!("JPEG pixel format {other:?} is not shown")),
-            };
-            Ok((u32::from(info.width), u32::from(info.height), rgba))
+            let decoded = decode_image(&image.codec, &image.data)?;
+            Ok((decoded.width, decoded.height, decoded.into_rgba()))
         }
         Some(v1::frame::Content::Reference(reference)) => {
             Err(format!("the worker keeps this frame itself ({reference})"))

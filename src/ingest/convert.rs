@@ -71,6 +71,17 @@ pub fn pixel_format_to_v1(format: RawPixelFormat) -> v1::PixelFormat {
     }
 }
 
+/// The pixel format of a wire code (None for "unspecified").
+pub fn raw_format(format: v1::PixelFormat) -> Option<RawPixelFormat> {
+    match format {
+        v1::PixelFormat::Rgb8 => Some(RawPixelFormat::Rgb8),
+        v1::PixelFormat::Rgba8 => Some(RawPixelFormat::Rgba8),
+        v1::PixelFormat::Bgra8 => Some(RawPixelFormat::Bgra8),
+        v1::PixelFormat::Gray8 => Some(RawPixelFormat::Gray8),
+        v1::PixelFormat::Unspecified => None,
+    }
+}
+
 fn payload(field: &str, value: Option<v1::Payload>) -> Result<Option<Payload>, String> {
     match value.and_then(|p| p.content) {
         None => Ok(None),
@@ -88,18 +99,15 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String>
     let frame = match step.frame.and_then(|f| f.content) {
         None => FrameSource::None,
         Some(v1::frame::Content::Raw(raw)) => {
-            let format = match v1::PixelFormat::try_from(raw.format) {
-                Ok(v1::PixelFormat::Rgb8) => RawPixelFormat::Rgb8,
-                Ok(v1::PixelFormat::Rgba8) => RawPixelFormat::Rgba8,
-                Ok(v1::PixelFormat::Bgra8) => RawPixelFormat::Bgra8,
-                Ok(v1::PixelFormat::Gray8) => RawPixelFormat::Gray8,
-                _ => {
-                    return Err(format!(
+            let format = v1::PixelFormat::try_from(raw.format)
+                .ok()
+                .and_then(raw_format)
+                .ok_or_else(|| {
+                    format!(
                         "frame.raw.format {} is not a known pixel format",
                         raw.format
-                    ))
-                }
-            };
+                    )
+                })?;
             check_raw(raw.width, raw.height, format, raw.pixels.len())?;
             FrameSource::Image(FrameImage::Raw {
                 width: raw.width,

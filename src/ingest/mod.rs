@@ -8,6 +8,7 @@ pub mod convert;
 mod framelane_api;
 mod mosaic_api;
 mod server;
+pub mod video;
 
 pub use server::{serve, ServerLimits};
 
@@ -70,6 +71,7 @@ pub struct IngestCore {
     commits: broadcast::Sender<CommitNotice>,
     db_path: PathBuf,
     snapshots: SnapshotWriter,
+    video: Option<video::VideoRecorder>,
     profiles: Arc<RwLock<ProfileSet>>,
     runs: Mutex<HashMap<String, RunEntry>>,
     rates: Mutex<HashMap<String, RunRate>>,
@@ -141,6 +143,8 @@ pub struct IngestParts {
     pub commits: broadcast::Sender<CommitNotice>,
     pub db_path: PathBuf,
     pub snapshots: SnapshotWriter,
+    /// Encodes the frames of profiles that ask for video (None: such frames are shed).
+    pub video: Option<video::VideoRecorder>,
     pub profiles: Arc<RwLock<ProfileSet>>,
     pub shed: Arc<ShedCounters>,
     pub token: Option<String>,
@@ -158,6 +162,7 @@ impl IngestCore {
             commits: parts.commits,
             db_path: parts.db_path,
             snapshots: parts.snapshots,
+            video: parts.video,
             profiles: parts.profiles,
             runs: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
@@ -436,6 +441,9 @@ impl IngestCore {
         match converted {
             Ok(episode) => {
                 self.ensure_run(&episode.run_id).await?;
+                if let Some(video) = &self.video {
+                    video.episode_ended(&episode.run_id, episode.episode);
+                }
                 self.store
                     .send(StoreCommand::Episode(episode))
                     .await
@@ -539,10 +547,13 @@ impl IngestCore {
                     data: Some(data),
                 })
             }
-            (FrameCompression::Video, _) => {
-                self.shed.add(&step.run_id, shed_kind::FRAME_NO_ENCODER, 1);
-                false
-            }
+            (FrameCompression::Video, image) => match &self.video {
+                Some(video) => video.offer(&step.run_id, step.episode, step.step, image, profile),
+                None => {
+                    self.shed.add(&step.run_id, shed_kind::FRAME_NO_ENCODER, 1);
+                    false
+                }
+            },
             (compression, image) => self.snapshots.offer(
                 KeptFrame {
                     run_id: step.run_id.clone(),

@@ -4,6 +4,8 @@
 //! Queue policy: bounded; when full, the newest frame is shed (counted as `frame_queue_full`)
 //! so that a slow disk or encoder never slows ingest.
 
+pub mod decode;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;

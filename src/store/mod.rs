@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use query::{EpisodeRow, RunRow, StepRow, StoreReader};
+pub use query::{EpisodeRow, ReplayEpisode, RunRow, StepRow, StoreReader, VideoFrameRef, VideoRow};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{
     barrier as writer_barrier, BatchPolicy, CommitNotice, StoreCommand, StoreWriter, WriterStats,
@@ -135,4 +135,23 @@ pub fn raw_insert_floor(path: &Path, rows: u64, batch: u64) -> Result<Duration, 
         tx.commit().map_err(StoreError::sql("committing"))?;
     }
     Ok(started.elapsed())
+}
+
+/// Marks video files left `recording` by a daemon that stopped without finishing them as
+/// `interrupted`: they play up to their last complete fragment.
+pub fn mark_interrupted_videos(database: &Path) -> Result<usize, StoreError> {
+    let conn = open_for_writing(database)?;
+    let n = conn
+        .execute(
+            "UPDATE videos SET status = 'interrupted' WHERE status = 'recording'",
+            [],
+        )
+        .map_err(StoreError::sql("marking interrupted videos"))?;
+    if n > 0 {
+        tracing::warn!(
+            files = n,
+            "video files left unfinished by an earlier stop are marked interrupted"
+        );
+    }
+    Ok(n)
 }

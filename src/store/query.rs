@@ -36,6 +36,42 @@ pub struct EpisodeRow {
     pub record: EpisodeRecord,
 }
 
+/// Where one encoded frame is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrameRef {
+    pub path: String,
+    pub fps: u32,
+    pub gop: u32,
+    pub frame_no: u64,
+    pub status: String,
+    pub encoder: String,
+}
+
+/// One video file of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoRow {
+    pub episode: u64,
+    pub segment: u32,
+    pub path: String,
+    pub encoder: String,
+    pub fps: u32,
+    pub gop: u32,
+    pub width: u32,
+    pub height: u32,
+    pub status: String,
+    pub frames: u64,
+    pub error: Option<String>,
+}
+
+/// An episode as the replay view lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayEpisode {
+    pub episode: u64,
+    pub steps: u64,
+    pub total_reward: f64,
+    pub finished: bool,
+}
+
 /// Read access to the store.
 pub struct StoreReader {
     conn: Connection,
@@ -259,6 +295,160 @@ impl StoreReader {
                 .optional()
             })
             .map_err(StoreError::sql("reading a frame"))
+    }
+
+    /// Where the encoded frame of (run, episode, step) is, if the encoder indexed one.
+    pub fn video_frame(
+        &self,
+        run_id: &str,
+        episode: u64,
+        step: u64,
+    ) -> Result<Option<VideoFrameRef>, StoreError> {
+        let key = self.run_key(run_id)?;
+        self.conn
+            .prepare_cached(
+                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![key, episode as i64, step as i64], |r| {
+                    Ok(VideoFrameRef {
+                        path: r.get(0)?,
+                        fps: r.get(1)?,
+                        gop: r.get(2)?,
+                        frame_no: r.get::<_, i64>(3)? as u64,
+                        status: r.get(4)?,
+                        encoder: r.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(StoreError::sql("reading the video index"))
+    }
+
+    /// The video files of a run, by episode and segment.
+    pub fn videos(&self, run_id: &str) -> Result<Vec<VideoRow>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT episode, segment, path, encoder, fps, gop, width, height, status, frames, error FROM videos WHERE run_key = ?1 ORDER BY episode, segment",
+            )
+            .map_err(StoreError::sql("reading videos"))?;
+        let rows = stmt
+            .query_map(params![key], |r| {
+                Ok(VideoRow {
+                    episode: r.get::<_, i64>(0)? as u64,
+                    segment: r.get(1)?,
+                    path: r.get(2)?,
+                    encoder: r.get(3)?,
+                    fps: r.get(4)?,
+                    gop: r.get(5)?,
+                    width: r.get(6)?,
+                    height: r.get(7)?,
+                    status: r.get(8)?,
+                    frames: r.get::<_, i64>(9)? as u64,
+                    error: r.get(10)?,
+                })
+            })
+            .map_err(StoreError::sql("reading videos"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading a video"))
+    }
+
+    /// Episodes of a run for replay: finished ones from the episode table, plus the episode
+    /// still running (from its steps).
+    pub fn replay_episodes(&self, run_id: &str) -> Result<Vec<ReplayEpisode>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let mut out: Vec<ReplayEpisode> = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT episode, steps, total_reward FROM episodes WHERE run_key = ?1 ORDER BY episode",
+                )
+                .map_err(StoreError::sql("reading episodes"))?;
+            let rows = stmt
+                .query_map(params![key], |r| {
+                    Ok(ReplayEpisode {
+                        episode: r.get::<_, i64>(0)? as u64,
+                        steps: r.get::<_, i64>(1)? as u64,
+                        total_reward: r.get(2)?,
+                        finished: true,
+                    })
+                })
+                .map_err(StoreError::sql("reading episodes"))?;
+            for row in rows {
+                out.push(row.map_err(StoreError::sql("reading an episode"))?);
+            }
+        }
+        let last_finished = out.iter().map(|e| e.episode as i64).max().unwrap_or(-1);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT episode, COUNT(*), TOTAL(reward) FROM steps WHERE run_key = ?1 AND episode > ?2 GROUP BY episode ORDER BY episode",
+            )
+            .map_err(StoreError::sql("reading running episodes"))?;
+        let rows = stmt
+            .query_map(params![key, last_finished], |r| {
+                Ok(ReplayEpisode {
+                    episode: r.get::<_, i64>(0)? as u64,
+                    steps: r.get::<_, i64>(1)? as u64,
+                    total_reward: r.get(2)?,
+                    finished: false,
+                })
+            })
+            .map_err(StoreError::sql("reading running episodes"))?;
+        for row in rows {
+            out.push(row.map_err(StoreError::sql("reading a running episode"))?);
+        }
+        Ok(out)
+    }
+
+    /// The steps of one episode in order: (step, reward).
+    pub fn episode_steps(&self, run_id: &str, episode: u64) -> Result<Vec<(u64, f64)>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step, reward FROM steps WHERE run_key = ?1 AND episode = ?2 ORDER BY step",
+            )
+            .map_err(StoreError::sql("reading an episode's steps"))?;
+        let rows = stmt
+            .query_map(params![key, episode as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .map_err(StoreError::sql("reading an episode's steps"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading a step"))
+    }
+
+    /// A whole run's step rewards reduced to at most `buckets` (first seq, min, max) triples by
+    /// sequence number, for drawing a long run at once.
+    pub fn reward_overview(
+        &self,
+        run_id: &str,
+        buckets: u64,
+    ) -> Result<Vec<(u64, f64, f64)>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let steps: i64 = self
+            .conn
+            .prepare_cached("SELECT steps FROM runs WHERE run_key = ?1")
+            .and_then(|mut s| s.query_row(params![key], |r| r.get(0)))
+            .map_err(StoreError::sql("reading the run's size"))?;
+        let width = ((steps.max(1) as u64).div_ceil(buckets.max(1))).max(1) as i64;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(seq), MIN(reward), MAX(reward) FROM steps WHERE run_key = ?1 GROUP BY (seq - 1) / ?2 ORDER BY 1",
+            )
+            .map_err(StoreError::sql("reading the reward overview"))?;
+        let rows = stmt
+            .query_map(params![key, width], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+            })
+            .map_err(StoreError::sql("reading the reward overview"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading a reward bucket"))
     }
 
     /// `PRAGMA integrity_check`: "ok" for a sound database.

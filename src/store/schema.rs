@@ -84,6 +84,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_key, kind)
     );
     "#,
+    // 2: encoded video files and the frame index (which step is which frame of which file).
+    r#"
+    CREATE TABLE videos (
+        video_id INTEGER PRIMARY KEY,
+        run_key INTEGER NOT NULL,
+        episode INTEGER NOT NULL,
+        segment INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        encoder TEXT NOT NULL,
+        fps INTEGER NOT NULL,
+        gop INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        -- recording | finished | failed | interrupted (the daemon stopped while writing)
+        status TEXT NOT NULL,
+        frames INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        UNIQUE (run_key, episode, segment)
+    );
+    CREATE TABLE video_frames (
+        run_key INTEGER NOT NULL,
+        episode INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        video_id INTEGER NOT NULL,
+        frame_no INTEGER NOT NULL,
+        PRIMARY KEY (run_key, episode, step)
+    ) WITHOUT ROWID;
+    -- Step lookups for replay: the steps of an episode in order.
+    CREATE INDEX steps_by_episode ON steps (run_key, episode, step);
+    "#,
 ];
 
 /// Schema version this build writes.

@@ -12,7 +12,9 @@ use rusqlite::{params, Connection, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{open_for_writing, StoreError};
-use crate::bus::{EpisodeRecord, FrameIndexEntry, Payload, ShedCounters, StepRecord};
+use crate::bus::{
+    EpisodeRecord, FrameIndexEntry, Payload, ShedCounters, StepRecord, VideoIndexEntry,
+};
 
 /// When a batch is committed: after `max_rows` rows or `max_delay`, whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,8 @@ pub enum StoreCommand {
     Steps(Vec<StepRecord>),
     Episode(EpisodeRecord),
     Frame(FrameIndexEntry),
+    /// The encoder's frame index.
+    Video(VideoIndexEntry),
     /// Answered once everything sent before it is committed. The number is the writer's
     /// failed-batch count when the sender started sending: if a batch failed since, some of
     /// the sender's rows may be lost and the barrier fails.
@@ -575,8 +579,83 @@ fn apply(
             ])?;
             batch.rows += 1;
         }
+        StoreCommand::Video(entry) => {
+            write_video_index(tx, runs, default_batch, entry)?;
+            batch.rows += 1;
+        }
         StoreCommand::Barrier(reply, epoch) => batch.barriers.push((reply, epoch)),
         StoreCommand::Close => batch.closing = true,
+    }
+    Ok(())
+}
+
+fn write_video_index(
+    tx: &Transaction<'_>,
+    runs: &mut HashMap<String, RunState>,
+    default_batch: BatchPolicy,
+    entry: VideoIndexEntry,
+) -> Result<(), rusqlite::Error> {
+    match entry {
+        VideoIndexEntry::Opened {
+            run_id,
+            episode,
+            segment,
+            path,
+            encoder,
+            fps,
+            gop,
+            width,
+            height,
+        } => {
+            let key = run_state(tx, runs, default_batch, &run_id)?.key;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO videos (run_key, episode, segment, path, encoder, fps, gop, width, height, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recording')",
+            )?
+            .execute(params![key, episode as i64, segment, path, encoder, fps, gop, width, height])?;
+        }
+        VideoIndexEntry::Frames {
+            run_id,
+            episode,
+            segment,
+            frames,
+        } => {
+            let key = run_state(tx, runs, default_batch, &run_id)?.key;
+            let video_id: i64 = tx
+                .prepare_cached(
+                    "SELECT video_id FROM videos WHERE run_key = ?1 AND episode = ?2 AND segment = ?3",
+                )?
+                .query_row(params![key, episode as i64, segment], |row| row.get(0))?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO video_frames (run_key, episode, step, video_id, frame_no) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut next = 0u64;
+            for (step, frame_no) in frames {
+                insert.execute(params![
+                    key,
+                    episode as i64,
+                    step as i64,
+                    video_id,
+                    frame_no as i64
+                ])?;
+                next = next.max(frame_no + 1);
+            }
+            tx.prepare_cached("UPDATE videos SET frames = MAX(frames, ?2) WHERE video_id = ?1")?
+                .execute(params![video_id, next as i64])?;
+        }
+        VideoIndexEntry::Closed {
+            run_id,
+            episode,
+            segment,
+            status,
+            frames,
+            error,
+        } => {
+            let key = run_state(tx, runs, default_batch, &run_id)?.key;
+            tx.prepare_cached(
+                "UPDATE videos SET status = ?4, frames = ?5, error = ?6 WHERE run_key = ?1 AND episode = ?2 AND segment = ?3",
+            )?
+            .execute(params![key, episode as i64, segment, status, frames as i64, error])?;
+        }
     }
     Ok(())
 }

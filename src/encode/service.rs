@@ -1,0 +1,803 @@
+//! The encoder service: a configured number of named worker threads (`encode-0`, ...), each fed
+//! by its own bounded [`FrameQueue`]. A job is one episode (or any sequence of frames) going
+//! into one file, cut into segments of at most `max_frames_per_file`; a job is pinned to the
+//! worker with the fewest jobs, so several episodes encode in parallel.
+//!
+//! Producer cost: one queue lock, at most `max_wait` of waiting, never an encoder call. When an
+//! encode fails the job turns *failed*: its file keeps what was written, every later frame goes
+//! to a raw spool file beside it (`<file>.failed.raw` + `.json`), and the failure is reported.
+//! Nothing is dropped silently.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::bus::RawPixelFormat;
+
+use super::probe::probe;
+use super::queue::{FrameQueue, QueuedFrame, WorkItem};
+use super::settings::{Container, EncoderSettings};
+use super::video_file::{finalize_faststart, FinishedFile, VideoFileWriter};
+use super::EncodeError;
+
+/// Service-wide configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Worker threads (files encoded in parallel).
+    pub workers: usize,
+    /// Frames queued per worker before the policy applies.
+    pub queue_frames: usize,
+    /// How long a producer may wait for room before the oldest frame is shed.
+    pub max_wait: Duration,
+    /// A file is cut into segments of at most this many frames.
+    pub max_frames_per_file: u64,
+}
+
+impl Default for ServiceConfig {
+    /// Two workers, 64 frames per worker, 2 ms wait, 10-minute segments at 30 fps.
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            queue_frames: 64,
+            max_wait: Duration::from_millis(2),
+            max_frames_per_file: 18_000,
+        }
+    }
+}
+
+/// What a job encodes and where.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub run_id: String,
+    pub episode: u64,
+    /// File of the first segment; later segments add `-partN` before the extension.
+    pub path: PathBuf,
+    pub settings: EncoderSettings,
+}
+
+/// A segment file as the frame index records it.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    pub run_id: String,
+    pub episode: u64,
+    pub segment: u32,
+    pub path: PathBuf,
+    pub encoder: String,
+    pub fps: u32,
+    pub gop: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// How a segment ended.
+#[derive(Debug, Clone)]
+pub struct SegmentOutcome {
+    /// "finished" or "failed".
+    pub status: &'static str,
+    pub frames: u64,
+    pub error: Option<String>,
+}
+
+/// Receives the frame index: which step is which frame of which file.
+pub trait IndexSink: Send + Sync {
+    fn segment_opened(&self, segment: &SegmentInfo);
+    /// (step, frame number in the segment), in encode order.
+    fn frames_written(&self, segment: &SegmentInfo, frames: &[(u64, u64)]);
+    fn segment_closed(&self, segment: &SegmentInfo, outcome: &SegmentOutcome);
+}
+
+/// Progress and outcome of jobs, for the GUI and the CLI.
+#[derive(Debug, Clone)]
+pub enum EncodeEvent {
+    Started {
+        job: u64,
+        path: PathBuf,
+        encoder: String,
+    },
+    Progress {
+        job: u64,
+        encoded: u64,
+        shed: u64,
+        queued: usize,
+    },
+    SegmentFinished {
+        job: u64,
+        file: FinishedFile,
+    },
+    Finished {
+        job: u64,
+        frames: u64,
+        shed: u64,
+        files: u32,
+    },
+    Failed {
+        job: u64,
+        error: String,
+        /// Where the frames that could not be encoded were kept.
+        kept_input: Option<PathBuf>,
+    },
+}
+
+/// Counters of one job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobStats {
+    pub submitted: u64,
+    pub encoded: u64,
+    pub shed: u64,
+    pub spooled: u64,
+    pub failed: bool,
+    pub finished: bool,
+}
+
+/// What `submit` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitOutcome {
+    pub waited: Duration,
+    /// The job whose frame (the oldest queued on this worker) was shed to make room.
+    pub shed_job: Option<u64>,
+}
+
+struct JobShared {
+    spec: JobSpec,
+    worker: usize,
+    submitted: AtomicU64,
+    encoded: AtomicU64,
+    shed: AtomicU64,
+    spooled: AtomicU64,
+    failed: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl JobShared {
+    fn stats(&self) -> JobStats {
+        JobStats {
+            submitted: self.submitted.load(Ordering::Acquire),
+            encoded: self.encoded.load(Ordering::Acquire),
+            shed: self.shed.load(Ordering::Acquire),
+            spooled: self.spooled.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
+            finished: self.finished.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Ended jobs whose counters stay queryable.
+const DONE_KEPT: usize = 4096;
+
+/// State the workers share with the service.
+struct Shared {
+    jobs: Mutex<HashMap<u64, Arc<JobShared>>>,
+    /// Probe results by (family, disabled encoders), so each family is probed once.
+    choices: Mutex<HashMap<String, Result<String, String>>>,
+    /// Counters of ended jobs (the newest `DONE_KEPT`).
+    done: Mutex<HashMap<u64, JobStats>>,
+    events: broadcast::Sender<EncodeEvent>,
+    index: Option<Arc<dyn IndexSink>>,
+    active_per_worker: Mutex<Vec<usize>>,
+}
+
+impl Shared {
+    fn job(&self, id: u64) -> Option<Arc<JobShared>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn emit(&self, event: EncodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// The encoder for these settings, probing once per family and disabled list.
+    fn encoder_for(&self, settings: &EncoderSettings) -> Result<String, EncodeError> {
+        let key = format!(
+            "{}|{}",
+            settings.family.label(),
+            settings.disabled_encoders.join(",")
+        );
+        let mut choices = self.choices.lock().unwrap_or_else(|p| p.into_inner());
+        let choice = choices
+            .entry(key)
+            .or_insert_with(|| probe(settings).map(|r| r.chosen).map_err(|e| e.to_string()));
+        choice.clone().map_err(EncodeError::Codec)
+    }
+}
+
+struct Worker {
+    queue: Arc<FrameQueue>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Background encoders with bounded queues. Dropping it finishes every open job.
+pub struct EncoderService {
+    workers: Vec<Worker>,
+    shared: Arc<Shared>,
+    next_job: AtomicU64,
+    config: ServiceConfig,
+}
+
+impl EncoderService {
+    pub fn start(
+        config: ServiceConfig,
+        index: Option<Arc<dyn IndexSink>>,
+    ) -> Result<Self, EncodeError> {
+        super::init_ffmpeg();
+        let (events, _) = broadcast::channel(1024);
+        let workers_n = config.workers.max(1);
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(HashMap::new()),
+            done: Mutex::new(HashMap::new()),
+            choices: Mutex::new(HashMap::new()),
+            events,
+            index,
+            active_per_worker: Mutex::new(vec![0; workers_n]),
+        });
+        let mut workers = Vec::with_capacity(workers_n);
+        for n in 0..workers_n {
+            let queue = Arc::new(FrameQueue::new(config.queue_frames, config.max_wait));
+            let (q, s, max_frames) = (queue.clone(), shared.clone(), config.max_frames_per_file);
+            let thread = std::thread::Builder::new()
+                .name(format!("encode-{n}"))
+                .spawn(move || worker_loop(n, q, s, max_frames))
+                .map_err(EncodeError::Thread)?;
+            workers.push(Worker {
+                queue,
+                thread: Some(thread),
+            });
+        }
+        Ok(Self {
+            workers,
+            shared,
+            next_job: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Progress and outcome events of every job.
+    pub fn events(&self) -> broadcast::Receiver<EncodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Opens a job on the least busy worker; the file is created with its first frame.
+    pub fn open_job(&self, spec: JobSpec) -> Result<u64, EncodeError> {
+        spec.settings.validate()?;
+        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let worker = {
+            let mut active = self
+                .shared
+                .active_per_worker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let (index, _) = active
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, n)| **n)
+                .unwrap_or((0, &0));
+            active[index] += 1;
+            index
+        };
+        let job = Arc::new(JobShared {
+            spec,
+            worker,
+            submitted: AtomicU64::new(0),
+            encoded: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        });
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, job);
+        Ok(id)
+    }
+
+    /// A pooled buffer for a frame of `len` bytes for `job`'s worker (avoids allocating).
+    pub fn buffer_for(&self, job: u64, len: usize) -> Vec<u8> {
+        match self.shared.job(job) {
+            Some(shared) => self.workers[shared.worker].queue.buffer(len),
+            None => vec![0; len],
+        }
+    }
+
+    /// Queues a frame (tightly packed rows) under the queue policy.
+    pub fn submit(
+        &self,
+        job: u64,
+        step: u64,
+        width: u32,
+        height: u32,
+        format: RawPixelFormat,
+        pixels: Vec<u8>,
+    ) -> Result<SubmitOutcome, EncodeError> {
+        let shared = self.shared.job(job).ok_or(EncodeError::UnknownJob(job))?;
+        let expected = width as usize * height as usize * format.bytes_per_pixel();
+        if pixels.len() != expected {
+            return Err(EncodeError::FrameSize {
+                expected: format!("{width}x{height} {} = {expected} bytes", format.label()),
+                got: format!("{} bytes", pixels.len()),
+            });
+        }
+        let queue = &self.workers[shared.worker].queue;
+        let outcome = queue
+            .push_frame(QueuedFrame {
+                job,
+                step,
+                width,
+                height,
+                format,
+                pixels,
+            })
+            .map_err(|_| EncodeError::Stopped)?;
+        shared.submitted.fetch_add(1, Ordering::AcqRel);
+        if let Some(victim) = outcome.shed_job {
+            if let Some(victim) = self.shared.job(victim) {
+                victim.shed.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Ok(SubmitOutcome {
+            waited: outcome.waited,
+            shed_job: outcome.shed_job,
+        })
+    }
+
+    /// Copies a frame (rows `stride` bytes apart) into a pooled buffer and submits it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_copy(
+        &self,
+        job: u64,
+        step: u64,
+        width: u32,
+        height: u32,
+        format: RawPixelFormat,
+        pixels: &[u8],
+        stride: usize,
+    ) -> Result<SubmitOutcome, EncodeError> {
+        let row = width as usize * format.bytes_per_pixel();
+        if stride < row || pixels.len() < stride * (height as usize).saturating_sub(1) + row {
+            return Err(EncodeError::FrameSize {
+                expected: format!("{width}x{height} {} with stride {stride}", format.label()),
+                got: format!("{} bytes", pixels.len()),
+            });
+        }
+        let mut buffer = self.buffer_for(job, row * height as usize);
+        for (y, dst) in buffer.chunks_exact_mut(row).enumerate() {
+            dst.copy_from_slice(&pixels[y * stride..y * stride + row]);
+        }
+        self.submit(job, step, width, height, format, buffer)
+    }
+
+    /// No more frames for `job`: its file is finished in the background.
+    pub fn finish_job(&self, job: u64) -> Result<(), EncodeError> {
+        let shared = self.shared.job(job).ok_or(EncodeError::UnknownJob(job))?;
+        self.workers[shared.worker]
+            .queue
+            .push_control(WorkItem::Finish(job));
+        Ok(())
+    }
+
+    pub fn job_stats(&self, job: u64) -> Option<JobStats> {
+        self.shared.job(job).map(|j| j.stats()).or_else(|| {
+            self.shared
+                .done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&job)
+                .copied()
+        })
+    }
+
+    /// Frames queued on all workers.
+    pub fn queued_frames(&self) -> usize {
+        self.workers.iter().map(|w| w.queue.depth()).sum()
+    }
+
+    /// Waits until `job` is finished or failed (or `timeout` passes); returns its counters.
+    pub fn wait_job(&self, job: u64, timeout: Duration) -> Option<JobStats> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.job_stats(job)?;
+            if stats.finished || Instant::now() >= deadline {
+                return Some(stats);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Finishes every open job, then stops the workers.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let open: Vec<(u64, usize)> = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, j)| !j.finished.load(Ordering::Acquire))
+            .map(|(id, j)| (*id, j.worker))
+            .collect();
+        for (id, worker) in open {
+            self.workers[worker]
+                .queue
+                .push_control(WorkItem::Finish(id));
+        }
+        for worker in &self.workers {
+            worker.queue.push_control(WorkItem::Stop);
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for EncoderService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The file of segment `n` of a job.
+pub fn segment_path(first: &Path, segment: u32) -> PathBuf {
+    if segment == 0 {
+        return first.to_owned();
+    }
+    let stem = first
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = first
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mp4".into());
+    first.with_file_name(format!("{stem}-part{segment}.{ext}"))
+}
+
+/// Frames that could not be encoded, kept as raw frames with a JSON description.
+struct Spool {
+    raw: File,
+    path: PathBuf,
+    steps: Vec<u64>,
+    meta: serde_json::Value,
+}
+
+impl Spool {
+    fn create(file: &Path, frame: &QueuedFrame, fps: u32, error: &str) -> std::io::Result<Self> {
+        let path = PathBuf::from(format!("{}.failed.raw", file.display()));
+        let raw = File::options().create(true).append(true).open(&path)?;
+        let meta = serde_json::json!({
+            "width": frame.width,
+            "height": frame.height,
+            "format": frame.format.label(),
+            "fps": fps,
+            "error": error,
+        });
+        Ok(Self {
+            raw,
+            path,
+            steps: Vec::new(),
+            meta,
+        })
+    }
+
+    fn append(&mut self, frame: &QueuedFrame) -> std::io::Result<()> {
+        self.raw.write_all(&frame.pixels)?;
+        self.steps.push(frame.step);
+        Ok(())
+    }
+
+    /// Writes the description beside the raw frames; returns its path.
+    fn close(mut self) -> std::io::Result<PathBuf> {
+        self.raw.flush()?;
+        self.meta["steps"] = serde_json::json!(self.steps);
+        let json_path = self.path.with_extension("json");
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&self.meta)?)?;
+        Ok(json_path)
+    }
+}
+
+/// One job as its worker sees it.
+struct ActiveJob {
+    shared: Arc<JobShared>,
+    writer: Option<VideoFileWriter>,
+    segment: Option<SegmentInfo>,
+    next_segment: u32,
+    index_rows: Vec<(u64, u64)>,
+    files: u32,
+    spool: Option<Spool>,
+    error: Option<String>,
+    last_progress: Instant,
+}
+
+fn worker_loop(worker: usize, queue: Arc<FrameQueue>, shared: Arc<Shared>, max_frames: u64) {
+    let mut active: HashMap<u64, ActiveJob> = HashMap::new();
+    loop {
+        match queue.pop() {
+            WorkItem::Frame(frame) => {
+                let Some(job) = active_job(&mut active, &shared, frame.job) else {
+                    queue.recycle(frame.pixels);
+                    continue;
+                };
+                encode_frame(job, &frame, &shared, max_frames, &queue);
+                queue.recycle(frame.pixels);
+            }
+            WorkItem::Finish(id) => {
+                let job = active_job(&mut active, &shared, id);
+                if let Some(job) = job {
+                    finish(id, job, &shared);
+                }
+                active.remove(&id);
+                // Counters move to `done` before the job leaves `jobs`, so a query never
+                // finds neither.
+                if let Some(ended) = shared.job(id) {
+                    let mut done = shared.done.lock().unwrap_or_else(|p| p.into_inner());
+                    if done.len() >= DONE_KEPT {
+                        if let Some(oldest) = done.keys().min().copied() {
+                            done.remove(&oldest);
+                        }
+                    }
+                    done.insert(id, ended.stats());
+                }
+                shared
+                    .jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                let mut counts = shared
+                    .active_per_worker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                counts[worker] = counts[worker].saturating_sub(1);
+            }
+            WorkItem::Stop => break,
+        }
+    }
+}
+
+fn active_job<'a>(
+    active: &'a mut HashMap<u64, ActiveJob>,
+    shared: &Shared,
+    id: u64,
+) -> Option<&'a mut ActiveJob> {
+    match active.entry(id) {
+        std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            let job = shared.job(id)?;
+            Some(entry.insert(ActiveJob {
+                shared: job,
+                writer: None,
+                segment: None,
+                next_segment: 0,
+                index_rows: Vec::with_capacity(64),
+                files: 0,
+                spool: None,
+                error: None,
+                last_progress: Instant::now(),
+            }))
+        }
+    }
+}
+
+fn encode_frame(
+    job: &mut ActiveJob,
+    frame: &QueuedFrame,
+    shared: &Shared,
+    max_frames: u64,
+    queue: &FrameQueue,
+) {
+    let id = frame.job;
+    if job.error.is_none() {
+        // A new segment when the size changes or the segment is full.
+        let roll = job.writer.as_ref().is_some_and(|w| {
+            w.input() != (frame.format, frame.width, frame.height) || w.submitted() >= max_frames
+        });
+        if roll {
+            close_segment(id, job, shared);
+        }
+        if job.writer.is_none() {
+            if let Err(err) = open_segment(id, job, frame, shared) {
+                fail(job, err.to_string());
+            }
+        }
+        if let Some(writer) = job.writer.as_mut() {
+            let row = frame.width as usize * frame.format.bytes_per_pixel();
+            match writer.write_frame(&frame.pixels, row) {
+                Ok(number) => {
+                    job.shared.encoded.fetch_add(1, Ordering::AcqRel);
+                    job.index_rows.push((frame.step, number));
+                    if job.index_rows.len() >= 64 {
+                        flush_index(job, shared);
+                    }
+                }
+                Err(err) => fail(job, err.to_string()),
+            }
+        }
+    }
+    if let Some(error) = job.error.clone() {
+        spool_frame(job, frame, &error);
+    }
+    if job.last_progress.elapsed() >= Duration::from_millis(250) {
+        job.last_progress = Instant::now();
+        shared.emit(EncodeEvent::Progress {
+            job: id,
+            encoded: job.shared.encoded.load(Ordering::Acquire),
+            shed: job.shared.shed.load(Ordering::Acquire),
+            queued: queue.depth(),
+        });
+    }
+}
+
+fn open_segment(
+    id: u64,
+    job: &mut ActiveJob,
+    frame: &QueuedFrame,
+    shared: &Shared,
+) -> Result<(), EncodeError> {
+    let settings = &job.shared.spec.settings;
+    let encoder = shared.encoder_for(settings)?;
+    let segment = job.next_segment;
+    let path = segment_path(&job.shared.spec.path, segment);
+    let writer = VideoFileWriter::create(
+        &path,
+        &encoder,
+        frame.format,
+        frame.width,
+        frame.height,
+        settings,
+    )?;
+    let info = SegmentInfo {
+        run_id: job.shared.spec.run_id.clone(),
+        episode: job.shared.spec.episode,
+        segment,
+        path: path.clone(),
+        encoder: encoder.clone(),
+        fps: settings.fps,
+        gop: settings.gop_frames(),
+        width: frame.width,
+        height: frame.height,
+    };
+    if let Some(index) = &shared.index {
+        index.segment_opened(&info);
+    }
+    shared.emit(EncodeEvent::Started {
+        job: id,
+        path,
+        encoder,
+    });
+    job.next_segment += 1;
+    job.writer = Some(writer);
+    job.segment = Some(info);
+    Ok(())
+}
+
+fn flush_index(job: &mut ActiveJob, shared: &Shared) {
+    if job.index_rows.is_empty() {
+        return;
+    }
+    if let (Some(index), Some(segment)) = (&shared.index, &job.segment) {
+        index.frames_written(segment, &job.index_rows);
+    }
+    job.index_rows.clear();
+}
+
+/// Finishes the current segment's file (and its fast-start copy).
+fn close_segment(id: u64, job: &mut ActiveJob, shared: &Shared) {
+    let Some(writer) = job.writer.take() else {
+        return;
+    };
+    flush_index(job, shared);
+    let faststart = job.shared.spec.settings.faststart_on_finish
+        && job.shared.spec.settings.container == Container::FragmentedMp4;
+    let segment = job.segment.take();
+    match writer.finish() {
+        Ok(file) => {
+            if faststart {
+                if let Err(err) = finalize_faststart(&file.path) {
+                    // The fragmented file is complete and playable; only the rewrite failed.
+                    tracing::warn!(error = %err, "fast-start rewrite failed; keeping the fragmented MP4");
+                }
+            }
+            job.files += 1;
+            if let (Some(index), Some(segment)) = (&shared.index, &segment) {
+                index.segment_closed(
+                    segment,
+                    &SegmentOutcome {
+                        status: "finished",
+                        frames: file.frames,
+                        error: None,
+                    },
+                );
+            }
+            shared.emit(EncodeEvent::SegmentFinished { job: id, file });
+        }
+        Err(err) => {
+            job.segment = segment;
+            fail(job, format!("finishing the file: {err}"));
+        }
+    }
+}
+
+fn fail(job: &mut ActiveJob, error: String) {
+    tracing::error!(run = %job.shared.spec.run_id, episode = job.shared.spec.episode, %error, "encode job failed; later frames are kept raw for a retry");
+    job.shared.failed.store(true, Ordering::Release);
+    job.writer = None;
+    job.error = Some(error);
+}
+
+fn spool_frame(job: &mut ActiveJob, frame: &QueuedFrame, error: &str) {
+    if job.spool.is_none() {
+        match Spool::create(
+            &segment_path(&job.shared.spec.path, job.next_segment.max(1) - 1),
+            frame,
+            job.shared.spec.settings.fps,
+            error,
+        ) {
+            Ok(spool) => job.spool = Some(spool),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot keep the frames of a failed encode job");
+                job.shared.shed.fetch_add(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+    if let Some(spool) = job.spool.as_mut() {
+        match spool.append(frame) {
+            Ok(()) => {
+                job.shared.spooled.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot keep a frame of a failed encode job");
+                job.shared.shed.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+fn finish(id: u64, job: &mut ActiveJob, shared: &Shared) {
+    close_segment(id, job, shared);
+    let stats = job.shared.stats();
+    if let Some(error) = job.error.clone() {
+        let kept_input = job.spool.take().and_then(|s| s.close().ok());
+        if let (Some(index), Some(segment)) = (&shared.index, &job.segment) {
+            index.segment_closed(
+                segment,
+                &SegmentOutcome {
+                    status: "failed",
+                    frames: stats.encoded,
+                    error: Some(error.clone()),
+                },
+            );
+        }
+        shared.emit(EncodeEvent::Failed {
+            job: id,
+            error,
+            kept_input,
+        });
+    } else {
+        shared.emit(EncodeEvent::Finished {
+            job: id,
+            frames: stats.encoded,
+            shed: stats.shed,
+            files: job.files,
+        });
+    }
+    job.shared.finished.store(true, Ordering::Release);
+}

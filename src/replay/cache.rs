@@ -1,0 +1,141 @@
+//! Decoded frames by (run, episode, step), bounded in bytes; the least recently used go first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{FrameOrigin, RgbaFrame};
+
+type Key = (String, u64, u64);
+
+/// A byte-bounded LRU cache of decoded frames.
+pub struct FrameCache {
+    entries: HashMap<Key, (FrameOrigin, Arc<RgbaFrame>, u64)>,
+    bytes: usize,
+    limit: usize,
+    tick: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl FrameCache {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            limit,
+            tick: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn get(
+        &mut self,
+        run: &str,
+        episode: u64,
+        step: u64,
+    ) -> Option<(FrameOrigin, Arc<RgbaFrame>)> {
+        self.tick += 1;
+        let tick = self.tick;
+        match self.entries.get_mut(&(run.to_owned(), episode, step)) {
+            Some((origin, frame, used)) => {
+                *used = tick;
+                self.hits += 1;
+                Some((*origin, frame.clone()))
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn insert(
+        &mut self,
+        run: &str,
+        episode: u64,
+        step: u64,
+        origin: FrameOrigin,
+        frame: Arc<RgbaFrame>,
+    ) {
+        let size = frame.rgba.len();
+        if size > self.limit {
+            return;
+        }
+        while self.bytes + size > self.limit {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            if let Some((_, frame, _)) = self.entries.remove(&oldest) {
+                self.bytes -= frame.rgba.len();
+            }
+        }
+        self.tick += 1;
+        if let Some((_, old, _)) = self
+            .entries
+            .insert((run.to_owned(), episode, step), (origin, frame, self.tick))
+        {
+            self.bytes -= old.rgba.len();
+        }
+        self.bytes += size;
+    }
+
+    /// Bytes of pixels held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// (hits, misses) since the start.
+    pub fn hit_counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(bytes: usize) -> Arc<RgbaFrame> {
+        Arc::new(RgbaFrame {
+            width: 1,
+            height: 1,
+            rgba: vec![0; bytes],
+        })
+    }
+
+    #[test]
+    fn stays_within_its_byte_limit_and_drops_the_least_recently_used() {
+        let mut cache = FrameCache::new(300);
+        cache.insert("r", 0, 1, FrameOrigin::Video, frame(100));
+        cache.insert("r", 0, 2, FrameOrigin::Video, frame(100));
+        cache.insert("r", 0, 3, FrameOrigin::Video, frame(100));
+        assert!(cache.get("r", 0, 1).is_some(), "1 is now the most recent");
+        cache.insert("r", 0, 4, FrameOrigin::Video, frame(100));
+        assert_eq!(cache.bytes(), 300);
+        assert!(
+            cache.get("r", 0, 2).is_none(),
+            "2 was the least recently used"
+        );
+        assert!(cache.get("r", 0, 1).is_some());
+        assert!(cache.get("r", 0, 4).is_some());
+        cache.insert("r", 0, 5, FrameOrigin::Video, frame(1000));
+        assert!(
+            cache.get("r", 0, 5).is_none(),
+            "larger than the whole cache: not kept"
+        );
+        assert!(cache.bytes() <= 300);
+    }
+}

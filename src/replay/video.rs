@@ -1,0 +1,268 @@
+//! Reading frames back out of an encoded file: seek to the keyframe at or before the wanted
+//! frame, decode forward to exactly that frame, convert only that one to RGBA. Sequential
+//! requests (playback, stepping) decode forward from the current position without seeking.
+
+use std::path::{Path, PathBuf};
+
+use ff::ffi;
+use ffmpeg_next as ff;
+
+use super::ReplayError;
+
+/// A decoded picture, RGBA, rows packed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbaFrame {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// One open video file.
+pub struct VideoReader {
+    path: PathBuf,
+    input: ff::format::context::Input,
+    decoder: ff::decoder::Video,
+    stream_index: usize,
+    time_base: ff::Rational,
+    start_pts: i64,
+    fps: f64,
+    decoded: ff::frame::Video,
+    scaler: Option<ff::software::scaling::Context>,
+    converted: ff::frame::Video,
+    /// Number of the frame decoded last; forward requests close to it skip the seek.
+    position: Option<u64>,
+    /// Frames within which a forward request decodes on instead of seeking.
+    forward_window: u64,
+    at_eof: bool,
+}
+
+// The FFmpeg contexts are owned by this value and used by one thread at a time.
+unsafe impl Send for VideoReader {}
+
+impl VideoReader {
+    /// Opens `path`; `fps` is the file's frame rate as the index recorded it (0: from the file).
+    pub fn open(path: &Path, fps: u32, gop: u32) -> Result<Self, ReplayError> {
+        crate::encode::init_ffmpeg();
+        let err = |what: &str, e: ff::Error| ReplayError::Video {
+            path: path.to_owned(),
+            reason: format!("{what}: {e}"),
+        };
+        let input = ff::format::input(path).map_err(|e| err("opening", e))?;
+        let stream = input
+            .streams()
+            .best(ff::media::Type::Video)
+            .ok_or_else(|| ReplayError::Video {
+                path: path.to_owned(),
+                reason: "no video stream".into(),
+            })?;
+        let stream_index = stream.index();
+        let time_base = stream.time_base();
+        let start_pts = match stream.start_time() {
+            t if t == ffi::AV_NOPTS_VALUE => 0,
+            t => t,
+        };
+        let rate = stream.avg_frame_rate();
+        let fps = if fps > 0 {
+            fps as f64
+        } else if rate.denominator() != 0 && rate.numerator() > 0 {
+            f64::from(rate)
+        } else {
+            30.0
+        };
+        let mut context = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| err("reading codec parameters", e))?;
+        let mut threading = ff::threading::Config::kind(ff::threading::Type::Slice);
+        threading.count = 0;
+        context.set_threading(threading);
+        let decoder = context
+            .decoder()
+            .video()
+            .map_err(|e| err("opening the decoder", e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            input,
+            decoder,
+            stream_index,
+            time_base,
+            start_pts,
+            fps,
+            decoded: ff::frame::Video::empty(),
+            scaler: None,
+            converted: ff::frame::Video::empty(),
+            position: None,
+            forward_window: gop.max(1) as u64,
+            at_eof: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn frame_number(&self, pts: i64) -> u64 {
+        let seconds = (pts - self.start_pts) as f64 * f64::from(self.time_base);
+        (seconds * self.fps).round().max(0.0) as u64
+    }
+
+    fn pts_of(&self, frame: u64) -> i64 {
+        let seconds = frame as f64 / self.fps;
+        self.start_pts + (seconds / f64::from(self.time_base)).round() as i64
+    }
+
+    /// Seeks to the keyframe at or before `frame`.
+    fn seek(&mut self, frame: u64) -> Result<(), ReplayError> {
+        let ts = self.pts_of(frame);
+        let ret = unsafe {
+            ffi::av_seek_frame(
+                self.input.as_mut_ptr(),
+                self.stream_index as i32,
+                ts,
+                ffi::AVSEEK_FLAG_BACKWARD,
+            )
+        };
+        if ret < 0 {
+            return Err(ReplayError::Video {
+                path: self.path.clone(),
+                reason: format!("seeking to frame {frame}: {}", ff::Error::from(ret)),
+            });
+        }
+        self.decoder.flush();
+        self.position = None;
+        self.at_eof = false;
+        Ok(())
+    }
+
+    /// Decodes the next frame; returns its number, or None at the end of the file.
+    fn decode_next(&mut self) -> Result<Option<u64>, ReplayError> {
+        loop {
+            match self.decoder.receive_frame(&mut self.decoded) {
+                Ok(()) => {
+                    let pts = self
+                        .decoded
+                        .timestamp()
+                        .or(self.decoded.pts())
+                        .unwrap_or(self.start_pts);
+                    let number = self.frame_number(pts);
+                    self.position = Some(number);
+                    return Ok(Some(number));
+                }
+                Err(ff::Error::Eof) => return Ok(None),
+                Err(ff::Error::Other { errno }) if errno == libc::EAGAIN => {}
+                Err(e) => {
+                    return Err(ReplayError::Video {
+                        path: self.path.clone(),
+                        reason: format!("decoding: {e}"),
+                    })
+                }
+            }
+            if self.at_eof {
+                return Ok(None);
+            }
+            let mut packet = ff::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    if packet.stream() == self.stream_index {
+                        // A damaged packet (a file cut short by a crash) ends decoding there.
+                        if self.decoder.send_packet(&packet).is_err() {
+                            self.at_eof = true;
+                            let _ = self.decoder.send_eof();
+                        }
+                    }
+                }
+                Err(ff::Error::Eof) | Err(_) => {
+                    self.at_eof = true;
+                    let _ = self.decoder.send_eof();
+                }
+            }
+        }
+    }
+
+    /// The picture of frame `frame` as RGBA, or None when the file does not hold it.
+    pub fn frame(&mut self, frame: u64) -> Result<Option<RgbaFrame>, ReplayError> {
+        let forward = self
+            .position
+            .is_some_and(|p| p < frame && frame - p <= self.forward_window);
+        if !forward {
+            self.seek(frame)?;
+        }
+        loop {
+            match self.decode_next()? {
+                Some(n) if n == frame => return self.convert().map(Some),
+                Some(n) if n > frame => return Ok(None),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Decodes every frame from the start, calling `visit(number, picture)`.
+    pub fn for_each(&mut self, mut visit: impl FnMut(u64, &RgbaFrame)) -> Result<u64, ReplayError> {
+        self.seek(0)?;
+        let mut count = 0;
+        while let Some(n) = self.decode_next()? {
+            let picture = self.convert()?;
+            visit(n, &picture);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Counts the decodable frames (no conversion).
+    pub fn count_frames(&mut self) -> Result<u64, ReplayError> {
+        self.seek(0)?;
+        let mut count = 0;
+        while self.decode_next()?.is_some() {
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn convert(&mut self) -> Result<RgbaFrame, ReplayError> {
+        let (width, height, format) = (
+            self.decoded.width(),
+            self.decoded.height(),
+            self.decoded.format(),
+        );
+        let stale = self.scaler.as_ref().is_none_or(|s| {
+            s.input().width != width || s.input().height != height || s.input().format != format
+        });
+        if stale {
+            self.scaler = Some(
+                ff::software::scaling::Context::get(
+                    format,
+                    width,
+                    height,
+                    ff::format::Pixel::RGBA,
+                    width,
+                    height,
+                    ff::software::scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| ReplayError::Video {
+                    path: self.path.clone(),
+                    reason: format!("colour conversion: {e}"),
+                })?,
+            );
+            self.converted = ff::frame::Video::new(ff::format::Pixel::RGBA, width, height);
+        }
+        if let Some(scaler) = self.scaler.as_mut() {
+            scaler
+                .run(&self.decoded, &mut self.converted)
+                .map_err(|e| ReplayError::Video {
+                    path: self.path.clone(),
+                    reason: format!("colour conversion: {e}"),
+                })?;
+        }
+        let row = width as usize * 4;
+        let stride = self.converted.stride(0);
+        let data = self.converted.data(0);
+        let mut rgba = Vec::with_capacity(row * height as usize);
+        for y in 0..height as usize {
+            rgba.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        Ok(RgbaFrame {
+            width,
+            height,
+            rgba,
+        })
+    }
+}
