@@ -205,16 +205,7 @@ pub fn encode_dataset(
 ) -> Result<DatasetOutcome, EncodeError> {
     settings.validate()?;
     let started = Instant::now();
-    let service = EncoderService::start(
-        ServiceConfig {
-            workers: 1,
-            queue_frames: 8,
-            // Never shed: wait for the encoder as long as it takes.
-            max_wait: Duration::from_secs(24 * 3600),
-            max_frames_per_file: u64::MAX,
-        },
-        None,
-    )?;
+    let service = EncoderService::start(ServiceConfig::never_shed(1), None)?;
     let mut events = service.events();
     let job = service.open_job(JobSpec {
         run_id: String::new(),

@@ -12,6 +12,7 @@
 
 pub mod convert;
 pub mod dataset;
+pub mod pattern;
 pub mod probe;
 pub mod queue;
 pub mod service;

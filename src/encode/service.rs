@@ -52,6 +52,19 @@ impl Default for ServiceConfig {
     }
 }
 
+impl ServiceConfig {
+    /// A service whose producers wait for the encoder as long as it takes (dataset encoding,
+    /// tests): nothing is ever shed.
+    pub fn never_shed(workers: usize) -> Self {
+        Self {
+            workers,
+            queue_frames: 8,
+            max_wait: Duration::from_secs(24 * 3600),
+            max_frames_per_file: u64::MAX,
+        }
+    }
+}
+
 /// What a job encodes and where.
 #[derive(Debug, Clone)]
 pub struct JobSpec {

@@ -161,7 +161,11 @@ impl VideoReader {
             let mut packet = ff::Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) => {
-                    if packet.stream() == self.stream_index {
+                    if packet.is_corrupt() {
+                        // The demuxer cut this packet short (the file ends inside it).
+                        self.at_eof = true;
+                        let _ = self.decoder.send_eof();
+                    } else if packet.stream() == self.stream_index {
                         // A damaged packet (a file cut short by a crash) ends decoding there.
                         if self.decoder.send_packet(&packet).is_err() {
                             self.at_eof = true;

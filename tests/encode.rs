@@ -1,0 +1,453 @@
+//! Encoder queues end to end: real FFmpeg encodes from memory, decoded back and checked frame by
+//! frame; codec fallback; `framelane encode` killed with SIGKILL mid-recording; a deliberately
+//! slow encoder against the queue policy.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::ScratchDir;
+use framelane::bus::RawPixelFormat;
+use framelane::encode::pattern::{numbered_frame, psnr_rgb_rgba, read_number};
+use framelane::encode::{
+    probe, CodecFamily, Container, EncoderService, EncoderSettings, IndexSink, JobSpec,
+    SegmentInfo, SegmentOutcome, ServiceConfig,
+};
+use framelane::replay::VideoReader;
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+/// The tests of this file take turns: encoders use every core, and the slow-encoder test
+/// measures how long a producer waits, which a machine saturated by another test would blur.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Encodes frames 0..n with the service and returns the job's counters.
+fn encode_numbered(path: &Path, settings: EncoderSettings, n: u64) {
+    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
+    let job = service
+        .open_job(JobSpec {
+            run_id: "r".into(),
+            episode: 0,
+            path: path.to_owned(),
+            settings,
+        })
+        .expect("job");
+    let mut rgb = vec![0; (W * H * 3) as usize];
+    for i in 0..n {
+        numbered_frame(i, W, H, &mut rgb);
+        service
+            .submit_copy(job, i, W, H, RawPixelFormat::Rgb8, &rgb, (W * 3) as usize)
+            .expect("submit");
+    }
+    service.finish_job(job).expect("finish");
+    let stats = service
+        .wait_job(job, Duration::from_secs(120))
+        .expect("stats");
+    assert!(stats.finished && !stats.failed, "{stats:?}");
+    assert_eq!((stats.encoded, stats.shed), (n, 0));
+    service.shutdown();
+}
+
+/// Decodes every frame: the right number at every index, same size, PSNR above `min_db`.
+fn check_round_trip(path: &Path, n: u64, min_db: f64) {
+    let mut reader = VideoReader::open(path, 30, 30).expect("open");
+    let mut expected = vec![0; (W * H * 3) as usize];
+    let mut worst = f64::MAX;
+    let mut count = 0;
+    reader
+        .for_each(|index, frame| {
+            assert_eq!((frame.width, frame.height), (W, H));
+            assert_eq!(index, count, "frames come in order without gaps");
+            assert_eq!(
+                read_number(&frame.rgba, W, H),
+                index,
+                "frame {index} carries its number"
+            );
+            numbered_frame(index, W, H, &mut expected);
+            worst = worst.min(psnr_rgb_rgba(&expected, &frame.rgba));
+            count += 1;
+        })
+        .expect("decode");
+    assert_eq!(count, n, "same frame count");
+    assert!(
+        worst > min_db,
+        "worst PSNR {worst:.1} dB is not above {min_db} dB"
+    );
+    // Random access lands on the exact frame too.
+    for target in [n - 1, 0, n / 2, 7, n / 3 + 1] {
+        let frame = reader.frame(target).expect("seek").expect("frame there");
+        assert_eq!(read_number(&frame.rgba, W, H), target);
+    }
+}
+
+#[test]
+fn h264_round_trip_keeps_every_frame_in_place() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-h264");
+    let path = dir.path().join("a.mp4");
+    encode_numbered(&path, EncoderSettings::for_family(CodecFamily::H264), 90);
+    check_round_trip(&path, 90, 30.0);
+}
+
+#[test]
+fn av1_round_trip_keeps_every_frame_in_place() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-av1");
+    let path = dir.path().join("a.mp4");
+    encode_numbered(&path, EncoderSettings::for_family(CodecFamily::Av1), 60);
+    check_round_trip(&path, 60, 28.0);
+}
+
+#[test]
+fn matroska_round_trip_keeps_every_frame_in_place() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-mkv");
+    let path = dir.path().join("a.mkv");
+    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
+    settings.container = Container::Matroska;
+    encode_numbered(&path, settings, 45);
+    check_round_trip(&path, 45, 30.0);
+}
+
+#[test]
+fn a_disabled_encoder_falls_back_to_the_next_and_the_log_line_says_so() {
+    let _turn = turn();
+    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
+    settings.disabled_encoders = vec!["libx264".into()];
+    let report = probe(&settings).expect("a fallback");
+    assert_ne!(report.chosen, "libx264");
+    assert!(
+        report
+            .passed_over
+            .iter()
+            .any(|(name, why)| name == "libx264" && why.contains("disabled by configuration")),
+        "{report:?}"
+    );
+
+    // The same through the command line: the log line names the choice and the reasons.
+    let dir = ScratchDir::new("enc-fallback");
+    let out = dir.path().join("f.mp4");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framelane"))
+        .args([
+            "encode",
+            "--raw",
+            "64x48",
+            "--quiet",
+            "--disable-encoder",
+            "libx264",
+            "-o",
+        ])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&vec![90u8; 64 * 48 * 3 * 10])
+        .expect("frames");
+    let output = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("h264 encoder: {}", report.chosen))
+            && log.contains("libx264: disabled by configuration"),
+        "{log}"
+    );
+    let mut reader = VideoReader::open(&out, 30, 30).expect("open");
+    assert_eq!(reader.count_frames().expect("count"), 10);
+}
+
+#[test]
+fn with_no_usable_encoder_the_error_names_every_candidate() {
+    let _turn = turn();
+    let mut settings = EncoderSettings::for_family(CodecFamily::Av1);
+    settings.disabled_encoders = vec!["libsvtav1".into(), "libaom-av1".into()];
+    let err = probe(&settings).expect_err("nothing left").to_string();
+    assert!(err.contains("no av1 encoder is usable"), "{err}");
+    for name in ["av1_nvenc", "libsvtav1", "libaom-av1"] {
+        assert!(err.contains(name), "{err} should name {name}");
+    }
+}
+
+#[test]
+fn killed_encoding_process_leaves_files_that_decode_up_to_their_last_fragment() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-crash");
+    const GOP: u64 = 30;
+    for (round, (target, container)) in [(45u64, "mp4"), (130, "mp4"), (200, "mkv"), (77, "mp4")]
+        .into_iter()
+        .enumerate()
+    {
+        let out = dir.path().join(format!("crash-{round}.{container}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_framelane"))
+            .args(["encode", "--raw", &format!("{W}x{H}"), "--gop", "30"])
+            .args(["--container", container, "--progress-json", "-o"])
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let feeder = std::thread::spawn(move || {
+            let mut rgb = vec![0; (W * H * 3) as usize];
+            for i in 0.. {
+                numbered_frame(i, W, H, &mut rgb);
+                if stdin.write_all(&rgb).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut reported = 0u64;
+        for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+            let line = line.expect("progress line");
+            let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+            reported = value["encoded"].as_u64().expect("encoded");
+            if reported >= target {
+                break;
+            }
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        feeder.join().expect("feeder");
+        let mut reader = VideoReader::open(&out, 30, 30).expect("the killed file opens");
+        // Every decoded frame is the frame its timestamp says; count the gapless prefix (a
+        // frame cut short at the very end may be missing).
+        let mut decoded = 0u64;
+        reader
+            .for_each(|index, frame| {
+                assert_eq!(read_number(&frame.rgba, W, H), index, "round {round}");
+                if index == decoded {
+                    decoded += 1;
+                }
+            })
+            .expect("decodes up to its last complete fragment");
+        assert!(
+            decoded + GOP >= reported,
+            "round {round}: {decoded} decodable frames, {reported} were handed to the encoder"
+        );
+    }
+}
+
+#[derive(Default)]
+struct CollectIndex {
+    frames: Mutex<Vec<(u64, u64)>>,
+    closed: Mutex<Vec<(String, u64)>>,
+}
+
+impl IndexSink for CollectIndex {
+    fn segment_opened(&self, _: &SegmentInfo) {}
+    fn frames_written(&self, _: &SegmentInfo, frames: &[(u64, u64)]) {
+        self.frames.lock().unwrap().extend_from_slice(frames);
+    }
+    fn segment_closed(&self, _: &SegmentInfo, outcome: &SegmentOutcome) {
+        self.closed
+            .lock()
+            .unwrap()
+            .push((outcome.status.to_owned(), outcome.frames));
+    }
+}
+
+#[test]
+fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted_exactly() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-slow");
+    let index = Arc::new(CollectIndex::default());
+    let max_wait = Duration::from_millis(5);
+    let service = EncoderService::start(
+        ServiceConfig {
+            workers: 1,
+            queue_frames: 4,
+            max_wait,
+            max_frames_per_file: 10_000,
+        },
+        Some(index.clone()),
+    )
+    .expect("service");
+    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
+    settings.artificial_delay = Duration::from_millis(150);
+    let path = dir.path().join("slow.mp4");
+    let job = service
+        .open_job(JobSpec {
+            run_id: "slow".into(),
+            episode: 0,
+            path: path.clone(),
+            settings,
+        })
+        .expect("job");
+    const N: u64 = 60;
+    let mut rgb = vec![0; (W * H * 3) as usize];
+    let mut shed_seen = 0;
+    let mut longest = Duration::ZERO;
+    for i in 0..N {
+        numbered_frame(i, W, H, &mut rgb);
+        let outcome = service
+            .submit_copy(job, i, W, H, RawPixelFormat::Rgb8, &rgb, (W * 3) as usize)
+            .expect("submit");
+        longest = longest.max(outcome.waited);
+        if outcome.shed_job.is_some() {
+            assert_eq!(outcome.shed_job, Some(job));
+            shed_seen += 1;
+        }
+    }
+    // Waiting is bounded by the policy plus scheduling slack on a busy machine, far below the
+    // 150 ms a producer would wait for each frame if it waited for the encoder.
+    assert!(
+        longest <= max_wait + Duration::from_millis(60),
+        "a producer waited {longest:?}"
+    );
+    assert!(
+        shed_seen > N / 2,
+        "a 150 ms/frame encoder cannot keep up: {shed_seen} shed"
+    );
+    service.finish_job(job).expect("finish");
+    let stats = service
+        .wait_job(job, Duration::from_secs(60))
+        .expect("stats");
+    assert!(stats.finished && !stats.failed);
+    assert_eq!(stats.submitted, N);
+    assert_eq!(
+        stats.shed, shed_seen,
+        "the job's counter matches every shed reported"
+    );
+    assert_eq!(
+        stats.encoded + stats.shed,
+        N,
+        "every frame is encoded or counted"
+    );
+    service.shutdown();
+
+    let indexed = index.frames.lock().unwrap().clone();
+    assert_eq!(indexed.len() as u64, stats.encoded);
+    assert_eq!(
+        index.closed.lock().unwrap().as_slice(),
+        &[("finished".to_owned(), stats.encoded)]
+    );
+    // The file holds exactly the encoded frames, each the step the index says.
+    let mut reader = VideoReader::open(&path, 30, 30).expect("open");
+    let mut decoded = Vec::new();
+    reader
+        .for_each(|n, frame| decoded.push((read_number(&frame.rgba, W, H), n)))
+        .expect("decode");
+    assert_eq!(decoded, indexed);
+}
+
+#[test]
+fn encode_command_reads_png_folders_and_names_bad_frames() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-dataset");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut rgb = vec![0; (W * H * 3) as usize];
+    let write_png = |path: &Path, w: u32, h: u32, data: &[u8]| {
+        let file = std::fs::File::create(path).unwrap();
+        let mut encoder = png::Encoder::new(file, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .write_header()
+            .unwrap()
+            .write_image_data(data)
+            .unwrap();
+    };
+    for i in 0..20u64 {
+        numbered_frame(i, W, H, &mut rgb);
+        write_png(&frames.join(format!("{i:04}.png")), W, H, &rgb);
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_framelane"))
+            .arg("encode")
+            .args(args)
+            .output()
+            .expect("run encode")
+    };
+    let out = dir.path().join("d.mp4");
+    let ok = run(&[
+        "--input-dir",
+        frames.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let log = String::from_utf8_lossy(&ok.stderr);
+    assert!(log.contains("20/20 frames") && log.contains("ETA"), "{log}");
+    check_round_trip(&out, 20, 30.0);
+
+    // A frame of another size: refused with the file named; the frames before it are kept.
+    write_png(
+        &frames.join("0020.png"),
+        W / 2,
+        H / 2,
+        &rgb[..(W * H * 3 / 4) as usize],
+    );
+    let bad = run(&[
+        "--input-dir",
+        frames.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("0020.png") && err.contains("160x120"), "{err}");
+    let mut reader = VideoReader::open(&out, 30, 30).expect("open");
+    assert_eq!(reader.count_frames().unwrap(), 20);
+
+    // An unreadable frame.
+    std::fs::write(frames.join("0020.png"), b"not a png").unwrap();
+    let bad = run(&[
+        "--input-dir",
+        frames.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("0020.png") && err.contains("unreadable"),
+        "{err}"
+    );
+
+    // Raw input that ends inside a frame.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framelane"))
+        .args(["encode", "--raw", "64x48", "--quiet", "-o"])
+        .arg(dir.path().join("r.mp4"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&vec![1u8; 64 * 48 * 3 * 3 + 100])
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("inside frame 3") && err.contains("100 of 9216 bytes"),
+        "{err}"
+    );
+
+    // Bad flags.
+    let bad = run(&["--raw", "64by48", "-o", "x.mp4"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64by48"));
+    let bad = run(&["--raw", "64x48", "--codec", "vp9", "-o", "x.mp4"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("vp9"));
+}
