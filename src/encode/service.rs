@@ -636,7 +636,8 @@ fn encode_frame(
                 Ok(number) => {
                     job.shared.encoded.fetch_add(1, Ordering::AcqRel);
                     job.index_rows.push((frame.step, number));
-                    if job.index_rows.len() >= 64 {
+                    // The index follows the file: rows go out as fragments are cut.
+                    if writer.frames_in_fragment() == 0 || job.index_rows.len() >= 64 {
                         flush_index(job, shared);
                     }
                 }

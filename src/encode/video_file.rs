@@ -250,6 +250,11 @@ impl VideoFileWriter {
         self.submitted
     }
 
+    /// Frames written since the last fragment was cut (0 right after a cut).
+    pub fn frames_in_fragment(&self) -> u64 {
+        self.frames_in_fragment
+    }
+
     /// Size and layout of the frames this file takes.
     pub fn input(&self) -> (RawPixelFormat, u32, u32) {
         self.converter.input()

@@ -1,0 +1,214 @@
+//! Telemetry-first replay end to end: a daemon records a run whose profile asks for video
+//! (one file per episode, encoded while the run goes on), and the resolver finds the exact
+//! frame of random steps in the files; other runs fall back to snapshots and inline frames.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{runtime, step, telemetry_client, ScratchDir};
+use framelane::daemon::{Daemon, DaemonConfig};
+use framelane::encode::pattern::{numbered_frame, read_number};
+use framelane::encode::ServiceConfig;
+use framelane::ingest::proto::framelane_v1 as v1;
+use framelane::replay::{FrameOrigin, FrameResolver, StepFrame};
+use framelane::store::StoreReader;
+
+const W: u32 = 320;
+const H: u32 = 240;
+const STEPS_PER_EPISODE: u64 = 60;
+
+const PROFILES: &str = "
+profiles:
+  vid:
+    capture_frames: true
+    keep_every_n_frames: 1
+    frame_compression: video
+    jpeg_quality: 85
+    drop_render_payload: true
+    drop_observation: false
+    batch_rows: 100
+    flush_interval_ms: 20
+    video_codec: h264
+    video_fps: 30
+  raw5:
+    capture_frames: true
+    keep_every_n_frames: 5
+    frame_compression: none
+    jpeg_quality: 85
+    drop_render_payload: true
+    drop_observation: false
+    batch_rows: 100
+    flush_interval_ms: 20
+";
+
+/// Step `i` of `run` carrying a frame that shows the number `i`.
+fn framed_step(run: &str, i: u64) -> v1::Step {
+    let mut s = step(run, i);
+    s.episode = i / STEPS_PER_EPISODE;
+    let mut rgb = vec![0; (W * H * 3) as usize];
+    numbered_frame(i, W, H, &mut rgb);
+    s.frame = Some(v1::Frame {
+        content: Some(v1::frame::Content::Raw(v1::RawFrame {
+            width: W,
+            height: H,
+            format: v1::PixelFormat::Rgb8 as i32,
+            pixels: rgb,
+        })),
+    });
+    s
+}
+
+fn episode(run: &str, e: u64) -> v1::Episode {
+    v1::Episode {
+        run_id: run.into(),
+        worker_id: "w0".into(),
+        agent_id: "a0".into(),
+        episode: e,
+        total_reward: e as f64,
+        steps: STEPS_PER_EPISODE,
+        terminated: true,
+        truncated: false,
+        metadata_json: "{}".into(),
+        producer_unix_ns: 1,
+        session_token: String::new(),
+    }
+}
+
+fn publish(
+    addr: std::net::SocketAddr,
+    run: &'static str,
+    profile: &str,
+    steps: u64,
+    episodes: u64,
+) {
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: run.into(),
+                worker_id: "w0".into(),
+                worker_kind: "test".into(),
+                profile: profile.into(),
+            })
+            .await
+            .expect("register");
+        let reply = client
+            .publish_steps(tokio_stream::iter(
+                (0..steps).map(move |i| framed_step(run, i)),
+            ))
+            .await
+            .expect("publish")
+            .into_inner();
+        assert_eq!(reply.accepted, steps, "{reply:?}");
+        let reply = client
+            .publish_episodes(tokio_stream::iter(
+                (0..episodes).map(move |e| episode(run, e)),
+            ))
+            .await
+            .expect("episodes")
+            .into_inner();
+        assert_eq!(reply.accepted, episodes);
+    });
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_back() {
+    let dir = ScratchDir::new("replay");
+    let profiles = dir.path().join("profiles.yaml");
+    std::fs::write(&profiles, PROFILES).expect("profiles");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.profiles_file = Some(profiles);
+    // Generous waiting so this test sees every frame encoded on a busy machine.
+    config.encode = ServiceConfig {
+        max_wait: Duration::from_secs(2),
+        ..ServiceConfig::default()
+    };
+    let daemon = Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    let db = daemon.database_path().to_owned();
+
+    // Three episodes; the third has no episode record yet (still running).
+    let steps = STEPS_PER_EPISODE * 3;
+    publish(addr, "vrun", "vid", steps, 2);
+    publish(addr, "rawrun", "raw5", 20, 0);
+    let reader = StoreReader::open(&db).expect("reader");
+    wait_for("the two ended episodes' files", || {
+        let videos = reader.videos("vrun").expect("videos");
+        videos.iter().filter(|v| v.status == "finished").count() == 2
+    });
+    let videos = reader.videos("vrun").expect("videos");
+    assert_eq!(videos.len(), 3, "{videos:?}");
+    assert_eq!(videos[0].encoder, "libx264");
+    assert_eq!(videos[2].status, "recording");
+    for v in &videos[..2] {
+        assert_eq!(v.frames, STEPS_PER_EPISODE);
+        assert!(std::path::Path::new(&v.path).exists());
+    }
+
+    let mut resolver = FrameResolver::open(&db, 64 << 20).expect("resolver");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let i = seed % (STEPS_PER_EPISODE * 2);
+        match resolver
+            .frame("vrun", i / STEPS_PER_EPISODE, i)
+            .expect("resolve")
+        {
+            StepFrame::Found { origin, frame } => {
+                assert_eq!(origin, FrameOrigin::Video);
+                assert_eq!((frame.width, frame.height), (W, H));
+                assert_eq!(read_number(&frame.rgba, W, H), i, "step {i}");
+            }
+            StepFrame::Missing(why) => panic!("step {i}: {why}"),
+        }
+    }
+    // The running episode's file already holds its first fragments.
+    let first_running = STEPS_PER_EPISODE * 2;
+    match resolver.frame("vrun", 2, first_running).expect("resolve") {
+        StepFrame::Found { frame, .. } => {
+            assert_eq!(read_number(&frame.rgba, W, H), first_running)
+        }
+        StepFrame::Missing(why) => panic!("running episode: {why}"),
+    }
+
+    // Inline frames of another profile; a thinned step says it has no frame.
+    match resolver.frame("rawrun", 0, 10).expect("resolve") {
+        StepFrame::Found { origin, frame } => {
+            assert_eq!(origin, FrameOrigin::Inline);
+            assert_eq!(read_number(&frame.rgba, W, H), 10);
+        }
+        StepFrame::Missing(why) => panic!("inline: {why}"),
+    }
+    match resolver.frame("rawrun", 0, 11).expect("resolve") {
+        StepFrame::Missing(why) => assert!(why.contains("step 11"), "{why}"),
+        StepFrame::Found { .. } => panic!("step 11 was thinned"),
+    }
+    assert!(resolver.cache().bytes() <= 64 << 20);
+
+    // Stopping the daemon finishes the running episode's file: all of it replays.
+    daemon.shutdown();
+    let videos = StoreReader::open(&db)
+        .expect("reader")
+        .videos("vrun")
+        .expect("videos");
+    assert!(videos.iter().all(|v| v.status == "finished"), "{videos:?}");
+    let mut resolver = FrameResolver::open(&db, 16 << 20).expect("resolver");
+    for i in [steps - 1, first_running + 17, first_running + 1] {
+        match resolver.frame("vrun", 2, i).expect("resolve") {
+            StepFrame::Found { frame, .. } => assert_eq!(read_number(&frame.rgba, W, H), i),
+            StepFrame::Missing(why) => panic!("step {i}: {why}"),
+        }
+    }
+}
