@@ -227,6 +227,10 @@ enum BenchCommand {
     Fastlane(bench::FastlaneBenchArgs),
     /// gRPC ingest into SQLite: steps/s beside raw inserts, ack latency, memory under a stall.
     Ingest(bench::IngestBenchArgs),
+    /// Video encoding from memory beside the ffmpeg tool, PNG-first route, enqueue latency.
+    Encode(bench::EncodeBenchArgs),
+    /// Replay: random seeks to exact frames, opening a run of a million steps.
+    Replay(bench::ReplayBenchArgs),
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -269,6 +273,8 @@ fn main() -> ExitCode {
         Some(Command::Encode(args)) => run_encode(args),
         Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
         Some(Command::Bench(BenchCommand::Ingest(args))) => bench::run_ingest_bench(&args),
+        Some(Command::Bench(BenchCommand::Encode(args))) => bench::run_encode_bench(&args),
+        Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

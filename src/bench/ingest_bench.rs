@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{machine_description, Summary};
+use super::{machine_description, Scratch, Summary};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::ingest::proto::framelane_v1 as v1;
 use crate::store::{self, BatchPolicy};
@@ -24,26 +24,6 @@ pub struct IngestBenchArgs {
     /// Seconds of the steady-rate acknowledgement latency run.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "framelane-bench-{tag}-{}-{}",
-            std::process::id(),
-            crate::fastlane::shm::monotonic_ns()
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn bench_step(run: &str, i: u64, frame: bool) -> v1::Step {

@@ -1,11 +1,15 @@
 //! Benchmarks that print figures and can write them as JSON (`framelane bench ...`). Figures,
 //! not pass/fail: docs/benchmarks.md records them with the command and the machine.
 
+mod encode_bench;
 mod fastlane_bench;
 mod ingest_bench;
+mod replay_bench;
 
+pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
 pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};
+pub use replay_bench::{run_replay_bench, ReplayBenchArgs};
 
 /// Percentile summary of a set of samples, in the unit they were given in.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -60,4 +64,26 @@ pub fn machine_description() -> String {
         .map(|kb| kb / 1_048_576.0)
         .unwrap_or(0.0);
     format!("{cpu}, {cores} cores, {mem_gib:.0} GiB")
+}
+
+/// A scratch folder under the temporary directory, removed when dropped.
+pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let dir = std::env::temp_dir().join(format!(
+            "framelane-bench-{tag}-{}-{}",
+            std::process::id(),
+            crate::fastlane::shm::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

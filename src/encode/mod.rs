@@ -70,6 +70,13 @@ pub fn init_ffmpeg() {
         if let Err(err) = ffmpeg_next::init() {
             tracing::error!(error = %err, "FFmpeg initialisation failed");
         }
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        // FFmpeg's own messages (decoder complaints after seeks, hardware probes) stay quiet;
+        // every failure reaches the caller as an error. FRAMELANE_FFMPEG_LOG=1 shows them.
+        let level = if std::env::var_os("FRAMELANE_FFMPEG_LOG").is_some() {
+            ffmpeg_next::util::log::Level::Info
+        } else {
+            ffmpeg_next::util::log::Level::Fatal
+        };
+        ffmpeg_next::util::log::set_level(level);
     });
 }

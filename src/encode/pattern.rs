@@ -29,6 +29,20 @@ pub fn numbered_frame(number: u64, width: u32, height: u32, rgb: &mut [u8]) {
     }
 }
 
+/// Adds camera-like sensor noise (uniform, +-`amplitude`) to an RGB picture, deterministic in
+/// `seed`. Real camera and render frames are noisy; flat synthetic ones flatter PNG.
+pub fn add_sensor_noise(rgb: &mut [u8], amplitude: u8, seed: u64) {
+    let mut state = seed | 1;
+    let span = 2 * amplitude as u64 + 1;
+    for v in rgb.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state % span) as i32 - amplitude as i32;
+        *v = (*v as i32 + noise).clamp(0, 255) as u8;
+    }
+}
+
 /// Reads the number back from an RGBA picture of a numbered frame.
 pub fn read_number(rgba: &[u8], width: u32, height: u32) -> u64 {
     let (w, h) = (width as usize, height as usize);

@@ -88,11 +88,14 @@ impl FrameQueue {
         self.lock().frames
     }
 
-    /// A buffer of `len` bytes, reused from the pool when one is there.
+    /// A buffer of `len` bytes, reused from the pool when one is there (its old contents are
+    /// left in place: the caller overwrites them, and zeroing a frame costs as much as
+    /// copying one).
     pub fn buffer(&self, len: usize) -> Vec<u8> {
         let mut buffer = self.lock().pool.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.resize(len, 0);
+        if buffer.len() != len {
+            buffer.resize(len, 0);
+        }
         buffer
     }
 

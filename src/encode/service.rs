@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub max_wait: Duration,
     /// A file is cut into segments of at most this many frames.
     pub max_frames_per_file: u64,
+    /// Scheduling niceness of the worker threads, inherited by the encoders' own threads, so
+    /// producers (capture, ingest, the GUI) win the CPU when it is short (Linux; 0: unchanged).
+    pub nice: i32,
 }
 
 impl Default for ServiceConfig {
@@ -48,6 +51,7 @@ impl Default for ServiceConfig {
             queue_frames: 64,
             max_wait: Duration::from_millis(2),
             max_frames_per_file: 18_000,
+            nice: 10,
         }
     }
 }
@@ -61,6 +65,7 @@ impl ServiceConfig {
             queue_frames: 8,
             max_wait: Duration::from_secs(24 * 3600),
             max_frames_per_file: u64::MAX,
+            nice: 0,
         }
     }
 }
@@ -257,9 +262,13 @@ impl EncoderService {
         for n in 0..workers_n {
             let queue = Arc::new(FrameQueue::new(config.queue_frames, config.max_wait));
             let (q, s, max_frames) = (queue.clone(), shared.clone(), config.max_frames_per_file);
+            let nice = config.nice;
             let thread = std::thread::Builder::new()
                 .name(format!("encode-{n}"))
-                .spawn(move || worker_loop(n, q, s, max_frames))
+                .spawn(move || {
+                    lower_priority(nice);
+                    worker_loop(n, q, s, max_frames)
+                })
                 .map_err(EncodeError::Thread)?;
             workers.push(Worker {
                 queue,
@@ -465,6 +474,21 @@ impl EncoderService {
 impl Drop for EncoderService {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Makes the calling thread (and the threads it starts later) nicer by `nice`.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
+            tracing::debug!("could not lower the encoder thread's priority");
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use ffmpeg_next as ff;
 
 use super::ReplayError;
 
+/// Frames a seek aims before the wanted one (covers the decode-time lead of B-frames).
+const SEEK_MARGIN_FRAMES: u64 = 4;
+
 /// A decoded picture, RGBA, rows packed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbaFrame {
@@ -186,15 +189,36 @@ impl VideoReader {
         let forward = self
             .position
             .is_some_and(|p| p < frame && frame - p <= self.forward_window);
-        if !forward {
-            self.seek(frame)?;
+        if forward {
+            if let Some(found) = self.decode_until(frame)? {
+                return Ok(found);
+            }
         }
+        // Demuxers search keyframes by decode time, which runs ahead of presentation time when
+        // there are B-frames: aim a few frames early, and a GOP earlier if that still lands
+        // after the wanted frame.
+        for back in [SEEK_MARGIN_FRAMES, self.forward_window + SEEK_MARGIN_FRAMES, frame] {
+            self.seek(frame.saturating_sub(back))?;
+            if let Some(found) = self.decode_until(frame)? {
+                return Ok(found);
+            }
+            if back >= frame {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decodes forward to `frame`: Some(Some) found, Some(None) the file ends or skips it,
+    /// None when decoding started after it (seek earlier).
+    fn decode_until(&mut self, frame: u64) -> Result<Option<Option<RgbaFrame>>, ReplayError> {
+        let mut first = true;
         loop {
             match self.decode_next()? {
-                Some(n) if n == frame => return self.convert().map(Some),
-                Some(n) if n > frame => return Ok(None),
-                Some(_) => {}
-                None => return Ok(None),
+                Some(n) if n == frame => return self.convert().map(|f| Some(Some(f))),
+                Some(n) if n > frame => return Ok(if first { None } else { Some(None) }),
+                Some(_) => first = false,
+                None => return Ok(Some(None)),
             }
         }
     }
