@@ -11,6 +11,7 @@ fn main() {
         "qml/ConnectionBanner.qml",
         "qml/TelemetryRuns.qml",
         "qml/RunPlotView.qml",
+        "qml/ReplayPanel.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -24,6 +25,7 @@ fn main() {
             "src/ui/run_catalog.rs",
             "src/ui/runs_panel.rs",
             "src/ui/run_plot.rs",
+            "src/ui/replay_view.rs",
         ])
         .cpp_files([
             "cpp/frame_item.h",

@@ -65,6 +65,12 @@ statsOf(QObject* root, QQuickWindow* window)
   stats.insert(QStringLiteral("hud"), hudTexts(root));
   if (auto* plot = root->findChild<QObject*>(QStringLiteral("runPlot")))
     stats.insert(QStringLiteral("plot_points"), plot->property("pointCount").toInt());
+  if (auto* replay = root->findChild<QObject*>(QStringLiteral("replayView"))) {
+    QJsonObject r;
+    for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "overviewPoints", "runSteps", "loading" })
+      r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(replay->property(name)));
+    stats.insert(QStringLiteral("replay"), r);
+  }
   if (auto* runs = root->findChild<QObject*>(QStringLiteral("telemetryRunList")))
     stats.insert(QStringLiteral("telemetry_runs"), runs->property("count").toInt());
   stats.insert(QStringLiteral("graphics_api"), int(window->rendererInterface()->graphicsApi()));
@@ -108,6 +114,8 @@ runApplication(const AppOptions& options)
     { QStringLiteral("pollIntervalMs"), int(options.poll_interval_ms) },
     { QStringLiteral("daemonAddress"), toQString(options.daemon_address) },
     { QStringLiteral("initialPlotRunId"), toQString(options.plot_run_id) },
+    { QStringLiteral("dataDir"), toQString(options.data_dir) },
+    { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
     { QStringLiteral("width"), int(options.window_width) },
     { QStringLiteral("height"), int(options.window_height) },
     { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },

@@ -9,8 +9,26 @@
 #include <QtQuick/qsgtexture_platform.h>
 
 #include "framelane/src/ui/live_view.cxxqt.h"
+#include "framelane/src/ui/replay_view.cxxqt.h"
 
 namespace {
+
+// Calls `use` with the view as a LiveView or a ReplayView (both offer frameShape, grabFrame,
+// framePresented and tick); false for anything else.
+template<typename Use>
+bool
+withView(QObject* object, Use&& use)
+{
+  if (auto* live = qobject_cast<LiveView*>(object)) {
+    use(*live);
+    return true;
+  }
+  if (auto* replay = qobject_cast<ReplayView*>(object)) {
+    use(*replay);
+    return true;
+  }
+  return false;
+}
 
 QImage::Format
 imageFormatFor(std::uint32_t code)
@@ -227,8 +245,7 @@ FrameItem::onFrameSwapped()
   if (!m_awaitingSwap)
     return;
   m_awaitingSwap = false;
-  if (auto* live = qobject_cast<LiveView*>(m_view.data()))
-    live->framePresented();
+  withView(m_view.data(), [](auto& view) { view.framePresented(); });
 }
 
 void
@@ -242,8 +259,7 @@ FrameItem::scheduleFrame()
 void
 FrameItem::updatePolish()
 {
-  if (auto* live = qobject_cast<LiveView*>(m_view.data()))
-    live->tick();
+  withView(m_view.data(), [](auto& view) { view.tick(); });
 }
 
 void
@@ -266,41 +282,49 @@ QSGNode*
 FrameItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
 {
   auto* node = static_cast<FrameNode*>(old);
-  auto* live = qobject_cast<LiveView*>(m_view.data());
   QMetaObject::invokeMethod(this, &FrameItem::afterSync, Qt::QueuedConnection);
-  if (!live) {
+  QSGNode* result = nullptr;
+  const bool known = withView(m_view.data(), [&](auto& view) {
+    const auto shape = view.frameShape();
+    const QImage::Format format = imageFormatFor(shape.format);
+    if (shape.width == 0 || format == QImage::Format_Invalid) {
+      result = node;
+      return;
+    }
+    const QSize size(int(shape.width), int(shape.height));
+    if (m_staging.size() != size || m_staging.format() != format)
+      m_staging = QImage(size, format);
+
+    const bool fresh = view.grabFrame(
+      rust::Slice<std::uint8_t>(m_staging.bits(), std::size_t(m_staging.sizeInBytes())),
+      std::size_t(m_staging.bytesPerLine()));
+
+    if (fresh) {
+      if (!node)
+        node = new FrameNode();
+      const UploadPath path = node->show(window(), m_staging);
+      m_uploadPath.store(int(path), std::memory_order_relaxed);
+      if (path == UploadPath::None) {
+        delete node;
+        node = nullptr;
+        result = nullptr;
+        return;
+      }
+      m_awaitingSwap = true;
+    }
+    if (!node) {
+      result = nullptr;
+      return;
+    }
+    m_paintedRect = fitted(QSizeF(size), boundingRect());
+    node->setRect(m_paintedRect);
+    node->markDirty(QSGNode::DirtyMaterial);
+    result = node;
+  });
+  if (!known) {
     delete node;
     m_paintedRect = {};
     return nullptr;
   }
-
-  const FrameShape shape = live->frameShape();
-  const QImage::Format format = imageFormatFor(shape.format);
-  if (shape.width == 0 || format == QImage::Format_Invalid)
-    return node;
-  const QSize size(int(shape.width), int(shape.height));
-  if (m_staging.size() != size || m_staging.format() != format)
-    m_staging = QImage(size, format);
-
-  const bool fresh = live->grabFrame(
-    rust::Slice<std::uint8_t>(m_staging.bits(), std::size_t(m_staging.sizeInBytes())),
-    std::size_t(m_staging.bytesPerLine()));
-
-  if (fresh) {
-    if (!node)
-      node = new FrameNode();
-    const UploadPath path = node->show(window(), m_staging);
-    m_uploadPath.store(int(path), std::memory_order_relaxed);
-    if (path == UploadPath::None) {
-      delete node;
-      return nullptr;
-    }
-    m_awaitingSwap = true;
-  }
-  if (!node)
-    return nullptr;
-  m_paintedRect = fitted(QSizeF(size), boundingRect());
-  node->setRect(m_paintedRect);
-  node->markDirty(QSGNode::DirtyMaterial);
-  return node;
+  return result;
 }

@@ -10,12 +10,67 @@
 #include <algorithm>
 #include <limits>
 
+#include "framelane/src/ui/replay_view.cxxqt.h"
 #include "framelane/src/ui/run_plot.cxxqt.h"
+
+namespace {
+
+// Points in, and a copy of, the series of a RunPlot or of a ReplayView's channel.
+std::size_t
+seriesLength(QObject* source, int channel)
+{
+  if (auto* plot = qobject_cast<RunPlot*>(source))
+    return plot->seriesLength();
+  if (auto* replay = qobject_cast<ReplayView*>(source))
+    return replay->channelLength(channel);
+  return 0;
+}
+
+std::size_t
+copySeries(QObject* source, int channel, std::vector<double>& out)
+{
+  rust::Slice<double> slice(out.data(), out.size());
+  if (auto* plot = qobject_cast<RunPlot*>(source))
+    return plot->copySeries(slice);
+  if (auto* replay = qobject_cast<ReplayView*>(source))
+    return replay->copyChannel(channel, slice);
+  return 0;
+}
+
+} // namespace
 
 PlotItem::PlotItem(QQuickItem* parent)
   : QQuickItem(parent)
 {
   setFlag(ItemHasContents, true);
+}
+
+int
+PlotItem::channel() const
+{
+  return m_channel;
+}
+
+void
+PlotItem::setChannel(int channel)
+{
+  if (m_channel == channel)
+    return;
+  m_channel = channel;
+  Q_EMIT channelChanged();
+  update();
+}
+
+double
+PlotItem::minX() const
+{
+  return m_minX;
+}
+
+double
+PlotItem::maxX() const
+{
+  return m_maxX;
 }
 
 QObject*
@@ -102,15 +157,15 @@ PlotItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
 {
   const bool software = window()->rendererInterface()->graphicsApi() == QSGRendererInterface::Software;
   auto* node = software ? nullptr : static_cast<QSGGeometryNode*>(old);
-  auto* source = qobject_cast<RunPlot*>(m_plot.data());
-  const std::size_t count = source ? source->seriesLength() : 0;
+  QObject* source = m_plot.data();
+  const std::size_t count = seriesLength(source, m_channel);
   const int columns = std::max(1, int(width()));
   if (!source || count < 2 || width() < 2 || height() < 2) {
     delete old;
     return nullptr;
   }
   m_points.resize(count * 2);
-  const std::size_t n = source->copySeries(rust::Slice<double>(m_points.data(), m_points.size()));
+  const std::size_t n = copySeries(source, m_channel, m_points);
   if (n < 2) {
     delete old;
     return nullptr;
@@ -158,9 +213,11 @@ PlotItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
   }
   flush();
 
-  if (lo != m_minY || hi != m_maxY) {
+  if (lo != m_minY || hi != m_maxY || x0 != m_minX || x1 != m_maxX) {
     m_minY = lo;
     m_maxY = hi;
+    m_minX = x0;
+    m_maxX = x1;
     QMetaObject::invokeMethod(this, &PlotItem::publishRange, Qt::QueuedConnection);
   }
   if (software)

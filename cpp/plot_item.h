@@ -17,6 +17,11 @@ class PlotItem : public QQuickItem
   Q_PROPERTY(QColor color READ color WRITE setColor NOTIFY colorChanged)
   Q_PROPERTY(double minY READ minY NOTIFY rangeChanged)
   Q_PROPERTY(double maxY READ maxY NOTIFY rangeChanged)
+  // Series of a ReplayView: 0 the episode's rewards, 1 the whole run (RunPlot has one).
+  Q_PROPERTY(int channel READ channel WRITE setChannel NOTIFY channelChanged)
+  // Lowest and highest x of the points drawn last (for cursors laid over the plot).
+  Q_PROPERTY(double minX READ minX NOTIFY rangeChanged)
+  Q_PROPERTY(double maxX READ maxX NOTIFY rangeChanged)
 
 public:
   explicit PlotItem(QQuickItem* parent = nullptr);
@@ -27,11 +32,16 @@ public:
   void setColor(const QColor& color);
   double minY() const;
   double maxY() const;
+  double minX() const;
+  double maxX() const;
+  int channel() const;
+  void setChannel(int channel);
 
 Q_SIGNALS:
   void plotChanged();
   void colorChanged();
   void rangeChanged();
+  void channelChanged();
 
 protected:
   QSGNode* updatePaintNode(QSGNode* old, UpdatePaintNodeData* data) override;
@@ -44,4 +54,7 @@ private:
   std::vector<double> m_points;
   double m_minY = 0.0;
   double m_maxY = 0.0;
+  double m_minX = 0.0;
+  double m_maxX = 0.0;
+  int m_channel = 0;
 };

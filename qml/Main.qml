@@ -12,6 +12,10 @@ ApplicationWindow {
     // Address of the telemetry daemon (embedded or --connect); empty: none.
     property string daemonAddress: ""
     property string initialPlotRunId: ""
+    // Store directory for replay (empty: replay unavailable).
+    property string dataDir: ""
+    property string initialReplayRunId: ""
+    readonly property bool replaying: modeBar.currentIndex === 1
 
     width: 1280
     height: 760
@@ -33,6 +37,13 @@ ApplicationWindow {
         objectName: "runPlot"
         address: root.daemonAddress
         runId: root.initialPlotRunId
+    }
+
+    ReplayView {
+        id: replayView
+        objectName: "replayView"
+        dataDir: root.dataDir
+        runId: root.initialReplayRunId
     }
 
     LiveView {
@@ -66,8 +77,13 @@ ApplicationWindow {
                 Layout.fillHeight: true
                 visible: root.daemonAddress !== ""
                 runsPanel: runsPanel
-                selectedRunId: runPlot.runId
-                onRunChosen: runId => runPlot.runId = runId
+                selectedRunId: root.replaying ? replayView.runId : runPlot.runId
+                onRunChosen: runId => {
+                    if (root.replaying)
+                        replayView.runId = runId
+                    else
+                        runPlot.runId = runId
+                }
             }
         }
 
@@ -75,6 +91,18 @@ ApplicationWindow {
             Layout.fillWidth: true
             Layout.fillHeight: true
             spacing: 0
+
+        TabBar {
+            id: modeBar
+            objectName: "modeBar"
+            Layout.fillWidth: true
+            currentIndex: root.initialReplayRunId !== "" ? 1 : 0
+            TabButton { text: "Live" }
+            TabButton {
+                text: "Replay"
+                enabled: root.dataDir !== ""
+            }
+        }
 
         Rectangle {
             Layout.fillWidth: true
@@ -86,29 +114,42 @@ ApplicationWindow {
                 objectName: "frameItem"
                 anchors.fill: parent
                 anchors.margins: 8
-                view: liveView
+                view: root.replaying ? replayView : liveView
                 pollIntervalMs: root.pollIntervalMs
             }
 
-            HudOverlay {
-                objectName: "hudPanel"
-                anchors.left: parent.left
-                anchors.top: parent.top
-                anchors.margins: 16
-                view: liveView
-            }
+            // Live-only overlays; replay shows its step, reward and frame origin below.
+            Item {
+                anchors.fill: parent
+                visible: !root.replaying
 
-            ConnectionBanner {
-                anchors.centerIn: parent
-                view: liveView
+                HudOverlay {
+                    objectName: "hudPanel"
+                    anchors.left: parent.left
+                    anchors.top: parent.top
+                    anchors.margins: 16
+                    view: liveView
+                }
+
+                ConnectionBanner {
+                    anchors.centerIn: parent
+                    view: liveView
+                }
             }
         }
 
         RunPlotView {
             Layout.fillWidth: true
             Layout.preferredHeight: 200
-            visible: root.daemonAddress !== ""
+            visible: root.daemonAddress !== "" && !root.replaying
             runPlot: runPlot
+        }
+
+        ReplayPanel {
+            Layout.fillWidth: true
+            Layout.preferredHeight: 260
+            visible: root.replaying
+            replay: replayView
         }
         }
     }

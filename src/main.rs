@@ -167,7 +167,11 @@ struct GuiArgs {
     /// Recorded run to plot when the window opens.
     #[arg(long, value_name = "RUN")]
     plot_run: Option<String>,
-    /// Data directory of the embedded daemon (default: the platform's data directory).
+    /// Recorded run to open in the replay view when the window opens.
+    #[arg(long, value_name = "RUN")]
+    replay_run: Option<String>,
+    /// Data directory of the embedded daemon, and of replay (default: the platform's data
+    /// directory; with --connect, replay needs it given).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Sample frames on a GUI-thread timer of this period instead of at every rendered frame
@@ -319,6 +323,12 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     }
     // The embedded daemon lives as long as the window; a running one is used with --connect.
     let mut embedded = None;
+    // Replay reads the store directly: the embedded daemon's, or --data-dir's.
+    let data_dir_for_replay = match (&args.data_dir, args.connect.is_some() || args.no_daemon) {
+        (Some(dir), _) => dir.display().to_string(),
+        (None, false) => daemon::default_data_dir().display().to_string(),
+        (None, true) => String::new(),
+    };
     let daemon_address = if let Some(address) = args.connect {
         address.to_string()
     } else if args.no_daemon || args.smoke_test {
@@ -354,6 +364,8 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         fullscreen: args.fullscreen,
         daemon_address,
         plot_run_id: args.plot_run.clone().unwrap_or_default(),
+        data_dir: data_dir_for_replay,
+        replay_run_id: args.replay_run.clone().unwrap_or_default(),
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);

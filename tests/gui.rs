@@ -89,6 +89,13 @@ fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
     (w, h, bytes[pos + 1..].to_vec())
 }
 
+/// A number that Qt may have written as a string (64-bit integers).
+fn number(value: &serde_json::Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
 fn rect(value: &serde_json::Value) -> Option<[f64; 4]> {
     let a = value.as_array()?;
     Some([
@@ -395,6 +402,136 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
     }
 }
 
+/// Records a run to video with a daemon in this process, then replays it in the window.
+fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
+    use framelane::encode::pattern::{numbered_frame, read_number};
+    use framelane::ingest::proto::framelane_v1 as v1;
+    println!("offscreen: replay of a run recorded to video");
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let dir = std::env::temp_dir().join(format!("framelane-gui-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let profiles = dir.join("profiles.yaml");
+    std::fs::write(
+        &profiles,
+        "profiles:\n  vid:\n    capture_frames: true\n    keep_every_n_frames: 1\n    frame_compression: video\n    drop_render_payload: true\n    drop_observation: false\n    batch_rows: 100\n    flush_interval_ms: 20\n    video_codec: h264\n",
+    )
+    .expect("profiles");
+    let mut config = framelane::daemon::DaemonConfig::new(dir.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.profiles_file = Some(profiles);
+    config.encode.max_wait = std::time::Duration::from_secs(2);
+    let daemon = framelane::daemon::Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut client =
+                v1::telemetry_client::TelemetryClient::connect(format!("http://{addr}"))
+                    .await
+                    .expect("connect")
+                    .max_encoding_message_size(64 << 20);
+            client
+                .register_worker(v1::RegisterWorkerRequest {
+                    run_id: "replayed".into(),
+                    worker_id: "w".into(),
+                    worker_kind: "test".into(),
+                    profile: "vid".into(),
+                })
+                .await
+                .expect("register");
+            let steps = (0..90u64).map(|i| {
+                let mut rgb = vec![0; (W * H * 3) as usize];
+                numbered_frame(i, W, H, &mut rgb);
+                v1::Step {
+                    run_id: "replayed".into(),
+                    step: i,
+                    episode: i / 60,
+                    reward: i as f64,
+                    frame: Some(v1::Frame {
+                        content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                            width: W,
+                            height: H,
+                            format: v1::PixelFormat::Rgb8 as i32,
+                            pixels: rgb,
+                        })),
+                    }),
+                    ..Default::default()
+                }
+            });
+            client
+                .publish_steps(tokio_stream::iter(steps))
+                .await
+                .expect("steps");
+            client
+                .publish_episodes(tokio_stream::iter([v1::Episode {
+                    run_id: "replayed".into(),
+                    episode: 0,
+                    steps: 60,
+                    ..Default::default()
+                }]))
+                .await
+                .expect("episode");
+        });
+    daemon.shutdown();
+    let stats_path = artifacts().join("replay-stats.json");
+    let shot = artifacts().join("replay.ppm");
+    let status = Display::Offscreen
+        .command()
+        .args(["--no-demo", "--no-daemon", "--replay-run", "replayed"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--exit-after-ms", "4000", "--screenshot"])
+        .arg(&shot)
+        .arg("--stats-json")
+        .arg(&stats_path)
+        .status()
+        .expect("start the GUI");
+    let _ = std::fs::remove_dir_all(&dir);
+    check(
+        status.success(),
+        format!("GUI exited cleanly ({status})"),
+        failures,
+    );
+    let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let replay = &stats["replay"];
+    check(
+        replay["frameOrigin"] == "video" && number(&replay["step"]) == Some(0),
+        format!("the first step's frame comes from the video ({replay})"),
+        failures,
+    );
+    check(
+        replay["stepCount"].as_i64() == Some(60) && replay["overviewPoints"].as_i64() > Some(0),
+        format!("episode 0's 60 steps and the run overview are loaded ({replay})"),
+        failures,
+    );
+    if let Some(painted) = rect(&stats["painted_rect"]) {
+        // Sample the painted picture back at the frame's own resolution and read its number.
+        let (w, _, pixels) = read_ppm(&shot);
+        let mut rgba = vec![0u8; (W * H * 4) as usize];
+        for y in 0..H as usize {
+            for x in 0..W as usize {
+                let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
+                let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
+                let src = &pixels[(sy * w + sx) * 3..][..3];
+                rgba[(y * W as usize + x) * 4..][..3].copy_from_slice(src);
+            }
+        }
+        let shown = read_number(&rgba, W, H);
+        check(
+            shown == 0,
+            format!("the window shows step 0's frame (it shows {shown})"),
+            failures,
+        );
+    } else {
+        check(false, "the replayed frame was painted".into(), failures);
+    }
+}
+
 fn smoke_test(failures: &mut Vec<String>) {
     println!("offscreen: --smoke-test");
     let out = Display::Offscreen
@@ -436,6 +573,7 @@ fn main() {
     no_display_gives_a_hint(&mut failures);
     smoke_test(&mut failures);
     recorded_runs_are_listed_and_plotted(&mut failures);
+    recorded_video_replays_in_the_window(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
     if Command::new("xvfb-run")
         .arg("--help")

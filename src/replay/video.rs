@@ -197,7 +197,11 @@ impl VideoReader {
         // Demuxers search keyframes by decode time, which runs ahead of presentation time when
         // there are B-frames: aim a few frames early, and a GOP earlier if that still lands
         // after the wanted frame.
-        for back in [SEEK_MARGIN_FRAMES, self.forward_window + SEEK_MARGIN_FRAMES, frame] {
+        for back in [
+            SEEK_MARGIN_FRAMES,
+            self.forward_window + SEEK_MARGIN_FRAMES,
+            frame,
+        ] {
             self.seek(frame.saturating_sub(back))?;
             if let Some(found) = self.decode_until(frame)? {
                 return Ok(found);

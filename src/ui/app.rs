@@ -26,6 +26,10 @@ pub mod ffi {
         daemon_address: String,
         /// Recorded run plotted when the window opens (empty: none).
         plot_run_id: String,
+        /// Data directory of the store, for replay (empty: replay unavailable).
+        data_dir: String,
+        /// Recorded run opened in the replay view when the window opens (empty: none).
+        replay_run_id: String,
     }
 
     unsafe extern "C++" {

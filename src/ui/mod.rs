@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod live_view;
+pub mod replay_view;
 pub mod run_catalog;
 pub mod run_plot;
 pub mod runs_panel;

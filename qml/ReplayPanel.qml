@@ -1,0 +1,168 @@
+import QtQuick
+import QtQuick.Controls
+import QtQuick.Layouts
+import dev.framelane
+
+// Replay of a recorded run: episode list, the episode's reward plot with a cursor at the shown
+// step (click to seek), the whole run's overview, and a scrubber with play/pause/step/speed.
+Rectangle {
+    id: panel
+
+    required property var replay
+    property bool playing: false
+    property real speed: 1.0
+    readonly property var episodes: JSON.parse(replay.episodesJson)
+
+    color: "#111316"
+
+    Timer {
+        id: player
+        interval: Math.max(5, 1000 / (30 * panel.speed))
+        repeat: true
+        running: panel.playing && panel.visible
+        onTriggered: {
+            if (!panel.replay.stepBy(1))
+                panel.playing = false
+        }
+    }
+
+    RowLayout {
+        anchors.fill: parent
+        anchors.margins: 6
+        spacing: 8
+
+        ListView {
+            id: episodeList
+            objectName: "replayEpisodes"
+            Layout.preferredWidth: 210
+            Layout.fillHeight: true
+            clip: true
+            model: panel.episodes
+            currentIndex: {
+                for (let i = 0; i < panel.episodes.length; ++i)
+                    if (panel.episodes[i].episode === panel.replay.episode)
+                        return i
+                return -1
+            }
+            header: Label {
+                text: panel.replay.loading ? "loading..." : panel.episodes.length + " episodes"
+                color: "#8b949e"
+                bottomPadding: 4
+            }
+            delegate: ItemDelegate {
+                required property var modelData
+                required property int index
+                width: ListView.view.width
+                height: 24
+                highlighted: ListView.isCurrentItem
+                text: "ep " + modelData.episode + " · " + modelData.steps + " steps · "
+                      + Number(modelData.totalReward).toFixed(2) + (modelData.finished ? "" : " (running)")
+                font.pixelSize: 12
+                onClicked: panel.replay.chooseEpisode(modelData.episode)
+            }
+        }
+
+        ColumnLayout {
+            Layout.fillWidth: true
+            Layout.fillHeight: true
+            spacing: 4
+
+            RowLayout {
+                Layout.fillWidth: true
+                Label {
+                    objectName: "replayStatus"
+                    text: panel.replay.runId === "" ? "Pick a recorded run to replay it"
+                          : panel.replay.runId + " · episode " + panel.replay.episode + " · step "
+                            + panel.replay.step + " · reward " + Number(panel.replay.reward).toFixed(3)
+                    color: "#e6edf3"
+                    font.bold: true
+                }
+                Item { Layout.fillWidth: true }
+                Label {
+                    text: panel.replay.frameOrigin !== "" ? "frame from " + panel.replay.frameOrigin
+                          : panel.replay.note
+                    color: panel.replay.frameOrigin !== "" ? "#8b949e" : "#d29922"
+                    elide: Text.ElideRight
+                    Layout.maximumWidth: 420
+                }
+            }
+
+            Item {
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+
+                PlotItem {
+                    id: episodePlot
+                    objectName: "replayPlot"
+                    anchors.fill: parent
+                    plot: panel.replay
+                    channel: 0
+                    color: "#58a6ff"
+                }
+                Rectangle {
+                    // The shown step.
+                    visible: panel.replay.stepCount > 1
+                    width: 2
+                    height: parent.height
+                    color: "#f0883e"
+                    x: panel.replay.stepCount > 1
+                       ? panel.replay.position / (panel.replay.stepCount - 1) * (parent.width - 2) : 0
+                }
+                MouseArea {
+                    anchors.fill: parent
+                    onPressed: mouse => panel.seekTo(mouse.x / width)
+                    onPositionChanged: mouse => { if (pressed) panel.seekTo(mouse.x / width) }
+                }
+            }
+
+            PlotItem {
+                objectName: "replayOverview"
+                Layout.fillWidth: true
+                Layout.preferredHeight: 36
+                plot: panel.replay
+                channel: 1
+                color: "#3fb950"
+            }
+
+            RowLayout {
+                Layout.fillWidth: true
+                Button {
+                    text: "\u25C0"
+                    onClicked: panel.replay.stepBy(-1)
+                }
+                Button {
+                    objectName: "replayPlay"
+                    text: panel.playing ? "Pause" : "Play"
+                    onClicked: panel.playing = !panel.playing
+                }
+                Button {
+                    text: "\u25B6"
+                    onClicked: panel.replay.stepBy(1)
+                }
+                Slider {
+                    id: scrubber
+                    objectName: "replayScrubber"
+                    Layout.fillWidth: true
+                    from: 0
+                    to: Math.max(0, panel.replay.stepCount - 1)
+                    stepSize: 1
+                    value: panel.replay.position
+                    onMoved: panel.replay.seek(Math.round(value))
+                }
+                ComboBox {
+                    model: ["0.25x", "0.5x", "1x", "2x", "4x", "8x"]
+                    currentIndex: 2
+                    onActivated: panel.speed = parseFloat(currentText)
+                }
+                Button {
+                    text: "Reload"
+                    onClicked: panel.replay.refresh()
+                }
+            }
+        }
+    }
+
+    function seekTo(fraction) {
+        replay.seek(Math.round(Math.max(0, Math.min(1, fraction)) * (replay.stepCount - 1)))
+    }
+}

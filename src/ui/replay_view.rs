@@ -1,0 +1,559 @@
+//! `ReplayView`: a recorded run in the window. A `replay` thread owns the store reader and the
+//! frame resolver (video, then snapshots, then inline frames, with a byte-bounded cache); the
+//! GUI thread only posts requests (newest wins) and receives results. Frames reach the screen
+//! through the same `FrameItem` as the live view; the plot item draws the chosen episode's
+//! rewards and the whole run's overview from this object.
+
+#[cxx_qt::bridge]
+pub mod qobject {
+    unsafe extern "C++" {
+        include!("cxx-qt-lib/qstring.h");
+        type QString = cxx_qt_lib::QString;
+    }
+
+    /// Size and pixel format of the frames the item should allocate for (width 0: none).
+    #[derive(Debug, Default)]
+    struct ReplayShape {
+        width: u32,
+        height: u32,
+        /// 2 = RGBA8 (the fast-lane format code).
+        format: u32,
+    }
+
+    extern "RustQt" {
+        #[qobject]
+        #[qml_element]
+        #[qproperty(QString, run_id, cxx_name = "runId")]
+        /// Data directory of the store (the embedded daemon's, or --data-dir).
+        #[qproperty(QString, data_dir, cxx_name = "dataDir")]
+        /// Episodes as a JSON array of {episode, steps, totalReward, finished}.
+        #[qproperty(QString, episodes_json, cxx_name = "episodesJson")]
+        #[qproperty(i64, episode)]
+        /// Index of the shown step within the episode.
+        #[qproperty(i32, position)]
+        #[qproperty(i32, step_count, cxx_name = "stepCount")]
+        #[qproperty(i64, step)]
+        #[qproperty(f64, reward)]
+        /// Where the shown frame came from: video, snapshot, inline; empty when none.
+        #[qproperty(QString, frame_origin, cxx_name = "frameOrigin")]
+        /// Why there is no frame, or an error.
+        #[qproperty(QString, note)]
+        #[qproperty(bool, loading)]
+        /// Milliseconds from choosing the run to its episode list and overview plot.
+        #[qproperty(f64, open_ms, cxx_name = "openMs")]
+        #[qproperty(i32, overview_points, cxx_name = "overviewPoints")]
+        #[qproperty(i64, run_steps, cxx_name = "runSteps")]
+        type ReplayView = super::ReplayViewRust;
+
+        /// Render thread, GUI thread blocked: shape of the frame to expect.
+        #[cxx_name = "frameShape"]
+        fn frame_shape(self: &ReplayView) -> ReplayShape;
+
+        /// Render thread: copies the newest resolved frame into `dst`; false when nothing new.
+        #[cxx_name = "grabFrame"]
+        fn grab_frame(self: &ReplayView, dst: &mut [u8], stride: usize) -> bool;
+
+        #[cxx_name = "framePresented"]
+        fn frame_presented(self: &ReplayView);
+
+        /// GUI thread, polish phase (nothing to choose: the resolved frame is shown).
+        #[qinvokable]
+        fn tick(self: Pin<&mut ReplayView>);
+
+        /// Shows episode `episode` from its first step.
+        #[qinvokable]
+        #[cxx_name = "chooseEpisode"]
+        fn choose_episode(self: Pin<&mut ReplayView>, episode: i64);
+
+        /// Shows the step at `position` of the episode (clamped).
+        #[qinvokable]
+        fn seek(self: Pin<&mut ReplayView>, position: i32);
+
+        /// Moves by `delta` steps; returns false at either end.
+        #[qinvokable]
+        #[cxx_name = "stepBy"]
+        fn step_by(self: Pin<&mut ReplayView>, delta: i32) -> bool;
+
+        /// Reloads the episode list (a running run grows).
+        #[qinvokable]
+        fn refresh(self: Pin<&mut ReplayView>);
+
+        /// Render thread: copies plot channel 0 (the episode's rewards) or 1 (the whole run,
+        /// bucket maxima) as x, y pairs; returns the points copied.
+        #[cxx_name = "copyChannel"]
+        fn copy_channel(self: &ReplayView, channel: i32, out: &mut [f64]) -> usize;
+
+        #[cxx_name = "channelLength"]
+        fn channel_length(self: &ReplayView, channel: i32) -> usize;
+    }
+
+    unsafe extern "RustQt" {
+        /// A new frame was resolved: render.
+        #[qsignal]
+        #[cxx_name = "frameAvailable"]
+        fn frame_available(self: Pin<&mut ReplayView>);
+
+        /// The plot channels changed.
+        #[qsignal]
+        #[cxx_name = "pointsChanged"]
+        fn points_changed(self: Pin<&mut ReplayView>);
+    }
+
+    impl cxx_qt::Threading for ReplayView {}
+    impl cxx_qt::Initialize for ReplayView {}
+}
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use cxx_qt::{CxxQtType, Threading};
+use cxx_qt_lib::QString;
+
+use crate::replay::{FrameResolver, RgbaFrame, StepFrame};
+use crate::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
+
+/// Decoded frames kept for smooth scrubbing.
+const CACHE_BYTES: usize = 256 << 20;
+/// Buckets of the whole-run plot.
+const OVERVIEW_BUCKETS: u64 = 2000;
+
+/// What the GUI asked for; each slot holds only the newest request.
+#[derive(Default)]
+struct Requests {
+    open: Option<(PathBuf, String)>,
+    episode: Option<(String, u64)>,
+    frame: Option<(String, u64, u64)>,
+    stop: bool,
+    /// Frame requests replaced by a newer one before the thread got to them.
+    superseded: u64,
+}
+
+/// Shared between the GUI thread, the render thread and the replay thread.
+#[derive(Default)]
+struct Shown {
+    frame: Option<Arc<RgbaFrame>>,
+    fresh: bool,
+    episode_rewards: Vec<(f64, f64)>,
+    overview: Vec<(f64, f64)>,
+}
+
+struct Worker {
+    requests: Mutex<Requests>,
+    wake: Condvar,
+}
+
+pub struct ReplayViewRust {
+    run_id: QString,
+    data_dir: QString,
+    episodes_json: QString,
+    episode: i64,
+    position: i32,
+    step_count: i32,
+    step: i64,
+    reward: f64,
+    frame_origin: QString,
+    note: QString,
+    loading: bool,
+    open_ms: f64,
+    overview_points: i32,
+    run_steps: i64,
+    /// Steps of the shown episode: (step, reward).
+    steps: Vec<(u64, f64)>,
+    shown: Arc<Mutex<Shown>>,
+    worker: Option<Arc<Worker>>,
+    opened_at: Option<Instant>,
+}
+
+impl Default for ReplayViewRust {
+    fn default() -> Self {
+        Self {
+            run_id: QString::default(),
+            data_dir: QString::default(),
+            episodes_json: QString::from("[]"),
+            episode: -1,
+            position: 0,
+            step_count: 0,
+            step: -1,
+            reward: 0.0,
+            frame_origin: QString::default(),
+            note: QString::default(),
+            loading: false,
+            open_ms: 0.0,
+            overview_points: 0,
+            run_steps: 0,
+            steps: Vec::new(),
+            shown: Arc::new(Mutex::new(Shown::default())),
+            worker: None,
+            opened_at: None,
+        }
+    }
+}
+
+impl Drop for ReplayViewRust {
+    fn drop(&mut self) {
+        if let Some(worker) = &self.worker {
+            lock(&worker.requests).stop = true;
+            worker.wake.notify_all();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the replay thread hands back to the GUI thread.
+enum Outcome {
+    Opened {
+        episodes: Vec<ReplayEpisode>,
+        run_steps: u64,
+    },
+    Episode {
+        episode: u64,
+        steps: Vec<(u64, f64)>,
+    },
+    Frame {
+        step: u64,
+        origin: &'static str,
+        note: String,
+    },
+    Failed(String),
+}
+
+fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outcome)) {
+    let mut resolver: Option<FrameResolver> = None;
+    let mut reader: Option<StoreReader> = None;
+    loop {
+        let (open, episode, frame) = {
+            let mut requests = lock(&worker.requests);
+            while requests.open.is_none()
+                && requests.episode.is_none()
+                && requests.frame.is_none()
+                && !requests.stop
+            {
+                requests = worker
+                    .wake
+                    .wait(requests)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if requests.stop {
+                return;
+            }
+            (
+                requests.open.take(),
+                requests.episode.take(),
+                requests.frame.take(),
+            )
+        };
+        if let Some((database, run)) = open {
+            match open_run(&database, &run, &shown) {
+                Ok((r, res, episodes, run_steps)) => {
+                    reader = Some(r);
+                    resolver = Some(res);
+                    post(Outcome::Opened {
+                        episodes,
+                        run_steps,
+                    });
+                }
+                Err(err) => {
+                    reader = None;
+                    resolver = None;
+                    post(Outcome::Failed(err));
+                }
+            }
+        }
+        if let (Some((run, ep)), Some(reader)) = (episode, reader.as_ref()) {
+            match reader.episode_steps(&run, ep) {
+                Ok(steps) => {
+                    lock(&shown).episode_rewards =
+                        steps.iter().map(|&(s, r)| (s as f64, r)).collect();
+                    post(Outcome::Episode { episode: ep, steps });
+                }
+                Err(err) => post(Outcome::Failed(err.to_string())),
+            }
+        }
+        if let (Some((run, ep, step)), Some(resolver)) = (frame, resolver.as_mut()) {
+            match resolver.frame(&run, ep, step) {
+                Ok(StepFrame::Found { origin, frame }) => {
+                    let mut s = lock(&shown);
+                    s.frame = Some(frame);
+                    s.fresh = true;
+                    drop(s);
+                    post(Outcome::Frame {
+                        step,
+                        origin: origin.label(),
+                        note: String::new(),
+                    });
+                }
+                Ok(StepFrame::Missing(why)) => post(Outcome::Frame {
+                    step,
+                    origin: "",
+                    note: why,
+                }),
+                Err(err) => post(Outcome::Frame {
+                    step,
+                    origin: "",
+                    note: err.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+type Opened = (StoreReader, FrameResolver, Vec<ReplayEpisode>, u64);
+
+fn open_run(database: &std::path::Path, run: &str, shown: &Mutex<Shown>) -> Result<Opened, String> {
+    let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
+    let episodes = reader.replay_episodes(run).map_err(|e| e.to_string())?;
+    let overview = reader
+        .reward_overview(run, OVERVIEW_BUCKETS)
+        .map_err(|e| e.to_string())?;
+    let run_steps = overview.last().map(|&(seq, _, _)| seq).unwrap_or(0);
+    lock(shown).overview = overview
+        .iter()
+        .map(|&(seq, _, max)| (seq as f64, max))
+        .collect();
+    let resolver = FrameResolver::open(database, CACHE_BYTES).map_err(|e| e.to_string())?;
+    Ok((reader, resolver, episodes, run_steps))
+}
+
+impl qobject::ReplayView {
+    fn worker(mut self: Pin<&mut Self>) -> Arc<Worker> {
+        if let Some(worker) = &self.worker {
+            return worker.clone();
+        }
+        let worker = Arc::new(Worker {
+            requests: Mutex::new(Requests::default()),
+            wake: Condvar::new(),
+        });
+        let qt = self.qt_thread();
+        let shown = self.shown.clone();
+        let w = worker.clone();
+        let spawned = std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || {
+                replay_loop(w, shown, move |outcome| {
+                    let _ = qt.queue(move |view| view.receive(outcome));
+                })
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "could not start the replay thread");
+        }
+        self.as_mut().rust_mut().worker = Some(worker.clone());
+        worker
+    }
+
+    fn request(self: Pin<&mut Self>, fill: impl FnOnce(&mut Requests)) {
+        let worker = self.worker();
+        fill(&mut lock(&worker.requests));
+        worker.wake.notify_one();
+    }
+
+    fn open(mut self: Pin<&mut Self>) {
+        let run = self.run_id.to_string();
+        let dir = self.data_dir.to_string();
+        {
+            let mut rust = self.as_mut().rust_mut();
+            rust.steps.clear();
+            rust.opened_at = Some(Instant::now());
+        }
+        {
+            let mut shown = lock(&self.shown);
+            *shown = Shown::default();
+        }
+        self.as_mut().set_episode(-1);
+        self.as_mut().set_step(-1);
+        self.as_mut().set_step_count(0);
+        self.as_mut().set_episodes_json(QString::from("[]"));
+        self.as_mut().set_frame_origin(QString::default());
+        if run.is_empty() || dir.is_empty() {
+            self.as_mut().set_note(QString::from(if dir.is_empty() {
+                "replay needs the store's data directory"
+            } else {
+                ""
+            }));
+            self.points_changed();
+            return;
+        }
+        self.as_mut().set_note(QString::default());
+        self.as_mut().set_loading(true);
+        let database = PathBuf::from(dir).join(DATABASE_FILE);
+        self.request(|r| r.open = Some((database, run)));
+    }
+
+    fn receive(mut self: Pin<&mut Self>, outcome: Outcome) {
+        match outcome {
+            Outcome::Opened {
+                episodes,
+                run_steps,
+            } => {
+                let json: Vec<serde_json::Value> = episodes
+                    .iter()
+                    .map(|e| serde_json::json!({"episode": e.episode, "steps": e.steps, "totalReward": e.total_reward, "finished": e.finished}))
+                    .collect();
+                let points = lock(&self.shown).overview.len() as i32;
+                if let Some(at) = self.as_mut().rust_mut().opened_at.take() {
+                    self.as_mut()
+                        .set_open_ms(at.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.as_mut().set_overview_points(points);
+                self.as_mut().set_run_steps(run_steps as i64);
+                self.as_mut().set_loading(false);
+                self.as_mut()
+                    .set_episodes_json(QString::from(&serde_json::Value::from(json).to_string()));
+                self.as_mut().points_changed();
+                if self.episode < 0 {
+                    if let Some(first) = episodes.first() {
+                        self.choose_episode(first.episode as i64);
+                    }
+                }
+            }
+            Outcome::Episode { episode, steps } => {
+                if episode as i64 != self.episode {
+                    return;
+                }
+                let count = steps.len() as i32;
+                self.as_mut().rust_mut().steps = steps;
+                self.as_mut().set_step_count(count);
+                self.as_mut().points_changed();
+                let position = self.position;
+                self.seek(position);
+            }
+            Outcome::Frame { step, origin, note } => {
+                if step as i64 != self.step {
+                    return;
+                }
+                self.as_mut().set_frame_origin(QString::from(origin));
+                self.as_mut().set_note(QString::from(&note));
+                if !origin.is_empty() {
+                    self.frame_available();
+                }
+            }
+            Outcome::Failed(error) => {
+                self.as_mut().set_loading(false);
+                self.as_mut().set_note(QString::from(&error));
+            }
+        }
+    }
+
+    fn choose_episode(mut self: Pin<&mut Self>, episode: i64) {
+        if episode < 0 {
+            return;
+        }
+        self.as_mut().set_episode(episode);
+        self.as_mut().set_position(0);
+        self.as_mut().set_step_count(0);
+        self.as_mut().rust_mut().steps.clear();
+        let run = self.run_id.to_string();
+        self.request(|r| r.episode = Some((run, episode as u64)));
+    }
+
+    fn seek(mut self: Pin<&mut Self>, position: i32) {
+        let count = self.steps.len() as i32;
+        if count == 0 {
+            return;
+        }
+        let position = position.clamp(0, count - 1);
+        let (step, reward) = self.steps[position as usize];
+        self.as_mut().set_position(position);
+        self.as_mut().set_step(step as i64);
+        self.as_mut().set_reward(reward);
+        let (run, episode) = (self.run_id.to_string(), self.episode as u64);
+        self.request(|r| {
+            if r.frame.replace((run, episode, step)).is_some() {
+                r.superseded += 1;
+            }
+        });
+    }
+
+    fn step_by(self: Pin<&mut Self>, delta: i32) -> bool {
+        let target = self.position.saturating_add(delta);
+        if target < 0 || target >= self.steps.len() as i32 {
+            return false;
+        }
+        self.seek(target);
+        true
+    }
+
+    fn refresh(self: Pin<&mut Self>) {
+        let run = self.run_id.to_string();
+        let dir = self.data_dir.to_string();
+        if run.is_empty() || dir.is_empty() {
+            return;
+        }
+        let database = PathBuf::from(dir).join(DATABASE_FILE);
+        self.request(|r| r.open = Some((database, run)));
+    }
+
+    fn tick(self: Pin<&mut Self>) {}
+
+    fn frame_shape(&self) -> qobject::ReplayShape {
+        match &lock(&self.shown).frame {
+            Some(frame) => qobject::ReplayShape {
+                width: frame.width,
+                height: frame.height,
+                format: 2,
+            },
+            None => qobject::ReplayShape::default(),
+        }
+    }
+
+    fn grab_frame(&self, dst: &mut [u8], stride: usize) -> bool {
+        let mut shown = lock(&self.shown);
+        if !shown.fresh {
+            return false;
+        }
+        let Some(frame) = shown.frame.clone() else {
+            return false;
+        };
+        let row = frame.width as usize * 4;
+        if frame.height == 0
+            || stride < row
+            || dst.len() < stride * (frame.height as usize - 1) + row
+        {
+            return false;
+        }
+        for (y, src) in frame.rgba.chunks_exact(row).enumerate() {
+            dst[y * stride..y * stride + row].copy_from_slice(src);
+        }
+        shown.fresh = false;
+        true
+    }
+
+    fn frame_presented(&self) {}
+
+    fn copy_channel(&self, channel: i32, out: &mut [f64]) -> usize {
+        let shown = lock(&self.shown);
+        let series = if channel == 1 {
+            &shown.overview
+        } else {
+            &shown.episode_rewards
+        };
+        let n = series.len().min(out.len() / 2);
+        for (i, &(x, y)) in series[series.len() - n..].iter().enumerate() {
+            out[2 * i] = x;
+            out[2 * i + 1] = y;
+        }
+        n
+    }
+
+    fn channel_length(&self, channel: i32) -> usize {
+        let shown = lock(&self.shown);
+        if channel == 1 {
+            shown.overview.len()
+        } else {
+            shown.episode_rewards.len()
+        }
+    }
+}
+
+impl cxx_qt::Initialize for qobject::ReplayView {
+    fn initialize(mut self: Pin<&mut Self>) {
+        self.as_mut()
+            .on_run_id_changed(|view| view.open())
+            .release();
+        self.on_data_dir_changed(|view| view.open()).release();
+    }
+}
