@@ -452,3 +452,63 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
     let bad = run(&["--raw", "64x48", "--codec", "vp9", "-o", "x.mp4"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("vp9"));
 }
+
+#[test]
+fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-failed");
+    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
+    let mut events = service.events();
+    let path = dir.path().join("odd.mp4");
+    let job = service
+        .open_job(JobSpec {
+            run_id: "odd".into(),
+            episode: 3,
+            path: path.clone(),
+            settings: EncoderSettings::for_family(CodecFamily::H264),
+        })
+        .expect("job");
+    // 4:2:0 video needs an even size: opening the file fails on the first frame.
+    let (w, h) = (321u32, 241u32);
+    for i in 0..5u64 {
+        service
+            .submit(
+                job,
+                100 + i,
+                w,
+                h,
+                RawPixelFormat::Rgb8,
+                vec![i as u8; (w * h * 3) as usize],
+            )
+            .expect("submit");
+    }
+    service.finish_job(job).expect("finish");
+    let stats = service
+        .wait_job(job, Duration::from_secs(30))
+        .expect("stats");
+    assert!(stats.failed && stats.finished, "{stats:?}");
+    assert_eq!((stats.spooled, stats.shed, stats.encoded), (5, 0, 0));
+    service.shutdown();
+    let mut failure = None;
+    while let Ok(event) = events.try_recv() {
+        if let framelane::encode::EncodeEvent::Failed {
+            error, kept_input, ..
+        } = event
+        {
+            failure = Some((error, kept_input));
+        }
+    }
+    let (error, kept) = failure.expect("a Failed event");
+    assert!(error.contains("321x241"), "{error}");
+    let kept = kept.expect("the frames were kept");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&kept).expect("description")).expect("json");
+    assert_eq!(meta["steps"], serde_json::json!([100, 101, 102, 103, 104]));
+    assert_eq!(
+        (meta["width"].as_u64(), meta["height"].as_u64()),
+        (Some(321), Some(241))
+    );
+    let raw = std::fs::read(kept.with_extension("raw")).expect("raw frames");
+    assert_eq!(raw.len(), 5 * (w * h * 3) as usize);
+    assert_eq!(raw[(w * h * 3) as usize * 4], 4, "frames kept in order");
+}
