@@ -174,6 +174,27 @@ fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_ba
             StepFrame::Missing(why) => panic!("step {i}: {why}"),
         }
     }
+    // Over gRPC, GetFrame decodes a video step too (remote viewers, the live view's fallback).
+    let fetched = runtime().block_on(async {
+        telemetry_client(addr)
+            .await
+            .get_frame(v1::FrameRequest {
+                run_id: "vrun".into(),
+                episode: 1,
+                step: 77,
+            })
+            .await
+            .expect("GetFrame of a video step")
+            .into_inner()
+    });
+    match fetched.content {
+        Some(v1::frame::Content::Raw(raw)) => {
+            assert_eq!((raw.width, raw.height), (W, H));
+            assert_eq!(read_number(&raw.pixels, W, H), 77);
+        }
+        other => panic!("expected raw pixels, got {other:?}"),
+    }
+
     // The running episode's file already holds its first fragments.
     let first_running = STEPS_PER_EPISODE * 2;
     match resolver.frame("vrun", 2, first_running).expect("resolve") {

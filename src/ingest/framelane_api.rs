@@ -413,7 +413,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                     other => Status::internal(other.to_string()),
                 })?
             else {
-                return Ok(None);
+                return video_frame(&reader, &r.run_id, r.episode, r.step);
             };
             let content = match entry.kind {
                 "inline" => match (
@@ -549,4 +549,36 @@ async fn list_runs(core: &Arc<IngestCore>) -> Result<v1::ListRunsReply, Status> 
             })
             .collect(),
     })
+}
+
+/// The frame of a step recorded to video, decoded (RGBA), for runs whose profile asks for video.
+fn video_frame(
+    reader: &crate::store::StoreReader,
+    run_id: &str,
+    episode: u64,
+    step: u64,
+) -> Result<Option<v1::Frame>, Status> {
+    let Some(location) = reader
+        .video_frame(run_id, episode, step)
+        .map_err(|e| Status::internal(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let mut video = crate::replay::VideoReader::open(
+        std::path::Path::new(&location.path),
+        location.fps,
+        location.gop,
+    )
+    .map_err(|e| Status::data_loss(e.to_string()))?;
+    let picture = video
+        .frame(location.frame_no)
+        .map_err(|e| Status::data_loss(e.to_string()))?;
+    Ok(picture.map(|p| v1::Frame {
+        content: Some(v1::frame::Content::Raw(v1::RawFrame {
+            width: p.width,
+            height: p.height,
+            format: v1::PixelFormat::Rgba8 as i32,
+            pixels: p.rgba,
+        })),
+    }))
 }
