@@ -89,33 +89,42 @@ fn check_round_trip(path: &Path, n: u64, min_db: f64) {
     }
 }
 
+/// Encodes `n` numbered frames into a file of `ext` and checks them back.
+fn round_trip(tag: &str, settings: EncoderSettings, ext: &str, n: u64, min_db: f64) {
+    let _turn = turn();
+    let dir = ScratchDir::new(tag);
+    let path = dir.path().join(format!("a.{ext}"));
+    encode_numbered(&path, settings, n);
+    check_round_trip(&path, n, min_db);
+}
+
 #[test]
 fn h264_round_trip_keeps_every_frame_in_place() {
-    let _turn = turn();
-    let dir = ScratchDir::new("enc-h264");
-    let path = dir.path().join("a.mp4");
-    encode_numbered(&path, EncoderSettings::for_family(CodecFamily::H264), 90);
-    check_round_trip(&path, 90, 30.0);
+    round_trip(
+        "enc-h264",
+        EncoderSettings::for_family(CodecFamily::H264),
+        "mp4",
+        90,
+        30.0,
+    );
 }
 
 #[test]
 fn av1_round_trip_keeps_every_frame_in_place() {
-    let _turn = turn();
-    let dir = ScratchDir::new("enc-av1");
-    let path = dir.path().join("a.mp4");
-    encode_numbered(&path, EncoderSettings::for_family(CodecFamily::Av1), 60);
-    check_round_trip(&path, 60, 28.0);
+    round_trip(
+        "enc-av1",
+        EncoderSettings::for_family(CodecFamily::Av1),
+        "mp4",
+        60,
+        28.0,
+    );
 }
 
 #[test]
 fn matroska_round_trip_keeps_every_frame_in_place() {
-    let _turn = turn();
-    let dir = ScratchDir::new("enc-mkv");
-    let path = dir.path().join("a.mkv");
     let mut settings = EncoderSettings::for_family(CodecFamily::H264);
     settings.container = Container::Matroska;
-    encode_numbered(&path, settings, 45);
-    check_round_trip(&path, 45, 30.0);
+    round_trip("enc-mkv", settings, "mkv", 45, 30.0);
 }
 
 #[test]
@@ -375,12 +384,15 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
             .expect("run encode")
     };
     let out = dir.path().join("d.mp4");
-    let ok = run(&[
-        "--input-dir",
-        frames.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let encode_dir = || {
+        run(&[
+            "--input-dir",
+            frames.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let ok = encode_dir();
     assert!(
         ok.status.success(),
         "{}",
@@ -397,12 +409,7 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
         H / 2,
         &rgb[..(W * H * 3 / 4) as usize],
     );
-    let bad = run(&[
-        "--input-dir",
-        frames.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let bad = encode_dir();
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(err.contains("0020.png") && err.contains("160x120"), "{err}");
@@ -411,12 +418,7 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
 
     // An unreadable frame.
     std::fs::write(frames.join("0020.png"), b"not a png").unwrap();
-    let bad = run(&[
-        "--input-dir",
-        frames.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let bad = encode_dir();
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(

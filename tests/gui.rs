@@ -89,6 +89,23 @@ fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
     (w, h, bytes[pos + 1..].to_vec())
 }
 
+/// Checks the GUI exited cleanly and reads the statistics it wrote (null when missing).
+fn exited_with_stats(
+    status: std::process::ExitStatus,
+    stats_path: &Path,
+    failures: &mut Vec<String>,
+) -> serde_json::Value {
+    check(
+        status.success(),
+        format!("GUI exited cleanly ({status})"),
+        failures,
+    );
+    std::fs::read_to_string(stats_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
 /// A number that Qt may have written as a string (64-bit integers).
 fn number(value: &serde_json::Value) -> Option<i64> {
     value
@@ -352,15 +369,7 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
         .expect("start the GUI");
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
-    check(
-        status.success(),
-        format!("GUI exited cleanly ({status})"),
-        failures,
-    );
-    let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let stats = exited_with_stats(status, &stats_path, failures);
     check(
         stats["telemetry_runs"].as_i64() == Some(2),
         format!(
@@ -489,15 +498,7 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
         .status()
         .expect("start the GUI");
     let _ = std::fs::remove_dir_all(&dir);
-    check(
-        status.success(),
-        format!("GUI exited cleanly ({status})"),
-        failures,
-    );
-    let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let stats = exited_with_stats(status, &stats_path, failures);
     let replay = &stats["replay"];
     check(
         replay["frameOrigin"] == "video" && number(&replay["step"]) == Some(0),
