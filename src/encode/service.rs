@@ -38,8 +38,9 @@ pub struct ServiceConfig {
     pub max_wait: Duration,
     /// A file is cut into segments of at most this many frames.
     pub max_frames_per_file: u64,
-    /// Scheduling niceness of the worker threads, inherited by the encoders' own threads, so
-    /// producers (capture, ingest, the GUI) win the CPU when it is short (Linux; 0: unchanged).
+    /// Scheduling niceness of the encoders' own threads (x264, SVT-AV1), so producers (capture,
+    /// ingest, the GUI) win the CPU when it is short (Linux; 0: unchanged). The worker threads
+    /// themselves keep normal priority.
     pub nice: i32,
 }
 
@@ -265,10 +266,7 @@ impl EncoderService {
             let nice = config.nice;
             let thread = std::thread::Builder::new()
                 .name(format!("encode-{n}"))
-                .spawn(move || {
-                    lower_priority(nice);
-                    worker_loop(n, q, s, max_frames)
-                })
+                .spawn(move || worker_loop(n, q, s, max_frames, nice))
                 .map_err(EncodeError::Thread)?;
             workers.push(Worker {
                 queue,
@@ -564,7 +562,13 @@ struct ActiveJob {
     last_progress: Instant,
 }
 
-fn worker_loop(worker: usize, queue: Arc<FrameQueue>, shared: Arc<Shared>, max_frames: u64) {
+fn worker_loop(
+    worker: usize,
+    queue: Arc<FrameQueue>,
+    shared: Arc<Shared>,
+    max_frames: u64,
+    nice: i32,
+) {
     let mut active: HashMap<u64, ActiveJob> = HashMap::new();
     loop {
         match queue.pop() {
@@ -573,7 +577,7 @@ fn worker_loop(worker: usize, queue: Arc<FrameQueue>, shared: Arc<Shared>, max_f
                     queue.recycle(frame.pixels);
                     continue;
                 };
-                encode_frame(job, &frame, &shared, max_frames, &queue);
+                encode_frame(job, &frame, &shared, (max_frames, nice), &queue);
                 queue.recycle(frame.pixels);
             }
             WorkItem::Finish(id) => {
@@ -637,7 +641,7 @@ fn encode_frame(
     job: &mut ActiveJob,
     frame: &QueuedFrame,
     shared: &Shared,
-    max_frames: u64,
+    (max_frames, nice): (u64, i32),
     queue: &FrameQueue,
 ) {
     let id = frame.job;
@@ -650,7 +654,7 @@ fn encode_frame(
             close_segment(id, job, shared);
         }
         if job.writer.is_none() {
-            if let Err(err) = open_segment(id, job, frame, shared) {
+            if let Err(err) = open_segment(id, job, frame, shared, nice) {
                 fail(job, err.to_string());
             }
         }
@@ -688,19 +692,31 @@ fn open_segment(
     job: &mut ActiveJob,
     frame: &QueuedFrame,
     shared: &Shared,
+    nice: i32,
 ) -> Result<(), EncodeError> {
     let settings = &job.shared.spec.settings;
     let encoder = shared.encoder_for(settings)?;
     let segment = job.next_segment;
     let path = segment_path(&job.shared.spec.path, segment);
-    let writer = VideoFileWriter::create(
-        &path,
-        &encoder,
-        frame.format,
-        frame.width,
-        frame.height,
-        settings,
-    )?;
+    // The encoder is opened on a short-lived thread made nicer first: the threads the encoder
+    // starts (x264, SVT-AV1) inherit its niceness, while this worker, which shares the queue
+    // lock with producers, keeps normal priority (no priority inversion on that lock).
+    let writer = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                lower_priority(nice);
+                VideoFileWriter::create(
+                    &path,
+                    &encoder,
+                    frame.format,
+                    frame.width,
+                    frame.height,
+                    settings,
+                )
+            })
+            .join()
+            .unwrap_or_else(|_| Err(EncodeError::Codec("opening the encoder panicked".into())))
+    })?;
     let info = SegmentInfo {
         run_id: job.shared.spec.run_id.clone(),
         episode: job.shared.spec.episode,
