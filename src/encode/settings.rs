@@ -152,17 +152,7 @@ impl EncoderSettings {
                 self.convert_threads
             )));
         }
-        if ffmpeg_next::format::Pixel::from(
-            std::ffi::CString::new(self.pixel_format.as_str())
-                .map(|c| unsafe { ffmpeg_next::ffi::av_get_pix_fmt(c.as_ptr()) })
-                .unwrap_or(ffmpeg_next::ffi::AVPixelFormat::AV_PIX_FMT_NONE),
-        ) == ffmpeg_next::format::Pixel::None
-        {
-            return Err(EncodeError::Settings(format!(
-                "pixel format {:?}: not known to FFmpeg",
-                self.pixel_format
-            )));
-        }
+        super::video_file::pixel_format(&self.pixel_format)?;
         Ok(())
     }
 }

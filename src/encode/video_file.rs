@@ -92,7 +92,7 @@ pub(crate) fn open_encoder(
         .map_err(|e| EncodeError::Codec(format!("{name}: {e}")))
 }
 
-fn pixel_format(name: &str) -> Result<ff::format::Pixel, EncodeError> {
+pub(crate) fn pixel_format(name: &str) -> Result<ff::format::Pixel, EncodeError> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| EncodeError::Settings(format!("pixel format {name:?}")))?;
     let pixel = ff::format::Pixel::from(unsafe { ffi::av_get_pix_fmt(c.as_ptr()) });

@@ -13,8 +13,6 @@ pub struct FrameCache {
     bytes: usize,
     limit: usize,
     tick: u64,
-    hits: u64,
-    misses: u64,
 }
 
 impl FrameCache {
@@ -24,8 +22,6 @@ impl FrameCache {
             bytes: 0,
             limit,
             tick: 0,
-            hits: 0,
-            misses: 0,
         }
     }
 
@@ -40,13 +36,9 @@ impl FrameCache {
         match self.entries.get_mut(&(run.to_owned(), episode, step)) {
             Some((origin, frame, used)) => {
                 *used = tick;
-                self.hits += 1;
                 Some((*origin, frame.clone()))
             }
-            None => {
-                self.misses += 1;
-                None
-            }
+            None => None,
         }
     }
 
@@ -96,11 +88,6 @@ impl FrameCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    /// (hits, misses) since the start.
-    pub fn hit_counts(&self) -> (u64, u64) {
-        (self.hits, self.misses)
     }
 }
 

@@ -126,8 +126,6 @@ struct Requests {
     episode: Option<(String, u64)>,
     frame: Option<(String, u64, u64)>,
     stop: bool,
-    /// Frame requests replaced by a newer one before the thread got to them.
-    superseded: u64,
 }
 
 /// Shared between the GUI thread, the render thread and the replay thread.
@@ -461,11 +459,8 @@ impl qobject::ReplayView {
         self.as_mut().set_step(step as i64);
         self.as_mut().set_reward(reward);
         let (run, episode) = (self.run_id.to_string(), self.episode as u64);
-        self.request(|r| {
-            if r.frame.replace((run, episode, step)).is_some() {
-                r.superseded += 1;
-            }
-        });
+        // While scrubbing, only the newest step matters: an older unanswered request is replaced.
+        self.request(|r| r.frame = Some((run, episode, step)));
     }
 
     fn step_by(self: Pin<&mut Self>, delta: i32) -> bool {
