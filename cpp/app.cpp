@@ -67,8 +67,12 @@ statsOf(QObject* root, QQuickWindow* window)
     stats.insert(QStringLiteral("plot_points"), plot->property("pointCount").toInt());
   if (auto* replay = root->findChild<QObject*>(QStringLiteral("replayView"))) {
     QJsonObject r;
-    for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "overviewPoints", "runSteps", "loading" })
+    for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
       r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(replay->property(name)));
+    if (auto* series = root->findChild<QObject*>(QStringLiteral("replaySeries"))) {
+      for (const char* name : { "overviewPoints", "runSteps" })
+        r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(series->property(name)));
+    }
     stats.insert(QStringLiteral("replay"), r);
   }
   if (auto* runs = root->findChild<QObject*>(QStringLiteral("telemetryRunList")))

@@ -8,27 +8,10 @@
 #include <QtQuick/QSGTexture>
 #include <QtQuick/qsgtexture_platform.h>
 
-#include "framelane/src/ui/live_view.cxxqt.h"
-#include "framelane/src/ui/replay_view.cxxqt.h"
-
 namespace {
 
-// Calls `use` with the view as a LiveView or a ReplayView (both offer frameShape, grabFrame,
-// framePresented and tick); false for anything else.
-template<typename Use>
-bool
-withView(QObject* object, Use&& use)
-{
-  if (auto* live = qobject_cast<LiveView*>(object)) {
-    use(*live);
-    return true;
-  }
-  if (auto* replay = qobject_cast<ReplayView*>(object)) {
-    use(*replay);
-    return true;
-  }
-  return false;
-}
+// Longest side a frame may have (a texture of this size is already beyond most GPUs).
+constexpr std::uint32_t kMaxSide = 16384;
 
 QImage::Format
 imageFormatFor(std::uint32_t code)
@@ -179,26 +162,26 @@ FrameItem::setPollIntervalMs(int ms)
   Q_EMIT pollIntervalMsChanged();
 }
 
-QObject*
-FrameItem::view() const
+FrameSource*
+FrameItem::source() const
 {
-  return m_view.data();
+  return m_source.data();
 }
 
 void
-FrameItem::setView(QObject* view)
+FrameItem::setSource(FrameSource* source)
 {
-  if (m_view == view)
+  if (m_source == source)
     return;
-  if (m_view)
-    disconnect(m_view, nullptr, this, nullptr);
-  m_view = view;
-  if (view) {
-    // Render when the view reports a new frame (or a state change), unless a reference-mode
+  if (m_source)
+    disconnect(m_source, nullptr, this, nullptr);
+  m_source = source;
+  if (source) {
+    // Render when the source reports a new frame (or a state change), unless a reference-mode
     // timer sets the cadence.
-    connect(view, SIGNAL(frameAvailable()), this, SLOT(onFrameAvailable()));
+    connect(source, &FrameSource::frameAvailable, this, &FrameItem::onFrameAvailable);
   }
-  Q_EMIT viewChanged();
+  Q_EMIT sourceChanged();
   scheduleFrame();
 }
 
@@ -245,7 +228,8 @@ FrameItem::onFrameSwapped()
   if (!m_awaitingSwap)
     return;
   m_awaitingSwap = false;
-  withView(m_view.data(), [](auto& view) { view.framePresented(); });
+  if (FrameSource* source = m_source.data())
+    source->framePresented();
 }
 
 void
@@ -259,7 +243,8 @@ FrameItem::scheduleFrame()
 void
 FrameItem::updatePolish()
 {
-  withView(m_view.data(), [](auto& view) { view.tick(); });
+  if (FrameSource* source = m_source.data())
+    source->tick();
 }
 
 void
@@ -283,48 +268,45 @@ FrameItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
 {
   auto* node = static_cast<FrameNode*>(old);
   QMetaObject::invokeMethod(this, &FrameItem::afterSync, Qt::QueuedConnection);
-  QSGNode* result = nullptr;
-  const bool known = withView(m_view.data(), [&](auto& view) {
-    const auto shape = view.frameShape();
-    const QImage::Format format = imageFormatFor(shape.format);
-    if (shape.width == 0 || format == QImage::Format_Invalid) {
-      result = node;
-      return;
-    }
-    const QSize size(int(shape.width), int(shape.height));
-    if (m_staging.size() != size || m_staging.format() != format)
-      m_staging = QImage(size, format);
-
-    const bool fresh = view.grabFrame(
-      rust::Slice<std::uint8_t>(m_staging.bits(), std::size_t(m_staging.sizeInBytes())),
-      std::size_t(m_staging.bytesPerLine()));
-
-    if (fresh) {
-      if (!node)
-        node = new FrameNode();
-      const UploadPath path = node->show(window(), m_staging);
-      m_uploadPath.store(int(path), std::memory_order_relaxed);
-      if (path == UploadPath::None) {
-        delete node;
-        node = nullptr;
-        result = nullptr;
-        return;
-      }
-      m_awaitingSwap = true;
-    }
-    if (!node) {
-      result = nullptr;
-      return;
-    }
-    m_paintedRect = fitted(QSizeF(size), boundingRect());
-    node->setRect(m_paintedRect);
-    node->markDirty(QSGNode::DirtyMaterial);
-    result = node;
-  });
-  if (!known) {
+  FrameSource* source = m_source.data();
+  if (!source) {
     delete node;
     m_paintedRect = {};
     return nullptr;
   }
-  return result;
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::uint32_t code = 0;
+  source->frameShape(width, height, code);
+  const QImage::Format format = imageFormatFor(code);
+  // QImage sizes are ints: a shape beyond them (or none) keeps what is on screen.
+  if (width == 0 || height == 0 || width > kMaxSide || height > kMaxSide || format == QImage::Format_Invalid)
+    return node;
+  const QSize size{ int(width), int(height) };
+  if (m_staging.size() != size || m_staging.format() != format)
+    m_staging = QImage(size, format);
+  if (m_staging.isNull())
+    return node;
+
+  const bool fresh = source->grabFrame(
+    rust::Slice<std::uint8_t>(m_staging.bits(), std::size_t(m_staging.sizeInBytes())),
+    std::size_t(m_staging.bytesPerLine()));
+
+  if (fresh) {
+    if (!node)
+      node = new FrameNode();
+    const UploadPath path = node->show(window(), m_staging);
+    m_uploadPath.store(int(path), std::memory_order_relaxed);
+    if (path == UploadPath::None) {
+      delete node;
+      return nullptr;
+    }
+    m_awaitingSwap = true;
+  }
+  if (!node)
+    return nullptr;
+  m_paintedRect = fitted(QSizeF(size), boundingRect());
+  node->setRect(m_paintedRect);
+  node->markDirty(QSGNode::DirtyMaterial);
+  return node;
 }

@@ -8,14 +8,16 @@
 #include <QtQml/QQmlEngine>
 #include <QtQuick/QQuickItem>
 
-// Scene-graph item that paints the newest fast-lane frame of a LiveView. On the render thread
-// (GUI thread blocked in sync) it copies the frame once from shared memory into a staging
-// image and uploads it; the HUD is refreshed on the GUI thread right after.
+#include "framelane/frame_source.h"
+
+// Scene-graph item that paints the frames of a FrameSource (the live view, replay, ...). On the
+// render thread (GUI thread blocked in sync) it has the source copy its frame once into a
+// staging image and uploads it; the source refreshes its HUD on the GUI thread right before.
 class FrameItem : public QQuickItem
 {
   Q_OBJECT
   QML_ELEMENT
-  Q_PROPERTY(QObject* view READ view WRITE setView NOTIFY viewChanged)
+  Q_PROPERTY(FrameSource* source READ source WRITE setSource NOTIFY sourceChanged)
   Q_PROPERTY(QRectF paintedRect READ paintedRect NOTIFY paintedRectChanged)
   // How the last frame reached the GPU: "opengl-texture-reused", "texture-per-frame" or "none".
   Q_PROPERTY(QString uploadPath READ uploadPath)
@@ -34,8 +36,8 @@ public:
   explicit FrameItem(QQuickItem* parent = nullptr);
   ~FrameItem() override;
 
-  QObject* view() const;
-  void setView(QObject* view);
+  FrameSource* source() const;
+  void setSource(FrameSource* source);
   // Where the frame is drawn, in item coordinates (aspect ratio kept, centred).
   QRectF paintedRect() const;
   QString uploadPath() const;
@@ -43,7 +45,7 @@ public:
   void setPollIntervalMs(int ms);
 
 Q_SIGNALS:
-  void viewChanged();
+  void sourceChanged();
   void paintedRectChanged();
   void pollIntervalMsChanged();
 
@@ -60,7 +62,7 @@ private:
   void scheduleFrame();
   void onFrameSwapped();
 
-  QPointer<QObject> m_view;
+  QPointer<FrameSource> m_source;
   QImage m_staging;
   QRectF m_paintedRect;
   QRectF m_lastReportedRect;

@@ -10,34 +10,6 @@
 #include <algorithm>
 #include <limits>
 
-#include "framelane/src/ui/replay_view.cxxqt.h"
-#include "framelane/src/ui/run_plot.cxxqt.h"
-
-namespace {
-
-// Points in, and a copy of, the series of a RunPlot or of a ReplayView's channel.
-std::size_t
-seriesLength(QObject* source, int channel)
-{
-  if (auto* plot = qobject_cast<RunPlot*>(source))
-    return plot->seriesLength();
-  if (auto* replay = qobject_cast<ReplayView*>(source))
-    return replay->channelLength(channel);
-  return 0;
-}
-
-std::size_t
-copySeries(QObject* source, int channel, std::vector<double>& out)
-{
-  rust::Slice<double> slice(out.data(), out.size());
-  if (auto* plot = qobject_cast<RunPlot*>(source))
-    return plot->copySeries(slice);
-  if (auto* replay = qobject_cast<ReplayView*>(source))
-    return replay->copyChannel(channel, slice);
-  return 0;
-}
-
-} // namespace
 
 PlotItem::PlotItem(QQuickItem* parent)
   : QQuickItem(parent)
@@ -73,23 +45,23 @@ PlotItem::maxX() const
   return m_maxX;
 }
 
-QObject*
-PlotItem::plot() const
+PlotSource*
+PlotItem::source() const
 {
-  return m_plot.data();
+  return m_source.data();
 }
 
 void
-PlotItem::setPlot(QObject* plot)
+PlotItem::setSource(PlotSource* source)
 {
-  if (m_plot == plot)
+  if (m_source == source)
     return;
-  if (m_plot)
-    disconnect(m_plot, nullptr, this, nullptr);
-  m_plot = plot;
-  if (plot)
-    connect(plot, SIGNAL(pointsChanged()), this, SLOT(update()));
-  Q_EMIT plotChanged();
+  if (m_source)
+    disconnect(m_source, nullptr, this, nullptr);
+  m_source = source;
+  if (source)
+    connect(source, &PlotSource::pointsChanged, this, &QQuickItem::update);
+  Q_EMIT sourceChanged();
   update();
 }
 
@@ -157,15 +129,15 @@ PlotItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
 {
   const bool software = window()->rendererInterface()->graphicsApi() == QSGRendererInterface::Software;
   auto* node = software ? nullptr : static_cast<QSGGeometryNode*>(old);
-  QObject* source = m_plot.data();
-  const std::size_t count = seriesLength(source, m_channel);
+  PlotSource* source = m_source.data();
+  const std::size_t count = source ? source->channelLength(m_channel) : 0;
   const int columns = std::max(1, int(width()));
-  if (!source || count < 2 || width() < 2 || height() < 2) {
+  if (count < 2 || width() < 2 || height() < 2) {
     delete old;
     return nullptr;
   }
   m_points.resize(count * 2);
-  const std::size_t n = copySeries(source, m_channel, m_points);
+  const std::size_t n = std::min(count, source->copyChannel(m_channel, rust::Slice<double>(m_points.data(), m_points.size())));
   if (n < 2) {
     delete old;
     return nullptr;

@@ -5,19 +5,21 @@
 #include <QtQml/QQmlEngine>
 #include <QtQuick/QQuickItem>
 
+#include "framelane/plot_source.h"
+
 #include <vector>
 
-// Line plot of a RunPlot's series as one scene-graph geometry node. Long series are reduced to
+// Line plot of one channel of a PlotSource as one scene-graph geometry node. Long series are reduced to
 // a minimum and maximum per pixel column, so 10k+ points draw as fast as a few hundred.
 class PlotItem : public QQuickItem
 {
   Q_OBJECT
   QML_ELEMENT
-  Q_PROPERTY(QObject* plot READ plot WRITE setPlot NOTIFY plotChanged)
+  Q_PROPERTY(PlotSource* source READ source WRITE setSource NOTIFY sourceChanged)
   Q_PROPERTY(QColor color READ color WRITE setColor NOTIFY colorChanged)
   Q_PROPERTY(double minY READ minY NOTIFY rangeChanged)
   Q_PROPERTY(double maxY READ maxY NOTIFY rangeChanged)
-  // Series of a ReplayView: 0 the episode's rewards, 1 the whole run (RunPlot has one).
+  // Channel of the source (a ReplayView: 0 the episode's rewards, 1 the whole run).
   Q_PROPERTY(int channel READ channel WRITE setChannel NOTIFY channelChanged)
   // Lowest and highest x of the points drawn last (for cursors laid over the plot).
   Q_PROPERTY(double minX READ minX NOTIFY rangeChanged)
@@ -26,8 +28,8 @@ class PlotItem : public QQuickItem
 public:
   explicit PlotItem(QQuickItem* parent = nullptr);
 
-  QObject* plot() const;
-  void setPlot(QObject* plot);
+  PlotSource* source() const;
+  void setSource(PlotSource* source);
   QColor color() const;
   void setColor(const QColor& color);
   double minY() const;
@@ -38,7 +40,7 @@ public:
   void setChannel(int channel);
 
 Q_SIGNALS:
-  void plotChanged();
+  void sourceChanged();
   void colorChanged();
   void rangeChanged();
   void channelChanged();
@@ -49,7 +51,7 @@ protected:
 private:
   void publishRange();
 
-  QPointer<QObject> m_plot;
+  QPointer<PlotSource> m_source;
   QColor m_color = QColor(QStringLiteral("#58a6ff"));
   std::vector<double> m_points;
   double m_minY = 0.0;

@@ -114,7 +114,7 @@ ApplicationWindow {
                 objectName: "frameItem"
                 anchors.fill: parent
                 anchors.margins: 8
-                view: root.replaying ? replayView : liveView
+                source: root.replaying ? replayView : liveView
                 pollIntervalMs: root.pollIntervalMs
             }
 

@@ -8,12 +8,20 @@ import dev.framelane
 Rectangle {
     id: panel
 
-    required property var replay
+    required property ReplayView replay
     property bool playing: false
     property real speed: 1.0
     readonly property var episodes: JSON.parse(replay.episodesJson)
 
     color: "#111316"
+
+    ReplayPlot {
+        id: series
+        objectName: "replaySeries"
+        dataDir: panel.replay.dataDir
+        runId: panel.replay.runId
+        episode: panel.replay.episode
+    }
 
     Timer {
         id: player
@@ -95,7 +103,7 @@ Rectangle {
                     id: episodePlot
                     objectName: "replayPlot"
                     anchors.fill: parent
-                    plot: panel.replay
+                    source: series
                     channel: 0
                     color: "#58a6ff"
                 }
@@ -119,7 +127,7 @@ Rectangle {
                 objectName: "replayOverview"
                 Layout.fillWidth: true
                 Layout.preferredHeight: 36
-                plot: panel.replay
+                source: series
                 channel: 1
                 color: "#3fb950"
             }
@@ -156,7 +164,10 @@ Rectangle {
                 }
                 Button {
                     text: "Reload"
-                    onClicked: panel.replay.refresh()
+                    onClicked: {
+                        panel.replay.refresh()
+                        series.refresh()
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ import dev.framelane
 Rectangle {
     id: view
 
-    required property var runPlot
+    required property RunPlot runPlot
 
     color: "#111316"
 
@@ -47,7 +47,7 @@ Rectangle {
                 objectName: "plotItem"
                 anchors.fill: parent
                 anchors.leftMargin: 56
-                plot: view.runPlot
+                source: view.runPlot
             }
             Text {
                 anchors.left: parent.left

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup-debian.sh
 source ./scripts/env.sh
 start=$(date +%s)
-cargo test --release --locked --no-run
+cargo test --release --locked --workspace --no-run
 echo "test.sh: build took $(( $(date +%s) - start )) s"
-cargo test --release --locked -- --test-threads=2
+cargo test --release --locked --workspace -- --test-threads=2
 echo "test.sh: build and tests took $(( $(date +%s) - start )) s"

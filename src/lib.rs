@@ -1,15 +1,7 @@
-//! framelane: live frames and telemetry from reinforcement-learning workers, robots and camera
-//! rigs, shown in a Qt Quick window. See docs/ARCHITECTURE.md for the parts and how data flows.
+//! framelane, the application: the command line, the Qt Quick window (`ui`, the only Rust that
+//! knows Qt), the demo producer and the benchmarks. The back end is the `framelane_core` crate.
+//! See docs/ARCHITECTURE.md for the parts and how data flows.
 
 pub mod bench;
-pub mod bus;
-pub mod daemon;
 pub mod demo;
-pub mod encode;
-pub mod fastlane;
-pub mod gating;
-pub mod ingest;
-pub mod replay;
-pub mod snapshot;
-pub mod store;
 pub mod ui;

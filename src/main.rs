@@ -10,8 +10,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use framelane::demo::{self, DemoConfig};
-use framelane::fastlane::{self, PixelFormat};
-use framelane::{bench, daemon, ui};
+use framelane::{bench, ui};
+use framelane_core::daemon;
+use framelane_core::fastlane::{self, PixelFormat};
 
 /// Live frames and telemetry from RL workers, robots and camera rigs.
 #[derive(Parser, Debug)]
@@ -262,7 +263,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FRAMELANE_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,framelane::encode::probe=info")
+                tracing_subscriber::EnvFilter::new("warn,framelane_core::encode::probe=info")
             }),
         )
         .with_writer(std::io::stderr)
@@ -392,7 +393,7 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
     config.listen = args.listen;
     config.token = args.token.clone().filter(|t| !t.is_empty());
     config.profiles_file = args.profiles.clone().or_else(daemon::default_profiles_file);
-    config.batch = framelane::store::BatchPolicy {
+    config.batch = framelane_core::store::BatchPolicy {
         max_rows: args.batch_rows as usize,
         max_delay: Duration::from_millis(u64::from(args.flush_ms)),
     };
@@ -572,8 +573,8 @@ fn inspect(run: &str) -> anyhow::Result<()> {
 }
 
 fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
-    use framelane::encode::dataset::{self, DatasetInput, ProgressStyle};
-    use framelane::encode::{CodecFamily, Container, EncoderSettings, Quality};
+    use framelane_core::encode::dataset::{self, DatasetInput, ProgressStyle};
+    use framelane_core::encode::{CodecFamily, Container, EncoderSettings, Quality};
     let family = CodecFamily::parse(&args.codec)?;
     let mut settings = EncoderSettings::for_family(family);
     if let Some(crf) = args.crf {

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ScratchDir;
-use framelane::bus::RawPixelFormat;
-use framelane::encode::pattern::{numbered_frame, psnr_rgb_rgba, read_number};
-use framelane::encode::{
+use framelane::bench::pattern::{numbered_frame, psnr_rgb_rgba, read_number};
+use framelane_core::bus::RawPixelFormat;
+use framelane_core::encode::{
     probe, CodecFamily, Container, EncoderService, EncoderSettings, IndexSink, JobSpec,
     SegmentInfo, SegmentOutcome, ServiceConfig,
 };
-use framelane::replay::VideoReader;
+use framelane_core::replay::VideoReader;
 
 const W: u32 = 320;
 const H: u32 = 240;
@@ -493,7 +493,7 @@ fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
     service.shutdown();
     let mut failure = None;
     while let Ok(event) = events.try_recv() {
-        if let framelane::encode::EncodeEvent::Failed {
+        if let framelane_core::encode::EncodeEvent::Failed {
             error, kept_input, ..
         } = event
         {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use framelane::demo::DemoPattern;
-use framelane::fastlane::{FastLaneReader, ReadOutcome, SegmentKind, WriterStatus};
+use framelane_core::fastlane::{FastLaneReader, ReadOutcome, SegmentKind, WriterStatus};
 
 /// These tests create, kill and clean segments in the shared /dev/shm; one at a time, so that
 /// one test's `fastlane clean` cannot race another test's deliberately stale segment.
@@ -27,7 +27,7 @@ fn unique(tag: &str) -> String {
     format!(
         "it-{tag}-{}-{}",
         std::process::id(),
-        framelane::fastlane::shm::monotonic_ns() % 1_000_000_000
+        framelane_core::fastlane::shm::monotonic_ns() % 1_000_000_000
     )
 }
 
@@ -73,7 +73,7 @@ fn shm_entries_mentioning(run: &str) -> Vec<String> {
 
 /// Segments whose writer is alive (or cannot be judged), which `clean` must leave alone.
 fn live_segments() -> Vec<PathBuf> {
-    framelane::fastlane::list_segments()
+    framelane_core::fastlane::list_segments()
         .expect("list segments")
         .into_iter()
         .filter(|s| !s.is_stale())

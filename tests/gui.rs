@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use framelane::demo::DemoPattern;
-use framelane::fastlane::{FastLaneReader, FrameGeometry, PixelFormat};
+use framelane_core::fastlane::{FastLaneReader, FrameGeometry, PixelFormat};
 
 const EXE: &str = env!("CARGO_BIN_EXE_framelane");
 
@@ -270,7 +270,7 @@ fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut
 
 /// The runs panel and the live plot, fed by a `framelane serve` child over gRPC.
 fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
-    use framelane::ingest::proto::framelane_v1 as v1;
+    use framelane_core::ingest::proto::framelane_v1 as v1;
     println!("offscreen: runs panel and plot from a daemon");
     let dir = std::env::temp_dir().join(format!("framelane-gui-daemon-{}", std::process::id()));
     let mut serve = Command::new(EXE)
@@ -413,8 +413,8 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
 
 /// Records a run to video with a daemon in this process, then replays it in the window.
 fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
-    use framelane::encode::pattern::{numbered_frame, read_number};
-    use framelane::ingest::proto::framelane_v1 as v1;
+    use framelane::bench::pattern::{numbered_frame, read_number};
+    use framelane_core::ingest::proto::framelane_v1 as v1;
     println!("offscreen: replay of a run recorded to video");
     const W: u32 = 320;
     const H: u32 = 240;
@@ -427,11 +427,11 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
         "profiles:\n  vid:\n    capture_frames: true\n    keep_every_n_frames: 1\n    frame_compression: video\n    drop_render_payload: true\n    drop_observation: false\n    batch_rows: 100\n    flush_interval_ms: 20\n    video_codec: h264\n",
     )
     .expect("profiles");
-    let mut config = framelane::daemon::DaemonConfig::new(dir.clone());
+    let mut config = framelane_core::daemon::DaemonConfig::new(dir.clone());
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.profiles_file = Some(profiles);
     config.encode.max_wait = std::time::Duration::from_secs(2);
-    let daemon = framelane::daemon::Daemon::start(config).expect("daemon");
+    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
     let addr = daemon.local_addr();
     tokio::runtime::Runtime::new()
         .expect("runtime")

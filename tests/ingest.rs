@@ -5,10 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{runtime, step, telemetry_client, trainer_client, ScratchDir, ServeProcess};
-use framelane::daemon::{Daemon, DaemonConfig};
-use framelane::ingest::proto::framelane_v1 as v1;
-use framelane::ingest::proto::gymgui;
-use framelane::store::StoreReader;
+use framelane_core::daemon::{Daemon, DaemonConfig};
+use framelane_core::ingest::proto::framelane_v1 as v1;
+use framelane_core::ingest::proto::gymgui;
+use framelane_core::store::StoreReader;
 use tokio_stream::StreamExt;
 
 fn daemon(dir: &ScratchDir) -> Daemon {
@@ -71,7 +71,7 @@ fn two_runs_stream_at_once_and_the_store_matches_exactly_and_subscribers_resume(
             assert_eq!(row.record.producer_unix_ns, expected.producer_unix_ns);
             assert_eq!(
                 row.record.action,
-                Some(framelane::bus::Payload::Json(format!(
+                Some(framelane_core::bus::Payload::Json(format!(
                     "{{\"a\":{}}}",
                     i % 4
                 )))
@@ -138,7 +138,7 @@ fn two_runs_stream_at_once_and_the_store_matches_exactly_and_subscribers_resume(
     });
     daemon.shutdown();
     let reader =
-        StoreReader::open(&dir.path().join(framelane::store::DATABASE_FILE)).expect("reopen");
+        StoreReader::open(&dir.path().join(framelane_core::store::DATABASE_FILE)).expect("reopen");
     assert_eq!(reader.integrity_check().expect("check"), "ok");
 }
 
@@ -426,7 +426,7 @@ fn mosaic_workers_stream_through_the_trainer_api_into_the_store_and_the_gate() {
     daemon.shutdown();
 
     let reader =
-        StoreReader::open(&dir.path().join(framelane::store::DATABASE_FILE)).expect("reader");
+        StoreReader::open(&dir.path().join(framelane_core::store::DATABASE_FILE)).expect("reader");
     assert_eq!(
         reader
             .steps_since("mosaic-run", 1, 100)
@@ -439,7 +439,14 @@ fn mosaic_workers_stream_through_the_trainer_api_into_the_store_and_the_gate() {
             .frame("mosaic-run", 0, step)
             .expect("query")
             .expect("the gate kept every frame");
-        assert_eq!((frame.kind, frame.width, frame.height), ("png", 16, 12));
+        assert_eq!(
+            (frame.kind, frame.width, frame.height),
+            (
+                framelane_core::bus::FrameKind::Image(framelane_core::media::ImageCodec::Png),
+                16,
+                12
+            )
+        );
         let decoder = png::Decoder::new(std::io::BufReader::new(
             std::fs::File::open(&frame.location).expect("png file"),
         ));

@@ -8,18 +8,18 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{runtime, step, telemetry_client, ScratchDir, ServeProcess};
-use framelane::store::StoreReader;
+use framelane_core::store::StoreReader;
 
 const ROUNDS: usize = 20;
 const BATCH: u64 = 200;
 const RUN: &str = "crash-run";
 
 fn stored_steps(dir: &ScratchDir) -> (BTreeSet<u64>, String) {
-    let reader =
-        StoreReader::open(&dir.path().join(framelane::store::DATABASE_FILE)).expect("open store");
+    let reader = StoreReader::open(&dir.path().join(framelane_core::store::DATABASE_FILE))
+        .expect("open store");
     let steps = match reader.steps_since(RUN, 1, usize::MAX >> 1) {
         Ok(rows) => rows.into_iter().map(|r| r.record.step).collect(),
-        Err(framelane::store::StoreError::UnknownRun(_)) => BTreeSet::new(),
+        Err(framelane_core::store::StoreError::UnknownRun(_)) => BTreeSet::new(),
         Err(err) => panic!("reading steps: {err}"),
     };
     (steps, reader.integrity_check().expect("integrity check"))
@@ -46,7 +46,7 @@ fn kill9_during_ingest_never_loses_an_acknowledged_step() {
             }
         }
         let pid = serve.child.id() as i32;
-        let delay = Duration::from_millis(80 + framelane::fastlane::shm::monotonic_ns() % 300);
+        let delay = Duration::from_millis(80 + framelane_core::fastlane::shm::monotonic_ns() % 300);
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
             // SAFETY: killing our own child process.

@@ -7,12 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{runtime, step, telemetry_client, ScratchDir};
-use framelane::daemon::{Daemon, DaemonConfig};
-use framelane::encode::pattern::{numbered_frame, read_number};
-use framelane::encode::ServiceConfig;
-use framelane::ingest::proto::framelane_v1 as v1;
-use framelane::replay::{FrameOrigin, FrameResolver, StepFrame};
-use framelane::store::StoreReader;
+use framelane::bench::pattern::{numbered_frame, read_number};
+use framelane_core::daemon::{Daemon, DaemonConfig};
+use framelane_core::encode::ServiceConfig;
+use framelane_core::ingest::proto::framelane_v1 as v1;
+use framelane_core::replay::{FrameOrigin, FrameResolver, StepFrame};
+use framelane_core::store::StoreReader;
 
 const W: u32 = 320;
 const H: u32 = 240;

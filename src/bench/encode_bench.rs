@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use crate::bus::RawPixelFormat;
-use crate::encode::dataset::{encode_dataset, DatasetInput, ProgressStyle};
-use crate::encode::pattern::{add_sensor_noise, numbered_frame};
-use crate::encode::{
+use crate::bench::pattern::{add_sensor_noise, numbered_frame};
+use framelane_core::bus::RawPixelFormat;
+use framelane_core::encode::dataset::{encode_dataset, DatasetInput, ProgressStyle};
+use framelane_core::encode::{
     CodecFamily, EncoderService, EncoderSettings, JobSpec, Quality, ServiceConfig,
 };
 
@@ -250,7 +250,7 @@ struct EnqueueFigures {
 }
 
 pub fn run_encode_bench(args: &EncodeBenchArgs) -> anyhow::Result<()> {
-    let (width, height) = crate::encode::dataset::parse_size(&args.size)?;
+    let (width, height) = framelane_core::encode::dataset::parse_size(&args.size)?;
     let machine = machine_description();
     println!("framelane bench encode on {machine}");
     let scratch = Scratch::new("encode")?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::{machine_description, Summary};
-use crate::fastlane::{
+use framelane_core::fastlane::{
     shm, FastLaneReader, FastLaneWriter, HudValues, PixelFormat, ReadOutcome, WriterConfig,
 };
 
@@ -378,7 +378,7 @@ fn producer_rate(exe: &Path, attached: &str, seconds: f64) -> anyhow::Result<f64
             let mut buf = vec![0u8; g.frame_bytes()];
             while !matches!(
                 reader.writer_status(),
-                crate::fastlane::WriterStatus::Gone { .. }
+                framelane_core::fastlane::WriterStatus::Gone { .. }
             ) {
                 reader.read_newest(&mut buf, g.row_stride)?;
                 std::thread::sleep(Duration::from_micros(16_667));

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::{machine_description, Scratch, Summary};
-use crate::daemon::{Daemon, DaemonConfig};
-use crate::ingest::proto::framelane_v1 as v1;
-use crate::store::{self, BatchPolicy};
+use framelane_core::daemon::{Daemon, DaemonConfig};
+use framelane_core::ingest::proto::framelane_v1 as v1;
+use framelane_core::store::{self, BatchPolicy};
 
 /// Options of `framelane bench ingest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,8 +113,49 @@ fn end_to_end(
 
 fn raw_floor(steps: u64, batch_rows: u64) -> anyhow::Result<f64> {
     let dir = Scratch::new("floor")?;
-    let elapsed = store::raw_insert_floor(&dir.0.join(store::DATABASE_FILE), steps, batch_rows)?;
+    let elapsed = raw_insert_floor(&dir.0.join(store::DATABASE_FILE), steps, batch_rows)?;
     Ok(steps as f64 / elapsed.as_secs_f64())
+}
+
+/// The floor: `rows` steps inserted straight into a fresh database at `path` with the store's
+/// schema, pragmas and statement, committed every `batch` rows. Returns the elapsed time.
+fn raw_insert_floor(path: &std::path::Path, rows: u64, batch: u64) -> anyhow::Result<Duration> {
+    let mut conn = store::open_for_writing(path)?;
+    conn.execute(
+        "INSERT INTO runs (run_key, run_id, profile, created_unix_ns, last_seen_unix_ns) VALUES (1, 'floor', '', 0, 0)",
+        [],
+    )?;
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while seq < rows {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(store::INSERT_STEP)?;
+            for _ in 0..batch.min(rows - seq) {
+                seq += 1;
+                stmt.execute(rusqlite::params![
+                    1,
+                    seq as i64,
+                    "w0",
+                    "a0",
+                    (seq / 100) as i64,
+                    seq as i64,
+                    seq as f64 * 0.5,
+                    false,
+                    false,
+                    seq as i64,
+                    seq as i64,
+                    "{\"a\":1}",
+                    None::<Vec<u8>>,
+                    None::<String>,
+                    None::<Vec<u8>>,
+                    None::<String>,
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
 }
 
 /// Acknowledgement latency of 10-step publishes sent every millisecond (10k steps/s).

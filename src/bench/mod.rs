@@ -4,6 +4,7 @@
 mod encode_bench;
 mod fastlane_bench;
 mod ingest_bench;
+pub mod pattern;
 mod replay_bench;
 
 pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
@@ -75,7 +76,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!(
             "framelane-bench-{tag}-{}-{}",
             std::process::id(),
-            crate::fastlane::shm::monotonic_ns()
+            framelane_core::fastlane::shm::monotonic_ns()
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))

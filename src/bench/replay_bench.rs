@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use crate::bus::{RawPixelFormat, ShedCounters, StepRecord};
-use crate::encode::pattern::{numbered_frame, read_number};
-use crate::encode::{CodecFamily, EncoderService, EncoderSettings, JobSpec, ServiceConfig};
-use crate::replay::VideoReader;
-use crate::store::{self, BatchPolicy, StoreCommand, StoreReader, StoreWriter};
+use crate::bench::pattern::{numbered_frame, read_number};
+use framelane_core::bus::{RawPixelFormat, ShedCounters, StepRecord};
+use framelane_core::encode::{
+    CodecFamily, EncoderService, EncoderSettings, JobSpec, ServiceConfig,
+};
+use framelane_core::replay::VideoReader;
+use framelane_core::store::{self, BatchPolicy, StoreCommand, StoreReader, StoreWriter};
 
 use super::{machine_description, Scratch, Summary};
 
@@ -147,7 +149,7 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
         }
         if i % 1000 == 999 {
             sender
-                .blocking_send(StoreCommand::Episode(crate::bus::EpisodeRecord {
+                .blocking_send(StoreCommand::Episode(framelane_core::bus::EpisodeRecord {
                     run_id: "long".into(),
                     worker_id: "w".into(),
                     agent_id: "a".into(),

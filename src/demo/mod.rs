@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::fastlane::{
+use framelane_core::fastlane::{
     FastLaneError, FastLaneWriter, FrameGeometry, HudValues, PixelFormat, WriterConfig,
 };
 

@@ -2,7 +2,9 @@
 //! loop. No other part of the crate knows Qt.
 
 pub mod app;
+pub mod follower;
 pub mod live_view;
+pub mod replay_plot;
 pub mod replay_view;
 pub mod run_catalog;
 pub mod run_plot;

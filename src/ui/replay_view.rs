@@ -1,28 +1,22 @@
 //! `ReplayView`: a recorded run in the window. A `replay` thread owns the store reader and the
 //! frame resolver (video, then snapshots, then inline frames, with a byte-bounded cache); the
 //! GUI thread only posts requests (newest wins) and receives results. Frames reach the screen
-//! through the same `FrameItem` as the live view; the plot item draws the chosen episode's
-//! rewards and the whole run's overview from this object.
+//! through the same `FrameItem` as the live view; `ReplayPlot` serves the plots beside it.
 
 #[cxx_qt::bridge]
 pub mod qobject {
     unsafe extern "C++" {
         include!("cxx-qt-lib/qstring.h");
         type QString = cxx_qt_lib::QString;
-    }
-
-    /// Size and pixel format of the frames the item should allocate for (width 0: none).
-    #[derive(Debug, Default)]
-    struct ReplayShape {
-        width: u32,
-        height: u32,
-        /// 2 = RGBA8 (the fast-lane format code).
-        format: u32,
+        include!("framelane/frame_source.h");
+        /// cpp/frame_source.h: what the frame item paints.
+        type FrameSource;
     }
 
     extern "RustQt" {
         #[qobject]
         #[qml_element]
+        #[base = FrameSource]
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// Data directory of the store (the embedded daemon's, or --data-dir).
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
@@ -39,26 +33,19 @@ pub mod qobject {
         /// Why there is no frame, or an error.
         #[qproperty(QString, note)]
         #[qproperty(bool, loading)]
-        /// Milliseconds from choosing the run to its episode list and overview plot.
+        /// Milliseconds from choosing the run to its episode list.
         #[qproperty(f64, open_ms, cxx_name = "openMs")]
-        #[qproperty(i32, overview_points, cxx_name = "overviewPoints")]
-        #[qproperty(i64, run_steps, cxx_name = "runSteps")]
         type ReplayView = super::ReplayViewRust;
 
-        /// Render thread, GUI thread blocked: shape of the frame to expect.
+        /// Render thread, GUI thread blocked: shape of the frame to expect (RGBA, format 2).
+        #[cxx_override]
         #[cxx_name = "frameShape"]
-        fn frame_shape(self: &ReplayView) -> ReplayShape;
+        fn frame_shape(self: &ReplayView, width: &mut u32, height: &mut u32, format: &mut u32);
 
         /// Render thread: copies the newest resolved frame into `dst`; false when nothing new.
+        #[cxx_override]
         #[cxx_name = "grabFrame"]
         fn grab_frame(self: &ReplayView, dst: &mut [u8], stride: usize) -> bool;
-
-        #[cxx_name = "framePresented"]
-        fn frame_presented(self: &ReplayView);
-
-        /// GUI thread, polish phase (nothing to choose: the resolved frame is shown).
-        #[qinvokable]
-        fn tick(self: Pin<&mut ReplayView>);
 
         /// Shows episode `episode` from its first step.
         #[qinvokable]
@@ -77,26 +64,14 @@ pub mod qobject {
         /// Reloads the episode list (a running run grows).
         #[qinvokable]
         fn refresh(self: Pin<&mut ReplayView>);
-
-        /// Render thread: copies plot channel 0 (the episode's rewards) or 1 (the whole run,
-        /// bucket maxima) as x, y pairs; returns the points copied.
-        #[cxx_name = "copyChannel"]
-        fn copy_channel(self: &ReplayView, channel: i32, out: &mut [f64]) -> usize;
-
-        #[cxx_name = "channelLength"]
-        fn channel_length(self: &ReplayView, channel: i32) -> usize;
     }
 
     unsafe extern "RustQt" {
         /// A new frame was resolved: render.
+        #[inherit]
         #[qsignal]
         #[cxx_name = "frameAvailable"]
         fn frame_available(self: Pin<&mut ReplayView>);
-
-        /// The plot channels changed.
-        #[qsignal]
-        #[cxx_name = "pointsChanged"]
-        fn points_changed(self: Pin<&mut ReplayView>);
     }
 
     impl cxx_qt::Threading for ReplayView {}
@@ -111,13 +86,13 @@ use std::time::Instant;
 use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
-use crate::replay::{FrameResolver, RgbaFrame, StepFrame};
-use crate::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
+use framelane_core::fastlane::PixelFormat;
+use framelane_core::media::copy_rows;
+use framelane_core::replay::{FrameResolver, RgbaFrame, StepFrame};
+use framelane_core::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
 
 /// Decoded frames kept for smooth scrubbing.
 const CACHE_BYTES: usize = 256 << 20;
-/// Buckets of the whole-run plot.
-const OVERVIEW_BUCKETS: u64 = 2000;
 
 /// What the GUI asked for; each slot holds only the newest request.
 #[derive(Default)]
@@ -133,8 +108,6 @@ struct Requests {
 struct Shown {
     frame: Option<Arc<RgbaFrame>>,
     fresh: bool,
-    episode_rewards: Vec<(f64, f64)>,
-    overview: Vec<(f64, f64)>,
 }
 
 struct Worker {
@@ -155,8 +128,6 @@ pub struct ReplayViewRust {
     note: QString,
     loading: bool,
     open_ms: f64,
-    overview_points: i32,
-    run_steps: i64,
     /// Steps of the shown episode: (step, reward).
     steps: Vec<(u64, f64)>,
     shown: Arc<Mutex<Shown>>,
@@ -179,8 +150,6 @@ impl Default for ReplayViewRust {
             note: QString::default(),
             loading: false,
             open_ms: 0.0,
-            overview_points: 0,
-            run_steps: 0,
             steps: Vec::new(),
             shown: Arc::new(Mutex::new(Shown::default())),
             worker: None,
@@ -206,7 +175,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 enum Outcome {
     Opened {
         episodes: Vec<ReplayEpisode>,
-        run_steps: u64,
     },
     Episode {
         episode: u64,
@@ -246,14 +214,11 @@ fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
             )
         };
         if let Some((database, run)) = open {
-            match open_run(&database, &run, &shown) {
-                Ok((r, res, episodes, run_steps)) => {
+            match open_run(&database, &run) {
+                Ok((r, res, episodes)) => {
                     reader = Some(r);
                     resolver = Some(res);
-                    post(Outcome::Opened {
-                        episodes,
-                        run_steps,
-                    });
+                    post(Outcome::Opened { episodes });
                 }
                 Err(err) => {
                     reader = None;
@@ -264,11 +229,7 @@ fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
         }
         if let (Some((run, ep)), Some(reader)) = (episode, reader.as_ref()) {
             match reader.episode_steps(&run, ep) {
-                Ok(steps) => {
-                    lock(&shown).episode_rewards =
-                        steps.iter().map(|&(s, r)| (s as f64, r)).collect();
-                    post(Outcome::Episode { episode: ep, steps });
-                }
+                Ok(steps) => post(Outcome::Episode { episode: ep, steps }),
                 Err(err) => post(Outcome::Failed(err.to_string())),
             }
         }
@@ -300,21 +261,13 @@ fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
     }
 }
 
-type Opened = (StoreReader, FrameResolver, Vec<ReplayEpisode>, u64);
+type Opened = (StoreReader, FrameResolver, Vec<ReplayEpisode>);
 
-fn open_run(database: &std::path::Path, run: &str, shown: &Mutex<Shown>) -> Result<Opened, String> {
+fn open_run(database: &std::path::Path, run: &str) -> Result<Opened, String> {
     let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
     let episodes = reader.replay_episodes(run).map_err(|e| e.to_string())?;
-    let overview = reader
-        .reward_overview(run, OVERVIEW_BUCKETS)
-        .map_err(|e| e.to_string())?;
-    let run_steps = overview.last().map(|&(seq, _, _)| seq).unwrap_or(0);
-    lock(shown).overview = overview
-        .iter()
-        .map(|&(seq, _, max)| (seq as f64, max))
-        .collect();
     let resolver = FrameResolver::open(database, CACHE_BYTES).map_err(|e| e.to_string())?;
-    Ok((reader, resolver, episodes, run_steps))
+    Ok((reader, resolver, episodes))
 }
 
 impl qobject::ReplayView {
@@ -372,7 +325,6 @@ impl qobject::ReplayView {
             } else {
                 ""
             }));
-            self.points_changed();
             return;
         }
         self.as_mut().set_note(QString::default());
@@ -383,25 +335,18 @@ impl qobject::ReplayView {
 
     fn receive(mut self: Pin<&mut Self>, outcome: Outcome) {
         match outcome {
-            Outcome::Opened {
-                episodes,
-                run_steps,
-            } => {
+            Outcome::Opened { episodes } => {
                 let json: Vec<serde_json::Value> = episodes
                     .iter()
                     .map(|e| serde_json::json!({"episode": e.episode, "steps": e.steps, "totalReward": e.total_reward, "finished": e.finished}))
                     .collect();
-                let points = lock(&self.shown).overview.len() as i32;
                 if let Some(at) = self.as_mut().rust_mut().opened_at.take() {
                     self.as_mut()
                         .set_open_ms(at.elapsed().as_secs_f64() * 1000.0);
                 }
-                self.as_mut().set_overview_points(points);
-                self.as_mut().set_run_steps(run_steps as i64);
                 self.as_mut().set_loading(false);
                 self.as_mut()
                     .set_episodes_json(QString::from(&serde_json::Value::from(json).to_string()));
-                self.as_mut().points_changed();
                 if self.episode < 0 {
                     if let Some(first) = episodes.first() {
                         self.choose_episode(first.episode as i64);
@@ -415,7 +360,6 @@ impl qobject::ReplayView {
                 let count = steps.len() as i32;
                 self.as_mut().rust_mut().steps = steps;
                 self.as_mut().set_step_count(count);
-                self.as_mut().points_changed();
                 let position = self.position;
                 self.seek(position);
             }
@@ -482,17 +426,11 @@ impl qobject::ReplayView {
         self.request(|r| r.open = Some((database, run)));
     }
 
-    fn tick(self: Pin<&mut Self>) {}
-
-    fn frame_shape(&self) -> qobject::ReplayShape {
-        match &lock(&self.shown).frame {
-            Some(frame) => qobject::ReplayShape {
-                width: frame.width,
-                height: frame.height,
-                format: 2,
-            },
-            None => qobject::ReplayShape::default(),
-        }
+    fn frame_shape(&self, width: &mut u32, height: &mut u32, format: &mut u32) {
+        (*width, *height, *format) = match &lock(&self.shown).frame {
+            Some(frame) => (frame.width, frame.height, PixelFormat::Rgba8.code()),
+            None => (0, 0, 0),
+        };
     }
 
     fn grab_frame(&self, dst: &mut [u8], stride: usize) -> bool {
@@ -503,43 +441,13 @@ impl qobject::ReplayView {
         let Some(frame) = shown.frame.clone() else {
             return false;
         };
-        let row = frame.width as usize * 4;
-        if frame.height == 0
-            || stride < row
-            || dst.len() < stride * (frame.height as usize - 1) + row
-        {
-            return false;
-        }
-        for (y, src) in frame.rgba.chunks_exact(row).enumerate() {
-            dst[y * stride..y * stride + row].copy_from_slice(src);
-        }
         shown.fresh = false;
-        true
-    }
-
-    fn frame_presented(&self) {}
-
-    fn copy_channel(&self, channel: i32, out: &mut [f64]) -> usize {
-        let shown = lock(&self.shown);
-        let series = if channel == 1 {
-            &shown.overview
-        } else {
-            &shown.episode_rewards
-        };
-        let n = series.len().min(out.len() / 2);
-        for (i, &(x, y)) in series[series.len() - n..].iter().enumerate() {
-            out[2 * i] = x;
-            out[2 * i + 1] = y;
-        }
-        n
-    }
-
-    fn channel_length(&self, channel: i32) -> usize {
-        let shown = lock(&self.shown);
-        if channel == 1 {
-            shown.overview.len()
-        } else {
-            shown.episode_rewards.len()
+        match copy_rows(&frame.rgba, frame.width, frame.height, 4, dst, stride) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "replay frame not shown");
+                false
+            }
         }
     }
 }

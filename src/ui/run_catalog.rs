@@ -32,7 +32,7 @@ use std::time::Duration;
 use cxx_qt::Threading;
 use cxx_qt_lib::QString;
 
-use crate::fastlane::{clean_stale_segments, list_segments, SegmentInfo};
+use framelane_core::fastlane::{clean_stale_segments, list_segments, SegmentInfo};
 
 /// How often the discovery thread lists segments.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(1000);

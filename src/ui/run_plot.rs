@@ -7,11 +7,15 @@ pub mod qobject {
     unsafe extern "C++" {
         include!("cxx-qt-lib/qstring.h");
         type QString = cxx_qt_lib::QString;
+        include!("framelane/plot_source.h");
+        /// cpp/plot_source.h: what the plot item draws.
+        type PlotSource;
     }
 
     extern "RustQt" {
         #[qobject]
         #[qml_element]
+        #[base = PlotSource]
         #[qproperty(QString, address)]
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// "returns" (episodic return over episodes) or "rewards" (reward over steps).
@@ -22,17 +26,21 @@ pub mod qobject {
         type RunPlot = super::RunPlotRust;
 
         /// Render thread: copies the chosen series as x, y pairs into `out` (at most
-        /// `out.len() / 2` points, the newest); returns the number of points copied.
-        #[cxx_name = "copySeries"]
-        fn copy_series(self: &RunPlot, out: &mut [f64]) -> usize;
+        /// `out.len() / 2` points, the newest); returns the number of points copied. The plot
+        /// has one channel: the series its `series` property names.
+        #[cxx_override]
+        #[cxx_name = "copyChannel"]
+        fn copy_channel(self: &RunPlot, channel: i32, out: &mut [f64]) -> usize;
 
         /// Render thread: points in the chosen series.
-        #[cxx_name = "seriesLength"]
-        fn series_length(self: &RunPlot) -> usize;
+        #[cxx_override]
+        #[cxx_name = "channelLength"]
+        fn channel_length(self: &RunPlot, channel: i32) -> usize;
     }
 
     unsafe extern "RustQt" {
         /// New points arrived (or the series was cleared).
+        #[inherit]
         #[qsignal]
         #[cxx_name = "pointsChanged"]
         fn points_changed(self: Pin<&mut RunPlot>);
@@ -44,14 +52,14 @@ pub mod qobject {
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
-use crate::ingest::client::follow_series;
+use super::follower::Follower;
+use framelane_core::ingest::client::follow_series;
 
 /// Points kept per series: the rolling window of the plot.
 const WINDOW: usize = 50_000;
@@ -83,15 +91,7 @@ pub struct RunPlotRust {
     last_value: f64,
     error: QString,
     data: Arc<Mutex<Series>>,
-    stop: Option<Arc<AtomicBool>>,
-}
-
-impl Drop for RunPlotRust {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
+    follower: Option<Follower>,
 }
 
 impl RunPlotRust {
@@ -105,7 +105,7 @@ impl RunPlotRust {
 }
 
 impl qobject::RunPlot {
-    fn copy_series(&self, out: &mut [f64]) -> usize {
+    fn copy_channel(&self, _channel: i32, out: &mut [f64]) -> usize {
         let rust = self.rust();
         let data = rust.data.lock().unwrap_or_else(|p| p.into_inner());
         let window = rust.chosen(&data);
@@ -117,18 +117,17 @@ impl qobject::RunPlot {
         n
     }
 
-    fn series_length(&self) -> usize {
+    fn channel_length(&self, _channel: i32) -> usize {
         let rust = self.rust();
         let data = rust.data.lock().unwrap_or_else(|p| p.into_inner());
         rust.chosen(&data).len()
     }
 
     fn restart(mut self: Pin<&mut Self>) {
-        if let Some(stop) = self.as_mut().rust_mut().stop.take() {
-            stop.store(true, Ordering::Relaxed);
-        }
+        self.as_mut().rust_mut().follower = None;
         *self.rust().data.lock().unwrap_or_else(|p| p.into_inner()) = Series::default();
         self.as_mut().set_point_count(0);
+        self.as_mut().set_error(QString::default());
         self.as_mut().points_changed();
         let run_id = self.run_id().to_string();
         let address = self.address().to_string();
@@ -139,61 +138,49 @@ impl qobject::RunPlot {
             self.set_error(QString::from(&format!("not a daemon address: {address:?}")));
             return;
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        self.as_mut().rust_mut().stop = Some(Arc::clone(&stop));
         let data = Arc::clone(&self.rust().data);
         let qt_thread = self.qt_thread();
-        let spawned = std::thread::Builder::new()
-            .name("plot-feed".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                let errors = qt_thread.clone();
-                runtime.block_on(follow_series(
-                    address,
-                    run_id,
-                    0,
-                    PUSH_INTERVAL,
-                    |update| {
-                        if stop.load(Ordering::Relaxed) {
-                            return false;
-                        }
-                        if update.rewards.is_empty() && update.returns.is_empty() {
-                            return true;
-                        }
-                        {
-                            let mut series = data.lock().unwrap_or_else(|p| p.into_inner());
-                            push_bounded(&mut series.rewards, update.rewards);
-                            push_bounded(&mut series.returns, update.returns);
-                        }
-                        qt_thread
-                            .queue(|mut plot| {
-                                let (count, last) = {
-                                    let rust = plot.rust();
-                                    let series =
-                                        rust.data.lock().unwrap_or_else(|p| p.into_inner());
-                                    let window = rust.chosen(&series);
-                                    (window.len() as i32, window.back().map_or(0.0, |p| p.1))
-                                };
-                                plot.as_mut().set_point_count(count);
-                                plot.as_mut().set_last_value(last);
-                                plot.as_mut().set_error(QString::default());
-                                plot.points_changed();
-                            })
-                            .is_ok()
-                    },
-                    |message| {
-                        let _ = errors.queue(move |plot| plot.set_error(QString::from(&message)));
-                    },
-                ));
-            });
-        if let Err(err) = spawned {
-            tracing::error!(error = %err, "could not start the plot feed thread");
-        }
+        let errors = qt_thread.clone();
+        let report = move |message: String| {
+            let _ = errors.queue(move |plot| plot.set_error(QString::from(&message)));
+        };
+        let follower = Follower::spawn_async("plot-feed", report.clone(), move |stop| {
+            follow_series(
+                address,
+                run_id,
+                0,
+                PUSH_INTERVAL,
+                move |update| {
+                    if stop.is_set() {
+                        return false;
+                    }
+                    if update.rewards.is_empty() && update.returns.is_empty() {
+                        return true;
+                    }
+                    {
+                        let mut series = data.lock().unwrap_or_else(|p| p.into_inner());
+                        push_bounded(&mut series.rewards, update.rewards);
+                        push_bounded(&mut series.returns, update.returns);
+                    }
+                    qt_thread
+                        .queue(|mut plot| {
+                            let (count, last) = {
+                                let rust = plot.rust();
+                                let series = rust.data.lock().unwrap_or_else(|p| p.into_inner());
+                                let window = rust.chosen(&series);
+                                (window.len() as i32, window.back().map_or(0.0, |p| p.1))
+                            };
+                            plot.as_mut().set_point_count(count);
+                            plot.as_mut().set_last_value(last);
+                            plot.as_mut().set_error(QString::default());
+                            plot.points_changed();
+                        })
+                        .is_ok()
+                },
+                report,
+            )
+        });
+        self.as_mut().rust_mut().follower = follower;
     }
 }
 
@@ -207,7 +194,7 @@ impl cxx_qt::Initialize for qobject::RunPlot {
             .on_address_changed(|plot| plot.restart())
             .release();
         self.on_series_changed(|mut plot| {
-            let count = plot.series_length() as i32;
+            let count = plot.channel_length(0) as i32;
             plot.as_mut().set_point_count(count);
             plot.points_changed();
         })

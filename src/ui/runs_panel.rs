@@ -22,14 +22,13 @@ pub mod qobject {
 }
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
-use crate::ingest::client::watch_runs;
-use crate::ingest::proto::framelane_v1::RunSummary;
+use super::follower::Follower;
+use framelane_core::ingest::client::watch_runs;
+use framelane_core::ingest::proto::framelane_v1::RunSummary;
 
 /// Rust state of the `RunsPanel` QObject.
 #[derive(Default)]
@@ -37,15 +36,7 @@ pub struct RunsPanelRust {
     address: QString,
     runs_json: QString,
     error: QString,
-    stop: Option<Arc<AtomicBool>>,
-}
-
-impl Drop for RunsPanelRust {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
+    follower: Option<Follower>,
 }
 
 /// The run list as the QML runs panel reads it.
@@ -71,53 +62,43 @@ pub fn runs_to_json(runs: &[RunSummary]) -> String {
 
 impl cxx_qt::Initialize for qobject::RunsPanel {
     fn initialize(self: Pin<&mut Self>) {
-        self.on_address_changed(|mut panel| {
-            let address = panel.address().to_string();
-            if let Some(stop) = panel.as_mut().rust_mut().stop.take() {
-                stop.store(true, Ordering::Relaxed);
-            }
-            let Ok(address) = address.parse::<std::net::SocketAddr>() else {
-                panel.set_error(QString::from(&format!("not a daemon address: {address:?}")));
-                return;
-            };
-            let stop = Arc::new(AtomicBool::new(false));
-            panel.as_mut().rust_mut().stop = Some(Arc::clone(&stop));
-            let qt_thread = panel.qt_thread();
-            let spawned = std::thread::Builder::new()
-                .name("runs-watch".into())
-                .spawn(move || {
-                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
-                        return;
-                    };
-                    let errors = qt_thread.clone();
-                    runtime.block_on(watch_runs(
-                        address,
-                        |runs| {
-                            if stop.load(Ordering::Relaxed) {
-                                return false;
-                            }
-                            let Some(runs) = runs else { return true };
-                            let json = runs_to_json(&runs);
-                            qt_thread
-                                .queue(move |mut panel| {
-                                    panel.as_mut().set_runs_json(QString::from(&json));
-                                    panel.as_mut().set_error(QString::default());
-                                })
-                                .is_ok()
-                        },
-                        |message| {
-                            let _ =
-                                errors.queue(move |panel| panel.set_error(QString::from(&message)));
-                        },
-                    ));
-                });
-            if let Err(err) = spawned {
-                tracing::error!(error = %err, "could not start the run list thread");
-            }
-        })
-        .release();
+        self.on_address_changed(|panel| panel.follow()).release();
+    }
+}
+
+impl qobject::RunsPanel {
+    /// Follows the daemon's run list at the current address.
+    fn follow(mut self: Pin<&mut Self>) {
+        self.as_mut().rust_mut().follower = None;
+        let address = self.address().to_string();
+        let Ok(address) = address.parse::<std::net::SocketAddr>() else {
+            self.set_error(QString::from(&format!("not a daemon address: {address:?}")));
+            return;
+        };
+        let qt_thread = self.qt_thread();
+        let errors = qt_thread.clone();
+        let report = move |message: String| {
+            let _ = errors.queue(move |panel| panel.set_error(QString::from(&message)));
+        };
+        let follower = Follower::spawn_async("runs-watch", report.clone(), move |stop| {
+            watch_runs(
+                address,
+                move |runs| {
+                    if stop.is_set() {
+                        return false;
+                    }
+                    let Some(runs) = runs else { return true };
+                    let json = runs_to_json(&runs);
+                    qt_thread
+                        .queue(move |mut panel| {
+                            panel.as_mut().set_runs_json(QString::from(&json));
+                            panel.as_mut().set_error(QString::default());
+                        })
+                        .is_ok()
+                },
+                report,
+            )
+        });
+        self.as_mut().rust_mut().follower = follower;
     }
 }

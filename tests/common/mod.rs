@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use framelane::ingest::proto::framelane_v1 as v1;
-use framelane::ingest::proto::gymgui;
+use framelane_core::ingest::proto::framelane_v1 as v1;
+use framelane_core::ingest::proto::gymgui;
 
 /// A data directory removed when dropped.
 pub struct ScratchDir(pub PathBuf);
@@ -18,7 +18,7 @@ impl ScratchDir {
         let dir = std::env::temp_dir().join(format!(
             "framelane-test-{tag}-{}-{}",
             std::process::id(),
-            framelane::fastlane::shm::monotonic_ns()
+            framelane_core::fastlane::shm::monotonic_ns()
         ));
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         Self(dir)

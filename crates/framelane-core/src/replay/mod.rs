@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::bus::RawPixelFormat;
-use crate::snapshot::decode::{decode_image, raw_to_rgba};
+use crate::bus::{FrameIndexEntry, FrameKind, RawPixelFormat};
+use crate::media::{decode_image, raw_to_rgba, ImageCodec};
 use crate::store::{StoreError, StoreReader};
 
 pub use cache::FrameCache;
@@ -102,14 +102,20 @@ impl FrameResolver {
             return Ok(self.remember(run_id, episode, step, FrameOrigin::Video, found));
         }
         match self.store.frame(run_id, episode, step)? {
-            Some(entry) if entry.kind == "png" || entry.kind == "jpeg" => {
-                let path = PathBuf::from(&entry.location);
+            Some(FrameIndexEntry {
+                kind: FrameKind::Image(codec),
+                location,
+                ..
+            }) => {
+                let path = PathBuf::from(&location);
                 let bytes = std::fs::read(&path).map_err(|e| ReplayError::Snapshot {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-                let image = decode_image(entry.kind, &bytes)
-                    .map_err(|reason| ReplayError::Snapshot { path, reason })?;
+                let image = decode_image(codec, &bytes).map_err(|err| ReplayError::Snapshot {
+                    path,
+                    reason: err.to_string(),
+                })?;
                 let frame = RgbaFrame {
                     width: image.width,
                     height: image.height,
@@ -117,7 +123,7 @@ impl FrameResolver {
                 };
                 return Ok(self.remember(run_id, episode, step, FrameOrigin::Snapshot, frame));
             }
-            Some(entry) if entry.kind == "inline" => {
+            Some(entry) if entry.kind == FrameKind::Inline => {
                 let data = entry.data.unwrap_or_default();
                 let frame = match RawPixelFormat::from_label(&entry.format) {
                     Some(format) => RgbaFrame {
@@ -126,12 +132,18 @@ impl FrameResolver {
                         rgba: raw_to_rgba(format, &data),
                     },
                     None => {
-                        let image = decode_image(&entry.format, &data).map_err(|reason| {
+                        let inline = || PathBuf::from(format!("inline frame of step {step}"));
+                        let codec = ImageCodec::from_name(&entry.format).ok_or_else(|| {
                             ReplayError::Snapshot {
-                                path: PathBuf::from(format!("inline frame of step {step}")),
-                                reason,
+                                path: inline(),
+                                reason: format!("unknown image codec {:?}", entry.format),
                             }
                         })?;
+                        let image =
+                            decode_image(codec, &data).map_err(|err| ReplayError::Snapshot {
+                                path: inline(),
+                                reason: err.to_string(),
+                            })?;
                         RgbaFrame {
                             width: image.width,
                             height: image.height,
@@ -141,7 +153,7 @@ impl FrameResolver {
                 };
                 return Ok(self.remember(run_id, episode, step, FrameOrigin::Inline, frame));
             }
-            Some(entry) if entry.kind == "reference" => {
+            Some(entry) if entry.kind == FrameKind::Reference => {
                 notes.push(format!("the worker keeps it itself ({})", entry.location));
             }
             _ => notes.push("no snapshot or inline frame".into()),

@@ -12,6 +12,8 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use query::{EpisodeRow, ReplayEpisode, RunRow, StepRow, StoreReader, VideoFrameRef, VideoRow};
 pub use schema::SCHEMA_VERSION;
+/// The statement the store writer inserts one step with (benchmarks measure a raw loop of it).
+pub use writer::INSERT_STEP;
 pub use writer::{
     barrier as writer_barrier, BatchPolicy, CommitNotice, StoreCommand, StoreWriter, WriterStats,
 };
@@ -87,54 +89,6 @@ pub fn open_for_reading(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(StoreError::sql("setting the busy timeout"))?;
     Ok(conn)
-}
-
-/// The floor for ingest benchmarks: `rows` steps inserted straight into a fresh database at
-/// `path` with the store's schema, pragmas and statement, committed every `batch` rows.
-/// Returns the elapsed time.
-pub fn raw_insert_floor(path: &Path, rows: u64, batch: u64) -> Result<Duration, StoreError> {
-    let mut conn = open_for_writing(path)?;
-    conn.execute(
-        "INSERT INTO runs (run_key, run_id, profile, created_unix_ns, last_seen_unix_ns) VALUES (1, 'floor', '', 0, 0)",
-        [],
-    )
-    .map_err(StoreError::sql("creating the floor run"))?;
-    let started = std::time::Instant::now();
-    let mut seq = 0u64;
-    while seq < rows {
-        let tx = conn
-            .transaction()
-            .map_err(StoreError::sql("starting a transaction"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(writer::INSERT_STEP)
-                .map_err(StoreError::sql("preparing"))?;
-            for _ in 0..batch.min(rows - seq) {
-                seq += 1;
-                stmt.execute(rusqlite::params![
-                    1,
-                    seq as i64,
-                    "w0",
-                    "a0",
-                    (seq / 100) as i64,
-                    seq as i64,
-                    seq as f64 * 0.5,
-                    false,
-                    false,
-                    seq as i64,
-                    seq as i64,
-                    "{\"a\":1}",
-                    None::<Vec<u8>>,
-                    None::<String>,
-                    None::<Vec<u8>>,
-                    None::<String>,
-                ])
-                .map_err(StoreError::sql("inserting"))?;
-            }
-        }
-        tx.commit().map_err(StoreError::sql("committing"))?;
-    }
-    Ok(started.elapsed())
 }
 
 /// Marks video files left `recording` by a daemon that stopped without finishing them as

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::GatingError;
 
 /// The built-in profiles, compiled in from resources/profiles.yaml.
-const BUILTIN: &str = include_str!("../../resources/profiles.yaml");
+const BUILTIN: &str = include_str!("../../../../resources/profiles.yaml");
 const BUILTIN_NAME: &str = "resources/profiles.yaml (built in)";
 
 /// How a kept frame is stored.

@@ -4,7 +4,7 @@
 use serde::de::IgnoredAny;
 
 use super::proto::{framelane_v1 as v1, gymgui};
-use crate::bus::{EpisodeRecord, FrameImage, Payload, RawPixelFormat, StepRecord};
+use crate::bus::{EpisodeRecord, FrameImage, ImageCodec, Payload, RawPixelFormat, StepRecord};
 
 /// Largest frame side accepted.
 const MAX_FRAME_SIDE: u32 = 16_384;
@@ -117,13 +117,12 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String>
             })
         }
         Some(v1::frame::Content::Encoded(image)) => {
-            let codec = image.codec.to_ascii_lowercase();
-            if !matches!(codec.as_str(), "png" | "jpeg" | "jpg") {
+            let Some(codec) = ImageCodec::from_name(&image.codec) else {
                 return Err(format!(
                     "frame.encoded.codec {:?} is not png or jpeg",
                     image.codec
                 ));
-            }
+            };
             if image.data.is_empty() {
                 return Err("frame.encoded.data is empty".into());
             }

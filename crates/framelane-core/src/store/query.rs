@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{open_for_reading, StoreError};
-use crate::bus::{EpisodeRecord, FrameIndexEntry, Payload, StepRecord};
+use crate::bus::{EpisodeRecord, FrameIndexEntry, FrameKind, Payload, StepRecord};
 
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,13 +278,7 @@ impl StoreReader {
                         run_id: run_id.to_owned(),
                         episode,
                         step,
-                        kind: match kind.as_str() {
-                            "inline" => "inline",
-                            "png" => "png",
-                            "jpeg" => "jpeg",
-                            "video" => "video",
-                            _ => "reference",
-                        },
+                        kind: FrameKind::from_label(&kind),
                         width: r.get(1)?,
                         height: r.get(2)?,
                         format: r.get(3)?,

@@ -263,7 +263,7 @@ struct WriterThread {
     carry: Option<Vec<StepRecord>>,
 }
 
-pub(crate) const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+pub const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const INSERT_EPISODE: &str = "INSERT INTO episodes (run_key, seq, worker_id, agent_id, episode, total_reward, steps, terminated, truncated, metadata_json, producer_unix_ns, received_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const INSERT_FRAME: &str = "INSERT OR REPLACE INTO frames (run_key, episode, step, kind, width, height, format, location, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -570,7 +570,7 @@ fn apply(
                 state.key,
                 frame.episode as i64,
                 frame.step as i64,
-                frame.kind,
+                frame.kind.label(),
                 frame.width,
                 frame.height,
                 frame.format,

@@ -11,40 +11,38 @@ use std::sync::{Arc, Mutex};
 
 use crate::gating::FrameCompression;
 
-/// Pixel layouts a worker may send.
+pub use crate::media::{ImageCodec, RawPixelFormat};
+
+/// How a kept frame is held, as the frames index records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawPixelFormat {
-    Rgb8,
-    Rgba8,
-    Bgra8,
-    Gray8,
+pub enum FrameKind {
+    /// Pixels or encoded bytes in the store itself.
+    Inline,
+    /// A PNG or JPEG file written by the snapshot writer.
+    Image(ImageCodec),
+    /// The worker keeps the frame itself; the location says where.
+    Reference,
+    /// A frame of a recorded video (indexed by the encoder service).
+    Video,
 }
 
-impl RawPixelFormat {
-    pub fn bytes_per_pixel(self) -> usize {
-        match self {
-            RawPixelFormat::Rgb8 => 3,
-            RawPixelFormat::Rgba8 | RawPixelFormat::Bgra8 => 4,
-            RawPixelFormat::Gray8 => 1,
-        }
-    }
-
+impl FrameKind {
+    /// The name stored in the frames table.
     pub fn label(self) -> &'static str {
         match self {
-            RawPixelFormat::Rgb8 => "rgb8",
-            RawPixelFormat::Rgba8 => "rgba8",
-            RawPixelFormat::Bgra8 => "bgra8",
-            RawPixelFormat::Gray8 => "gray8",
+            FrameKind::Inline => "inline",
+            FrameKind::Image(codec) => codec.name(),
+            FrameKind::Reference => "reference",
+            FrameKind::Video => "video",
         }
     }
 
-    pub fn from_label(label: &str) -> Option<Self> {
+    /// The kind of a stored name; unknown names are references (the worker's own storage).
+    pub fn from_label(label: &str) -> Self {
         match label {
-            "rgb8" => Some(RawPixelFormat::Rgb8),
-            "rgba8" => Some(RawPixelFormat::Rgba8),
-            "bgra8" => Some(RawPixelFormat::Bgra8),
-            "gray8" => Some(RawPixelFormat::Gray8),
-            _ => None,
+            "inline" => FrameKind::Inline,
+            "video" => FrameKind::Video,
+            other => ImageCodec::from_name(other).map_or(FrameKind::Reference, FrameKind::Image),
         }
     }
 }
@@ -58,8 +56,8 @@ pub enum FrameImage {
         format: RawPixelFormat,
         pixels: Vec<u8>,
     },
-    /// Already encoded by the worker; `codec` is "png" or "jpeg".
-    Encoded { codec: String, data: Vec<u8> },
+    /// Already encoded by the worker.
+    Encoded { codec: ImageCodec, data: Vec<u8> },
     /// The worker keeps the frame itself; this says where.
     Reference(String),
 }
@@ -121,14 +119,13 @@ pub struct FrameIndexEntry {
     pub run_id: String,
     pub episode: u64,
     pub step: u64,
-    /// "inline", "png", "jpeg", "reference" (and "video" once encoded).
-    pub kind: &'static str,
+    pub kind: FrameKind,
     pub width: u32,
     pub height: u32,
     pub format: String,
     /// File path (png/jpeg), or the worker's reference.
     pub location: String,
-    /// Pixels or encoded bytes kept in the store itself ("inline").
+    /// Pixels or encoded bytes kept in the store itself (`FrameKind::Inline`).
     pub data: Option<Vec<u8>>,
 }
 

@@ -4,16 +4,17 @@
 //! Queue policy: bounded; when full, the newest frame is shed (counted as `frame_queue_full`)
 //! so that a slow disk or encoder never slows ingest.
 
-pub mod decode;
-
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::bus::{shed_kind, FrameImage, FrameIndexEntry, KeptFrame, RawPixelFormat, ShedCounters};
+use crate::bus::{
+    shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, RawPixelFormat, ShedCounters,
+};
 use crate::gating::FrameCompression;
+use crate::media::{safe_component, ImageCodec};
 use crate::store::StoreCommand;
 
 /// Errors encoding or writing one snapshot.
@@ -94,25 +95,6 @@ impl Drop for SnapshotWriter {
     }
 }
 
-/// A path component made safe from a run id (no separators, no dot-dot).
-pub fn safe_component(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
-        format!("_{cleaned}")
-    } else {
-        cleaned
-    }
-}
-
 fn write_loop(
     dir: &Path,
     receiver: Receiver<(KeptFrame, u8)>,
@@ -145,10 +127,9 @@ fn write_snapshot(
     let (kind, ext, width, height, format) = match (&frame.image, frame.compression) {
         (FrameImage::Encoded { codec, data }, _) => {
             encoded.extend_from_slice(data);
-            match codec.as_str() {
-                "png" => ("png", "png", 0, 0, "png".to_owned()),
-                "jpeg" | "jpg" => ("jpeg", "jpg", 0, 0, "jpeg".to_owned()),
-                _ => return Err(SnapshotError::Unsupported("non-PNG/JPEG encoded")),
+            match codec {
+                ImageCodec::Png => (*codec, "png", 0, 0, "png".to_owned()),
+                ImageCodec::Jpeg => (*codec, "jpg", 0, 0, "jpeg".to_owned()),
             }
         }
         (
@@ -161,7 +142,13 @@ fn write_snapshot(
             FrameCompression::Png,
         ) => {
             encode_png(*width, *height, *format, pixels, encoded)?;
-            ("png", "png", *width, *height, format.label().to_owned())
+            (
+                ImageCodec::Png,
+                "png",
+                *width,
+                *height,
+                format.label().to_owned(),
+            )
         }
         (
             FrameImage::Raw {
@@ -173,7 +160,13 @@ fn write_snapshot(
             FrameCompression::Jpeg,
         ) => {
             encode_jpeg(*width, *height, *format, pixels, quality, encoded)?;
-            ("jpeg", "jpg", *width, *height, format.label().to_owned())
+            (
+                ImageCodec::Jpeg,
+                "jpg",
+                *width,
+                *height,
+                format.label().to_owned(),
+            )
         }
         (FrameImage::Raw { .. }, _) => {
             return Err(SnapshotError::Unsupported(
@@ -198,7 +191,7 @@ fn write_snapshot(
         run_id: frame.run_id.clone(),
         episode: frame.episode,
         step: frame.step,
-        kind,
+        kind: FrameKind::Image(kind),
         width,
         height,
         format,
@@ -259,16 +252,4 @@ fn encode_jpeg(
     };
     jpeg_encoder::Encoder::new(&mut *out, quality).encode(pixels, w, h, color)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_ids_cannot_escape_the_snapshot_folder() {
-        assert_eq!(safe_component("../../etc"), ".._.._etc");
-        assert_eq!(safe_component(".."), "_..");
-        assert_eq!(safe_component("team/run 1"), "team_run_1");
-    }
 }

@@ -12,7 +12,6 @@
 
 pub mod convert;
 pub mod dataset;
-pub mod pattern;
 pub mod probe;
 pub mod queue;
 pub mod service;

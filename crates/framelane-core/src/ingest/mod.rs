@@ -31,7 +31,9 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
-use crate::bus::{shed_kind, FrameImage, FrameIndexEntry, KeptFrame, ShedCounters, StepRecord};
+use crate::bus::{
+    shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, ShedCounters, StepRecord,
+};
 use crate::gating::{self, FrameCompression, FrameDecision, ProfileSet, StorageProfile};
 use crate::snapshot::SnapshotWriter;
 use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader, WriterStats};
@@ -508,7 +510,7 @@ impl IngestCore {
                 run_id: step.run_id.clone(),
                 episode: step.episode,
                 step: step.step,
-                kind: "reference",
+                kind: FrameKind::Reference,
                 width: 0,
                 height: 0,
                 format: String::new(),
@@ -527,7 +529,7 @@ impl IngestCore {
                 run_id: step.run_id.clone(),
                 episode: step.episode,
                 step: step.step,
-                kind: "inline",
+                kind: FrameKind::Inline,
                 width,
                 height,
                 format: format.label().to_owned(),
@@ -539,10 +541,10 @@ impl IngestCore {
                     run_id: step.run_id.clone(),
                     episode: step.episode,
                     step: step.step,
-                    kind: "inline",
+                    kind: FrameKind::Inline,
                     width: 0,
                     height: 0,
-                    format: codec,
+                    format: codec.name().to_owned(),
                     location: String::new(),
                     data: Some(data),
                 })

@@ -93,7 +93,10 @@ mod tests {
         let mut rgb = vec![0; (w * h * 3) as usize];
         for number in [0u64, 1, 2, 255, 1000, 65535] {
             numbered_frame(number, w, h, &mut rgb);
-            let rgba = crate::snapshot::decode::raw_to_rgba(crate::bus::RawPixelFormat::Rgb8, &rgb);
+            let rgba = framelane_core::media::raw_to_rgba(
+                framelane_core::media::RawPixelFormat::Rgb8,
+                &rgb,
+            );
             assert_eq!(read_number(&rgba, w, h), number);
             assert_eq!(psnr_rgb_rgba(&rgb, &rgba), 99.0);
         }

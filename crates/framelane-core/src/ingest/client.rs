@@ -157,7 +157,7 @@ pub struct DaemonFrame {
 
 /// Decodes a stored frame (raw pixels, PNG or JPEG) into RGBA.
 pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), String> {
-    use crate::snapshot::decode::{decode_image, raw_to_rgba};
+    use crate::media::{decode_image, raw_to_rgba, ImageCodec};
     match frame.content {
         Some(v1::frame::Content::Raw(raw)) => {
             let format = v1::PixelFormat::try_from(raw.format)
@@ -167,7 +167,9 @@ pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), String> {
             Ok((raw.width, raw.height, raw_to_rgba(format, &raw.pixels)))
         }
         Some(v1::frame::Content::Encoded(image)) => {
-            let decoded = decode_image(&image.codec, &image.data)?;
+            let codec = ImageCodec::from_name(&image.codec)
+                .ok_or_else(|| format!("unknown image codec {:?}", image.codec))?;
+            let decoded = decode_image(codec, &image.data).map_err(|e| e.to_string())?;
             Ok((decoded.width, decoded.height, decoded.into_rgba()))
         }
         Some(v1::frame::Content::Reference(reference)) => {

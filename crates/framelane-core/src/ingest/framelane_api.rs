@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{episode_from_v1, step_from_v1};
 use super::proto::framelane_v1 as v1;
 use super::{ControlEvent, IngestCore, Item, PublishOutcome, PublishTally};
-use crate::bus::{Payload, StepRecord};
+use crate::bus::{FrameKind, Payload, StepRecord};
 use crate::store::{EpisodeRow, StepRow, StoreReader};
 
 /// Rows fetched per query while a subscriber catches up.
@@ -416,7 +416,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                 return video_frame(&reader, &r.run_id, r.episode, r.step);
             };
             let content = match entry.kind {
-                "inline" => match (
+                FrameKind::Inline => match (
                     crate::bus::RawPixelFormat::from_label(&entry.format),
                     entry.data,
                 ) {
@@ -432,15 +432,17 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                     }),
                     _ => return Err(Status::data_loss("the stored frame has no pixels")),
                 },
-                "png" | "jpeg" => {
+                FrameKind::Image(codec) => {
                     let data = std::fs::read(&entry.location)
                         .map_err(|e| Status::data_loss(format!("{}: {e}", entry.location)))?;
                     v1::frame::Content::Encoded(v1::EncodedImage {
-                        codec: entry.kind.into(),
+                        codec: codec.name().into(),
                         data,
                     })
                 }
-                _ => v1::frame::Content::Reference(entry.location),
+                FrameKind::Reference | FrameKind::Video => {
+                    v1::frame::Content::Reference(entry.location)
+                }
             };
             Ok(Some(v1::Frame {
                 content: Some(content),

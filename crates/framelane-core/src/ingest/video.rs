@@ -14,8 +14,7 @@ use crate::encode::{
     SegmentOutcome,
 };
 use crate::gating::StorageProfile;
-use crate::snapshot::decode::decode_image;
-use crate::snapshot::safe_component;
+use crate::media::{decode_image, safe_component};
 use crate::store::StoreCommand;
 
 /// Sends the encoder's frame index to the store writer (from encoder threads; waits for room).
@@ -125,7 +124,7 @@ impl VideoRecorder {
                 format,
                 pixels,
             } => (width, height, format, pixels),
-            FrameImage::Encoded { codec, data } => match decode_image(&codec, &data) {
+            FrameImage::Encoded { codec, data } => match decode_image(codec, &data) {
                 Ok(image) => (image.width, image.height, image.format, image.pixels),
                 Err(reason) => {
                     tracing::warn!(run = %run_id, step, %reason, "frame for video refused");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::bus::RawPixelFormat;
-use crate::snapshot::decode::decode_image;
+use crate::media::{decode_image, DecodedImage, ImageCodec};
 
 use super::service::{EncodeEvent, EncoderService, JobSpec, ServiceConfig};
 use super::settings::EncoderSettings;
@@ -93,7 +93,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, EncodeError> {
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        if matches!(ext.as_str(), "png" | "jpg" | "jpeg") {
+        if ImageCodec::from_name(&ext).is_some() {
             files.push(path);
         }
     }
@@ -107,7 +107,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, EncodeError> {
     Ok(files)
 }
 
-fn read_image(path: &Path) -> Result<crate::snapshot::decode::DecodedImage, EncodeError> {
+fn read_image(path: &Path) -> Result<DecodedImage, EncodeError> {
     let bytes = std::fs::read(path).map_err(|source| EncodeError::Io {
         path: path.to_owned(),
         source,
@@ -116,7 +116,7 @@ fn read_image(path: &Path) -> Result<crate::snapshot::decode::DecodedImage, Enco
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let codec = if ext == "png" { "png" } else { "jpeg" };
+    let codec = ImageCodec::from_name(&ext).unwrap_or(ImageCodec::Jpeg);
     decode_image(codec, &bytes).map_err(|reason| EncodeError::Input {
         path: path.to_owned(),
         reason: format!("unreadable frame: {reason}"),

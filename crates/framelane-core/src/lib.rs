@@ -1,0 +1,15 @@
+//! framelane's back end, without Qt: the fast lane (shared-memory frames), the run records and
+//! their queues, storage profiles and frame gating, the SQLite store, gRPC ingest, the encoder
+//! service, replay, and the daemon that ties them together. See docs/ARCHITECTURE.md.
+
+pub mod bus;
+pub mod daemon;
+pub mod encode;
+pub mod fastlane;
+pub mod gating;
+pub mod ingest;
+pub mod live;
+pub mod media;
+pub mod replay;
+pub mod snapshot;
+pub mod store;
