@@ -4,6 +4,8 @@
 #include <QtCore/QJsonArray>
 #include <QtCore/QJsonDocument>
 #include <QtCore/QJsonObject>
+#include <QtCore/QFileInfo>
+#include <QtCore/QSaveFile>
 #include <QtCore/QTimer>
 #include <QtGui/QGuiApplication>
 #include <QtQml/QQmlApplicationEngine>
@@ -11,6 +13,7 @@
 #include <QtQuick/QQuickItem>
 #include <QtQuick/QQuickWindow>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "framelane/src/ui/app.cxx.h"
@@ -65,6 +68,13 @@ statsOf(QObject* root, QQuickWindow* window)
   stats.insert(QStringLiteral("hud"), hudTexts(root));
   if (auto* plot = root->findChild<QObject*>(QStringLiteral("runPlot")))
     stats.insert(QStringLiteral("plot_points"), plot->property("pointCount").toInt());
+  if (auto* plotItem = root->findChild<QQuickItem*>(QStringLiteral("plotItem"))) {
+    const QRectF scene = plotItem->mapRectToScene(plotItem->boundingRect());
+    const qreal dpr = window->effectiveDevicePixelRatio();
+    stats.insert(QStringLiteral("plot_rect"),
+                 QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+    stats.insert(QStringLiteral("plot_visible"), plotItem->isVisible());
+  }
   if (auto* replay = root->findChild<QObject*>(QStringLiteral("replayView"))) {
     QJsonObject r;
     for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
@@ -81,15 +91,17 @@ statsOf(QObject* root, QQuickWindow* window)
   return stats;
 }
 
+// Writes `bytes` to `path` through a temporary file renamed into place, so a reader polling
+// the file never sees half of it.
 bool
 writeFile(const QString& path, const QByteArray& bytes)
 {
-  QFile file(path);
-  if (!file.open(QIODevice::WriteOnly | QIODevice::Truncate)) {
+  QSaveFile file(path);
+  if (!file.open(QIODevice::WriteOnly) || file.write(bytes) != bytes.size() || !file.commit()) {
     std::fprintf(stderr, "framelane: cannot write %s: %s\n", qPrintable(path), qPrintable(file.errorString()));
     return false;
   }
-  return file.write(bytes) == bytes.size();
+  return true;
 }
 
 } // namespace
@@ -182,12 +194,32 @@ runApplication(const AppOptions& options)
       std::fprintf(stderr, "framelane: smoke test: no frame was rendered within 20 s\n");
       QGuiApplication::exit(7);
     });
-  } else if (options.exit_after_ms > 0) {
-    QTimer::singleShot(int(options.exit_after_ms), &app, finish);
+  } else {
+    if (options.exit_after_ms > 0)
+      QTimer::singleShot(int(options.exit_after_ms), &app, finish);
+    const QString quitFile = toQString(options.quit_file);
+    if (!quitFile.isEmpty()) {
+      auto* watch = new QTimer(&app);
+      QObject::connect(watch, &QTimer::timeout, &app, [quitFile, watch, finish]() {
+        if (QFileInfo::exists(quitFile)) {
+          watch->stop();
+          finish();
+        }
+      });
+      watch->start(50);
+    }
+    if (options.stats_interval_ms > 0 && !statsPath.isEmpty()) {
+      auto* stats = new QTimer(&app);
+      QObject::connect(stats, &QTimer::timeout, &app, [statsPath, window]() {
+        writeFile(statsPath, QJsonDocument(statsOf(window, window)).toJson());
+      });
+      stats->start(int(std::min<std::uint64_t>(options.stats_interval_ms, 60000)));
+    }
   }
 
   const int code = QGuiApplication::exec();
-  if (options.exit_after_ms == 0 && !options.smoke_test && !statsPath.isEmpty())
+  const bool finishedWithStats = options.exit_after_ms > 0 || !toQString(options.quit_file).isEmpty();
+  if (!finishedWithStats && !options.smoke_test && !statsPath.isEmpty())
     writeFile(statsPath, QJsonDocument(statsOf(window, window)).toJson());
   return code;
 }

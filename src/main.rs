@@ -72,6 +72,9 @@ struct EncodeArgs {
     /// Encoder preset (default: veryfast for x264, 10 for SVT-AV1, p4 for NVENC).
     #[arg(long)]
     preset: Option<String>,
+    /// Encoder tuning (x264: zerolatency, film, animation, ...).
+    #[arg(long)]
+    tune: Option<String>,
     #[arg(long, default_value_t = 30)]
     fps: u32,
     /// Frames between keyframes (default: one second).
@@ -147,12 +150,18 @@ struct GuiArgs {
     /// Quit after this many milliseconds.
     #[arg(long, value_name = "MS")]
     exit_after_ms: Option<u64>,
-    /// Save a screenshot of the window before quitting (needs --exit-after-ms).
-    #[arg(long, value_name = "FILE", requires = "exit_after_ms")]
+    /// Quit as soon as this file exists (for scripts and tests that wait for a condition).
+    #[arg(long, value_name = "FILE")]
+    quit_file: Option<PathBuf>,
+    /// Save a screenshot of the window when it quits through --exit-after-ms or --quit-file.
+    #[arg(long, value_name = "FILE")]
     screenshot: Option<PathBuf>,
     /// Write presentation statistics (latency, frames shown and skipped, HUD text) as JSON.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Rewrite the statistics file this often while the window runs (needs --stats-json).
+    #[arg(long, value_name = "MS", requires = "stats_json")]
+    stats_interval_ms: Option<u64>,
     /// Window size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x760", value_parser = parse_size)]
     window_size: (u32, u32),
@@ -359,6 +368,8 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         exit_after_ms: args.exit_after_ms.unwrap_or(0),
         screenshot_path: path_string(args.screenshot.as_ref()),
         stats_path: path_string(args.stats_json.as_ref()),
+        stats_interval_ms: args.stats_interval_ms.unwrap_or(0),
+        quit_file: path_string(args.quit_file.as_ref()),
         poll_interval_ms: args.poll_interval_ms,
         window_width: args.window_size.0,
         window_height: args.window_size.1,
@@ -584,6 +595,7 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
         settings.quality = Quality::BitrateKbps(kbps);
     }
     settings.preset = args.preset;
+    settings.tune = args.tune;
     settings.fps = args.fps;
     settings.gop = args.gop;
     settings.pixel_format = args.pixel_format;

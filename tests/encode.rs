@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ScratchDir;
-use framelane::bench::pattern::{numbered_frame, psnr_rgb_rgba, read_number};
+use framelane::bench::pattern::{add_sensor_noise, numbered_frame, psnr_rgb_rgba, read_number};
 use framelane_core::bus::RawPixelFormat;
 use framelane_core::encode::{
     probe, CodecFamily, Container, EncoderService, EncoderSettings, IndexSink, JobSpec,
@@ -286,8 +286,14 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
         Some(index.clone()),
     )
     .expect("service");
+    // A really slow encoder: x264's slowest preset on one thread, at 1280x720 of camera-like
+    // noise, tuned to encode each frame as it comes (no look-ahead that would swallow frames
+    // and finish them all at the end). It takes well over the producer's pace per frame.
+    let (w, h) = (1280, 720);
     let mut settings = EncoderSettings::for_family(CodecFamily::H264);
-    settings.artificial_delay = Duration::from_millis(150);
+    settings.preset = Some("placebo".into());
+    settings.tune = Some("zerolatency".into());
+    settings.threads = 1;
     let path = dir.path().join("slow.mp4");
     let job = service
         .open_job(JobSpec {
@@ -298,13 +304,14 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
         })
         .expect("job");
     const N: u64 = 60;
-    let mut rgb = vec![0; (W * H * 3) as usize];
+    let mut rgb = vec![0; (w * h * 3) as usize];
     let mut shed_seen = 0;
     let mut longest = Duration::ZERO;
     for i in 0..N {
-        numbered_frame(i, W, H, &mut rgb);
+        numbered_frame(i, w, h, &mut rgb);
+        add_sensor_noise(&mut rgb, 12, i);
         let outcome = service
-            .submit_copy(job, i, W, H, RawPixelFormat::Rgb8, &rgb, (W * 3) as usize)
+            .submit_copy(job, i, w, h, RawPixelFormat::Rgb8, &rgb, (w * 3) as usize)
             .expect("submit");
         longest = longest.max(outcome.waited);
         if outcome.shed_job.is_some() {
@@ -313,14 +320,14 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
         }
     }
     // Waiting is bounded by the policy plus scheduling slack on a busy machine, far below the
-    // 150 ms a producer would wait for each frame if it waited for the encoder.
+    // time a producer would wait for each frame if it waited for this encoder.
     assert!(
         longest <= max_wait + Duration::from_millis(60),
         "a producer waited {longest:?}"
     );
     assert!(
-        shed_seen > N / 2,
-        "a 150 ms/frame encoder cannot keep up: {shed_seen} shed"
+        shed_seen > 0,
+        "a placebo-preset encoder cannot keep up with an unpaced producer: {shed_seen} shed"
     );
     service.finish_job(job).expect("finish");
     let stats = service
@@ -349,7 +356,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
     let mut reader = VideoReader::open(&path, 30, 30).expect("open");
     let mut decoded = Vec::new();
     reader
-        .for_each(|n, frame| decoded.push((read_number(&frame.rgba, W, H), n)))
+        .for_each(|n, frame| decoded.push((read_number(&frame.rgba, w, h), n)))
         .expect("decode");
     assert_eq!(decoded, indexed);
 }

@@ -4,7 +4,7 @@
 //! (OpenGL, threaded render loop).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use framelane::demo::DemoPattern;
@@ -20,6 +20,54 @@ impl Drop for Reaped {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
+    }
+}
+
+/// Runs the GUI until `ready` holds for its statistics (rewritten every 100 ms) or a generous
+/// deadline passes, then has it quit through its quit file, which takes the final screenshot
+/// and statistics. Returns the exit status and whether `ready` was seen.
+fn run_gui_until(
+    mut command: Command,
+    stats_path: &Path,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (ExitStatus, bool) {
+    let quit = stats_path.with_extension("quit");
+    let _ = std::fs::remove_file(&quit);
+    let _ = std::fs::remove_file(stats_path);
+    let mut child = command
+        .arg("--stats-json")
+        .arg(stats_path)
+        .args(["--stats-interval-ms", "100", "--quit-file"])
+        .arg(&quit)
+        .spawn()
+        .expect("start the GUI");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = false;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (status, seen);
+        }
+        let stats: serde_json::Value = std::fs::read_to_string(stats_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if !stats.is_null() && ready(&stats) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&quit, b"quit").expect("write the quit file");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (status, seen);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return (child.wait().expect("wait for the GUI"), seen);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -146,15 +194,17 @@ fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut
     let dir = artifacts();
     let shot = dir.join(format!("live-{}.ppm", display.name()));
     let stats_path = dir.join(format!("live-{}.json", display.name()));
-    let status = display
-        .command()
-        .args(["gui", "--run", &run, "--exit-after-ms", "3000"])
-        .arg("--screenshot")
-        .arg(&shot)
-        .arg("--stats-json")
-        .arg(&stats_path)
-        .status()
-        .expect("start the GUI");
+    let mut command = display.command();
+    command
+        .args(["gui", "--run", &run, "--screenshot"])
+        .arg(&shot);
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        let step = stats["shown_step"].as_u64().unwrap_or(0);
+        stats["state"] == "live"
+            && step > 0
+            && stats["frames_presented"].as_u64().unwrap_or(0) > 10
+            && stats["hud"]["hudStep"] == format!("step {step}").as_str()
+    });
     drop(producer);
     check(
         status.success(),
@@ -347,8 +397,8 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
             .expect("framed steps");
     });
     let stats_path = artifacts().join("plot.json");
-    let status = Display::Offscreen
-        .command()
+    let mut command = Display::Offscreen.command();
+    command
         .args([
             "gui",
             "--no-demo",
@@ -358,15 +408,15 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
             "plotted",
             "--run",
             "framed",
-            "--exit-after-ms",
-            "3000",
         ])
         .arg("--screenshot")
-        .arg(artifacts().join("plot.ppm"))
-        .arg("--stats-json")
-        .arg(&stats_path)
-        .status()
-        .expect("start the GUI");
+        .arg(artifacts().join("plot.ppm"));
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        stats["telemetry_runs"].as_i64() == Some(2)
+            && stats["plot_points"].as_i64() == Some(30)
+            && stats["state"] == "live"
+            && stats["shown_step"].as_u64().is_some()
+    });
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
     let stats = exited_with_stats(status, &stats_path, failures);
@@ -386,6 +436,32 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
         ),
         failures,
     );
+    match rect(&stats["plot_rect"]) {
+        Some(plot) if stats["plot_visible"] == true => {
+            // The plot's line colour (#58a6ff) in the plot's own rectangle, counted per column.
+            let (w, h, pixels) = read_ppm(&artifacts().join("plot.ppm"));
+            let mut columns = std::collections::BTreeSet::new();
+            for y in plot[1].max(0.0) as usize..((plot[1] + plot[3]) as usize).min(h) {
+                for x in plot[0].max(0.0) as usize..((plot[0] + plot[2]) as usize).min(w) {
+                    let p = &pixels[(y * w + x) * 3..][..3];
+                    let near = |got: u8, want: u8| (i16::from(got) - i16::from(want)).abs() < 40;
+                    if near(p[0], 0x58) && near(p[1], 0xa6) && near(p[2], 0xff) {
+                        columns.insert(x);
+                    }
+                }
+            }
+            check(
+                columns.len() as f64 > plot[2] * 0.5,
+                format!(
+                    "the plot's line is drawn across its width ({} of {} columns)",
+                    columns.len(),
+                    plot[2] as usize
+                ),
+                failures,
+            );
+        }
+        _ => check(false, "the plot item is on screen".into(), failures),
+    }
     check(
         stats["state"] == "live" && stats["shown_step"].as_u64().is_some(),
         format!(
@@ -486,17 +562,20 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     daemon.shutdown();
     let stats_path = artifacts().join("replay-stats.json");
     let shot = artifacts().join("replay.ppm");
-    let status = Display::Offscreen
-        .command()
+    let mut command = Display::Offscreen.command();
+    command
         .args(["--no-demo", "--no-daemon", "--replay-run", "replayed"])
         .arg("--data-dir")
         .arg(&dir)
-        .args(["--exit-after-ms", "4000", "--screenshot"])
-        .arg(&shot)
-        .arg("--stats-json")
-        .arg(&stats_path)
-        .status()
-        .expect("start the GUI");
+        .arg("--screenshot")
+        .arg(&shot);
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        let replay = &stats["replay"];
+        replay["frameOrigin"] == "video"
+            && number(&replay["step"]) == Some(0)
+            && replay["stepCount"].as_i64() == Some(60)
+            && replay["overviewPoints"].as_i64() > Some(0)
+    });
     let _ = std::fs::remove_dir_all(&dir);
     let stats = exited_with_stats(status, &stats_path, failures);
     let replay = &stats["replay"];

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{runtime, step, telemetry_client, trainer_client, ScratchDir, ServeProcess};
+use common::{
+    runtime, step, telemetry_client, trainer_client, wait_until, ScratchDir, ServeProcess,
+};
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::ingest::proto::framelane_v1 as v1;
 use framelane_core::ingest::proto::gymgui;
@@ -298,23 +300,54 @@ fn broken_profile_files_are_refused_with_file_line_and_key_and_the_last_good_set
         "profiles:\n  mine:\n    capture_frames: true\n    frame_compression: png\n",
     )
     .expect("write");
-    let serve = ServeProcess::start(dir.path(), &["--profiles", &file.display().to_string()]);
+    let (serve, log) =
+        ServeProcess::start_logged(dir.path(), &["--profiles", &file.display().to_string()]);
+    let register = |profile: &str| {
+        runtime().block_on(async {
+            let mut client = telemetry_client(serve.addr).await;
+            client
+                .register_worker(v1::RegisterWorkerRequest {
+                    run_id: format!("run-{profile}"),
+                    worker_id: "w".into(),
+                    worker_kind: "t".into(),
+                    profile: profile.into(),
+                })
+                .await
+                .map(|r| r.into_inner().profile)
+        })
+    };
+    assert_eq!(register("mine").expect("profile from the file"), "mine");
+    assert!(register("second").is_err(), "not defined yet");
+
+    // A good change is picked up while the daemon runs.
+    std::fs::write(
+        &file,
+        "profiles:\n  mine:\n    capture_frames: true\n  second:\n    keep_every_n_frames: 2\n",
+    )
+    .expect("extend the file");
+    let reloaded = wait_until(|| register("second").ok());
+    assert_eq!(
+        reloaded.as_deref(),
+        Some("second"),
+        "the changed file was reloaded"
+    );
+    assert!(
+        log.wait_for(&["storage profiles reloaded"]).is_some(),
+        "the reload is logged"
+    );
+
+    // A broken change is refused with the file and line, and the last good set stays.
     std::fs::write(&file, "profiles:\n  mine: [broken\n").expect("break the file");
-    std::thread::sleep(Duration::from_millis(1500));
-    runtime().block_on(async {
-        let mut client = telemetry_client(serve.addr).await;
-        let reply = client
-            .register_worker(v1::RegisterWorkerRequest {
-                run_id: "r".into(),
-                worker_id: "w".into(),
-                worker_kind: "t".into(),
-                profile: "mine".into(),
-            })
-            .await
-            .expect("the last good profiles stay in force")
-            .into_inner();
-        assert_eq!(reply.profile, "mine");
+    let named = file.display().to_string();
+    let refusal = log.wait_for(&["not reloaded", &named]);
+    assert!(refusal.is_some(), "the refusal names the file");
+    let line_number = refusal.as_deref().and_then(|line| {
+        let after = &line[line.find(&format!("{named}:"))? + named.len() + 1..];
+        after.chars().next().filter(char::is_ascii_digit)
     });
+    assert!(line_number.is_some(), "and the line: {refusal:?}");
+    assert_eq!(register("second").expect("still in force"), "second");
+    assert_eq!(register("mine").expect("still in force"), "mine");
     let status = serve.terminate();
     assert!(status.success(), "clean shutdown on SIGTERM: {status}");
 }

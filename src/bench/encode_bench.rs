@@ -16,7 +16,7 @@ use framelane_core::encode::{
     CodecFamily, EncoderService, EncoderSettings, JobSpec, Quality, ServiceConfig,
 };
 
-use super::{machine_description, Scratch, Summary};
+use super::{announce, Scratch, Summary};
 
 #[derive(Args, Debug, Clone)]
 pub struct EncodeBenchArgs {
@@ -83,6 +83,9 @@ fn encode_direct(
     settings: &EncoderSettings,
     out: &Path,
 ) -> anyhow::Result<f64> {
+    // Starting the service (codec probe, worker thread) counts, as starting the ffmpeg process
+    // counts on the other side.
+    let started = Instant::now();
     let service = EncoderService::start(ServiceConfig::never_shed(1), None)?;
     let job = service.open_job(JobSpec {
         run_id: "bench".into(),
@@ -90,7 +93,6 @@ fn encode_direct(
         path: out.to_owned(),
         settings: settings.clone(),
     })?;
-    let started = Instant::now();
     for (i, rgb) in frames.iter().enumerate() {
         service.submit_copy(
             job,
@@ -141,11 +143,16 @@ fn encode_cli(raw: &Path, width: u32, height: u32, case: &Case, out: &Path) -> a
     if case.encoder == "libx264" {
         cmd.args(["-sc_threshold", "0"]);
     }
+    // The same muxing as framelane's files: a fragment at every keyframe and one every quarter
+    // GOP between them (framelane cuts those by hand; the tool by duration), packets flushed.
+    let fragment_us = (30 / 4) * 1_000_000 / 30;
     cmd.args([
         "-flush_packets",
         "1",
         "-movflags",
         "frag_keyframe+empty_moov+default_base_moof",
+        "-frag_duration",
+        &fragment_us.to_string(),
     ])
     .arg(out)
     .env("SVT_LOG", "1");
@@ -251,8 +258,7 @@ struct EnqueueFigures {
 
 pub fn run_encode_bench(args: &EncodeBenchArgs) -> anyhow::Result<()> {
     let (width, height) = framelane_core::encode::dataset::parse_size(&args.size)?;
-    let machine = machine_description();
-    println!("framelane bench encode on {machine}");
+    let (machine, command) = announce("encode");
     let scratch = Scratch::new("encode")?;
     let frames: Vec<Vec<u8>> = (0..args.frames.max(1))
         .map(|i| {
@@ -339,6 +345,8 @@ pub fn run_encode_bench(args: &EncodeBenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "machine": machine,
+            "command": command,
+        "command": command,
             "frames": frames.len(),
             "size": format!("{width}x{height}"),
             "throughput": throughput,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{machine_description, Summary};
+use super::{announce, Summary};
 use framelane_core::fastlane::{
     shm, FastLaneReader, FastLaneWriter, HudValues, PixelFormat, ReadOutcome, WriterConfig,
 };
@@ -48,8 +48,7 @@ pub fn run_fastlane_bench(args: &FastlaneBenchArgs) -> anyhow::Result<()> {
         bail!("--seconds {} must be a positive number", args.seconds);
     }
     let exe = std::env::current_exe().context("locating the framelane binary")?;
-    let machine = machine_description();
-    println!("framelane bench fastlane on {machine}");
+    let (machine, command) = announce("fastlane");
 
     println!("\n== publish cost beside memcpy of the same bytes (in-process, per frame) ==");
     println!(
@@ -147,6 +146,7 @@ pub fn run_fastlane_bench(args: &FastlaneBenchArgs) -> anyhow::Result<()> {
     let report = serde_json::json!({
         "benchmark": "fastlane",
         "machine": machine,
+        "command": command,
         "publish_cost": publish,
         "cross_process_latency": cross,
         "gui_latency": gui,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{machine_description, Scratch, Summary};
+use super::{announce, Scratch, Summary};
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::ingest::proto::framelane_v1 as v1;
 use framelane_core::store::{self, BatchPolicy};
@@ -286,8 +286,7 @@ fn stalled_store_memory(queue: u32) -> anyhow::Result<serde_json::Value> {
 
 /// Runs every ingest benchmark, prints the figures and writes JSON when asked.
 pub fn run_ingest_bench(args: &IngestBenchArgs) -> anyhow::Result<()> {
-    let machine = machine_description();
-    println!("framelane bench ingest on {machine}");
+    let (machine, command) = announce("ingest");
     println!("\n== end-to-end steps/s (gRPC client -> committed SQLite rows) beside raw rusqlite inserts ==");
     println!(
         "{:<7} {:<34} {:>12} {:>12} {:>7}",
@@ -334,6 +333,7 @@ pub fn run_ingest_bench(args: &IngestBenchArgs) -> anyhow::Result<()> {
     let report = serde_json::json!({
         "benchmark": "ingest",
         "machine": machine,
+        "command": command,
         "throughput": throughput,
         "ack_latency_ms": latency,
         "ack_rate_steps_per_second": achieved,

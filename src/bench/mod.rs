@@ -41,7 +41,17 @@ impl Summary {
 }
 
 /// One line describing the machine, for the figures' context.
-pub fn machine_description() -> String {
+/// Prints which benchmark runs, on which machine and by which command; returns the machine and
+/// the command for the JSON.
+pub fn announce(kind: &str) -> (String, String) {
+    let machine = machine_description();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("framelane bench {kind} on {machine}");
+    println!("command: {command}");
+    (machine, command)
+}
+
+fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {

@@ -17,7 +17,7 @@ use framelane_core::encode::{
 use framelane_core::replay::VideoReader;
 use framelane_core::store::{self, BatchPolicy, StoreCommand, StoreReader, StoreWriter};
 
-use super::{machine_description, Scratch, Summary};
+use super::{announce, Scratch, Summary};
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayBenchArgs {
@@ -65,13 +65,17 @@ fn write_video(path: &Path, frames: u64, faststart: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Seek latency to random frames (p50/p99 in ms), each frame checked.
-fn seeks(path: &Path, frames: u64, n: usize) -> anyhow::Result<Summary> {
-    let mut reader = VideoReader::open(path, 30, 30)?;
+/// The random seek targets every row of the comparison uses.
+fn seek_targets(frames: u64, n: usize) -> Vec<u64> {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let target = xorshift(&mut seed) % frames;
+    (0..n).map(|_| xorshift(&mut seed) % frames).collect()
+}
+
+/// Seek latency to `targets` (p50/p99 in ms), each frame checked.
+fn seeks(path: &Path, targets: &[u64]) -> anyhow::Result<Summary> {
+    let mut reader = VideoReader::open(path, 30, 30)?;
+    let mut samples = Vec::with_capacity(targets.len());
+    for &target in targets {
         let t = Instant::now();
         let frame = reader
             .frame(target)?
@@ -83,12 +87,53 @@ fn seeks(path: &Path, frames: u64, n: usize) -> anyhow::Result<Summary> {
     Summary::of(&mut samples).context("no seeks")
 }
 
+/// The OpenCV route (scripts/bench/opencv_seek.py, run by a Python with cv2): one capture
+/// kept open, CAP_PROP_POS_FRAMES, read. None when no Python with OpenCV is installed
+/// (Debian: python3-opencv). Returns the summary and how many frames were the exact target.
+fn opencv_seeks(path: &Path, targets: &[u64]) -> anyhow::Result<Option<(Summary, usize)>> {
+    const SCRIPT: &str = include_str!("../../scripts/bench/opencv_seek.py");
+    let Some(python) = ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import cv2"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }) else {
+        return Ok(None);
+    };
+    let list = targets
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let output = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(path)
+        .arg(list)
+        .output()
+        .context("running the OpenCV seek script")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "OpenCV seek script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut samples = Vec::with_capacity(targets.len());
+    let mut exact = 0;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [target, ms, got] = fields[..] else {
+            anyhow::bail!("unexpected line from the OpenCV script: {line:?}");
+        };
+        samples.push(ms.parse::<f64>()?);
+        exact += usize::from(target == got);
+    }
+    Ok(Summary::of(&mut samples).map(|s| (s, exact)))
+}
+
 /// The ffmpeg tool's accurate seek (-ss before -i) and one decoded frame, per process.
-fn cli_seeks(path: &Path, frames: u64, n: usize) -> anyhow::Result<Summary> {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let target = xorshift(&mut seed) % frames;
+fn cli_seeks(path: &Path, targets: &[u64]) -> anyhow::Result<Summary> {
+    let mut samples = Vec::with_capacity(targets.len());
+    for &target in targets {
         let t = Instant::now();
         let status = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-ss"])
@@ -182,8 +227,7 @@ fn open_long_run(db: &Path) -> anyhow::Result<(f64, usize, usize)> {
 }
 
 pub fn run_replay_bench(args: &ReplayBenchArgs) -> anyhow::Result<()> {
-    let machine = machine_description();
-    println!("framelane bench replay on {machine}");
+    let (machine, command) = announce("replay");
     let scratch = Scratch::new("replay")?;
     let frames = args.frames.max(2);
     println!(
@@ -193,17 +237,41 @@ pub fn run_replay_bench(args: &ReplayBenchArgs) -> anyhow::Result<()> {
     let recording = scratch.0.join("recording.mp4");
     write_video(&finished, frames, true)?;
     write_video(&recording, frames, false)?;
-    let ours = seeks(&finished, frames, args.seeks)?;
-    let ours_fragmented = seeks(&recording, frames, args.seeks)?;
-    let cli = cli_seeks(&finished, frames, (args.seeks / 10).max(5))?;
-    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50 ms", "p99 ms", "max ms");
-    for (label, s) in [
-        ("framelane, finished (fast-start) file", &ours),
-        ("framelane, fragmented file (recording)", &ours_fragmented),
-        ("ffmpeg CLI -ss (new process per seek)", &cli),
-    ] {
-        println!("{label:<44} {:>9.1} {:>9.1} {:>9.1}", s.p50, s.p99, s.max);
+    // The same targets for every row; enough of them that p99 is not the maximum.
+    let targets = seek_targets(frames, args.seeks.max(101));
+    let ours = seeks(&finished, &targets)?;
+    let ours_fragmented = seeks(&recording, &targets)?;
+    let opencv = opencv_seeks(&finished, &targets)?;
+    let cli = cli_seeks(&finished, &targets[..targets.len().min(101)])?;
+    println!(
+        "{:<46} {:>7} {:>8} {:>8} {:>8} {:>14}",
+        "", "seeks", "p50 ms", "p99 ms", "max ms", "p50 vs ours"
+    );
+    let row = |label: &str, s: &Summary, note: &str| {
+        println!(
+            "{label:<46} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>13.2}x {note}",
+            s.count,
+            s.p50,
+            s.p99,
+            s.max,
+            s.p50 / ours.p50
+        );
+    };
+    row("framelane, finished (fast-start) file", &ours, "");
+    row(
+        "framelane, fragmented file (recording)",
+        &ours_fragmented,
+        "",
+    );
+    match &opencv {
+        Some((s, exact)) => row(
+            "OpenCV VideoCapture kept open (POS_FRAMES)",
+            s,
+            &format!("({exact} of {} exact)", s.count),
+        ),
+        None => println!("OpenCV row skipped: no Python with cv2 (Debian: python3-opencv)"),
     }
+    row("ffmpeg CLI -ss (new process per seek)", &cli, "");
 
     println!(
         "\n== opening a run of {} steps: episode list + whole-run plot (2000 buckets) ==",
@@ -228,10 +296,14 @@ pub fn run_replay_bench(args: &ReplayBenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "machine": machine,
+            "command": command,
+        "command": command,
             "seek_frames": frames,
             "seek_ms_finished": ours,
             "seek_ms_fragmented": ours_fragmented,
             "seek_ms_ffmpeg_cli": cli,
+            "seek_ms_opencv": opencv.as_ref().map(|(s, _)| s),
+            "opencv_exact_frames": opencv.as_ref().map(|(_, exact)| exact),
             "long_run_steps": args.steps,
             "long_run_open_ms": open,
         });

@@ -17,6 +17,10 @@ pub mod ffi {
         screenshot_path: String,
         /// Before quitting, write presentation statistics as JSON here (empty: none).
         stats_path: String,
+        /// Also rewrite the statistics file this often while running (0: only at the end).
+        stats_interval_ms: u64,
+        /// Quit (after the screenshot and statistics) as soon as this file exists (empty: no).
+        quit_file: String,
         /// Sample on a GUI-thread timer of this period instead of every rendered frame (0).
         poll_interval_ms: u32,
         window_width: u32,

@@ -84,6 +84,45 @@ pub fn step(run: &str, i: u64) -> v1::Step {
     }
 }
 
+/// Lines a `framelane serve` child wrote to stderr so far.
+#[derive(Clone, Default)]
+pub struct ServeLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ServeLog {
+    /// Waits (up to a generous deadline) for a line containing every one of `parts`.
+    pub fn wait_for(&self, parts: &[&str]) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let found = self
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|line| parts.iter().all(|part| line.contains(part)))
+                .cloned();
+            if found.is_some() {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Polls `check` until it returns Some or a generous deadline passes.
+pub fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// `framelane serve` in a child process; killed (SIGKILL) when dropped unless stopped first.
 pub struct ServeProcess {
     pub child: Child,
@@ -92,13 +131,38 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framelane"))
+        Self::spawn(Self::command(data_dir, extra))
+    }
+
+    /// Starts it with info-level logs collected from its stderr, for tests that check what the
+    /// daemon reports.
+    pub fn start_logged(data_dir: &Path, extra: &[&str]) -> (Self, ServeLog) {
+        let mut command = Self::command(data_dir, extra);
+        command.env("FRAMELANE_LOG", "info").stderr(Stdio::piped());
+        let mut serve = Self::spawn(command);
+        let log = ServeLog::default();
+        let stderr = serve.child.stderr.take().expect("stderr");
+        let lines = log.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        (serve, log)
+    }
+
+    fn command(data_dir: &Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framelane"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start framelane serve");
+            .stdout(Stdio::piped());
+        command
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("start framelane serve");
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("stdout"))
             .read_line(&mut line)

@@ -29,11 +29,14 @@ struct Band {
     rows: usize,
 }
 
-// A band's context is used by one thread at a time (the band's own).
+// SAFETY: a band's swscale context is owned by the band and used by one thread at a time (the
+// job that holds `&mut Band`); swscale contexts may move between threads under that rule.
 unsafe impl Send for Band {}
 
 impl Drop for Band {
     fn drop(&mut self) {
+        // SAFETY: the context came from sws_getContext, is not null (checked at creation) and
+        // is freed exactly once, here.
         unsafe { ffi::sws_freeContext(self.context) }
     }
 }
@@ -68,6 +71,8 @@ impl Converter {
         let mut first_row = 0;
         while first_row < height as usize {
             let rows = step.min(height as usize - first_row);
+            // SAFETY: plain values and null filter/parameter pointers, which sws_getContext
+            // accepts; a null result is checked below.
             let context = unsafe {
                 ffi::sws_getContext(
                     width as i32,
@@ -133,6 +138,8 @@ impl Converter {
         // writes only its own rows of each plane.
         let mut dst_base = [0usize; 4];
         let mut dst_stride = [0i32; 4];
+        // SAFETY: `frame` is an allocated video frame of `planes` planes (checked against our
+        // format above); reading its plane pointers and line sizes does not alias anything.
         unsafe {
             let raw = frame.as_mut_ptr();
             for p in 0..planes {
@@ -159,6 +166,9 @@ impl Converter {
                 dst[p] = (dst_base[p] as *mut u8)
                     .wrapping_offset(rows_before as isize * dst_stride[p] as isize);
             }
+            // SAFETY: the source holds `band.rows` rows of `stride` bytes from `band.first_row`
+            // (length checked above); each destination pointer addresses this band's rows of a
+            // plane of `frame`, which no other band writes; the context belongs to this band.
             unsafe {
                 ffi::sws_scale(
                     band.context,

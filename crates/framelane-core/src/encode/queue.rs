@@ -226,6 +226,17 @@ mod tests {
         let outcome = queue.push_frame(frame(1, 1)).unwrap();
         assert_eq!(outcome.shed_job, None);
         assert!(matches!(worker.join().unwrap(), WorkItem::Frame(f) if f.step == 0));
+        // It did wait for room, and was woken by the pop: without the notify it would sleep
+        // the whole 5 s policy before finding the room.
+        assert!(
+            outcome.waited > Duration::ZERO,
+            "the queue was full: it must wait"
+        );
+        assert!(
+            outcome.waited < Duration::from_millis(2500),
+            "woken by the pop, not by the timeout (waited {:?})",
+            outcome.waited
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! Encoder settings: codec family, quality, preset, GOP, pixel format, threads, container.
 //! Defaults are stated here and in docs/encode.md.
 
-use std::time::Duration;
-
 use super::EncodeError;
 
 /// The codec family a file is written in; the concrete encoder is probed (see `probe`).
@@ -76,6 +74,10 @@ pub struct EncoderSettings {
     /// Encoder preset by the encoder's own names ("veryfast" for x264, "10" for SVT-AV1, the
     /// cpu-used level for libaom, "p4" for NVENC). None: the family default (`default_preset`).
     pub preset: Option<String>,
+    /// Encoder tuning by the encoder's own names (x264: "zerolatency" encodes each frame as
+    /// it comes, without look-ahead; "film", "animation", ...). None: the encoder's default.
+    /// Applied to x264, x265 and NVENC; other encoders have no such option.
+    pub tune: Option<String>,
     /// Frames per second of the file's timeline.
     pub fps: u32,
     /// Frames between keyframes (at most). None: one second (`fps`).
@@ -91,8 +93,6 @@ pub struct EncoderSettings {
     pub faststart_on_finish: bool,
     /// Encoders never to use (by FFmpeg name), e.g. to force the next in the probe order.
     pub disabled_encoders: Vec<String>,
-    /// A fixed delay added to every frame, to exercise the queue policies with a slow encoder.
-    pub artificial_delay: Duration,
 }
 
 impl EncoderSettings {
@@ -106,6 +106,7 @@ impl EncoderSettings {
                 CodecFamily::Av1 => 35,
             }),
             preset: None,
+            tune: None,
             fps: 30,
             gop: None,
             pixel_format: "yuv420p".into(),
@@ -114,7 +115,6 @@ impl EncoderSettings {
             container: Container::FragmentedMp4,
             faststart_on_finish: true,
             disabled_encoders: Vec::new(),
-            artificial_delay: Duration::ZERO,
         }
     }
 

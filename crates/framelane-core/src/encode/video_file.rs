@@ -83,6 +83,11 @@ pub(crate) fn open_encoder(
     } else if name != "libsvtav1" {
         options.set("threads", "auto");
     }
+    if let Some(tune) = &settings.tune {
+        if matches!(name, "libx264" | "libx265" | "h264_nvenc" | "av1_nvenc") {
+            options.set("tune", tune);
+        }
+    }
     if name == "libx264" {
         // Keyframes exactly every GOP so seeks land where the index expects them.
         options.set("sc_threshold", "0");
@@ -95,6 +100,7 @@ pub(crate) fn open_encoder(
 pub(crate) fn pixel_format(name: &str) -> Result<ff::format::Pixel, EncodeError> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| EncodeError::Settings(format!("pixel format {name:?}")))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; av_get_pix_fmt only reads it.
     let pixel = ff::format::Pixel::from(unsafe { ffi::av_get_pix_fmt(c.as_ptr()) });
     if pixel == ff::format::Pixel::None {
         return Err(EncodeError::Settings(format!(
@@ -133,7 +139,8 @@ pub struct VideoFileWriter {
     frames_in_fragment: u64,
 }
 
-// The FFmpeg contexts are owned by this value alone and used by one thread at a time.
+// SAFETY: the FFmpeg contexts are owned by this value alone and used by one thread at a time
+// (`&mut self` on every method); FFmpeg contexts may move between threads under that rule.
 unsafe impl Send for VideoFileWriter {}
 
 impl VideoFileWriter {
@@ -262,9 +269,6 @@ impl VideoFileWriter {
 
     /// Encodes one frame (rows `stride` bytes apart); returns its frame number in the file.
     pub fn write_frame(&mut self, pixels: &[u8], stride: usize) -> Result<u64, EncodeError> {
-        if !self.settings.artificial_delay.is_zero() {
-            std::thread::sleep(self.settings.artificial_delay);
-        }
         self.converter.run(pixels, stride, &mut self.frame)?;
         let number = self.submitted;
         self.frame.set_pts(Some(number as i64));
@@ -312,6 +316,8 @@ impl VideoFileWriter {
     fn cut_fragment(&mut self) -> Result<(), EncodeError> {
         self.frames_in_fragment = 0;
         if self.settings.container == Container::FragmentedMp4 && self.muxed > 0 {
+            // SAFETY: `self.output` is an open muxer whose header was written; a null packet
+            // asks the muxer to flush (cut a fragment), which the API documents as valid.
             let ret =
                 unsafe { ffi::av_write_frame(self.output.as_mut_ptr(), std::ptr::null_mut()) };
             if ret < 0 {
@@ -368,6 +374,8 @@ pub fn finalize_faststart(path: &Path) -> Result<(), EncodeError> {
                 .map_err(|e| io("adding a stream", e))?;
             out.set_parameters(stream.parameters());
             out.set_time_base(stream.time_base());
+            // SAFETY: `out` is a stream just added to `output`, whose codec parameters FFmpeg
+            // allocated; clearing the tag lets the muxer choose its own for the container.
             unsafe {
                 (*out.parameters().as_mut_ptr()).codec_tag = 0;
             }

@@ -230,3 +230,33 @@ pub(crate) unsafe fn atomic_u32<'a>(
 ) -> &'a std::sync::atomic::AtomicU32 {
     &*(base.add(offset) as *const std::sync::atomic::AtomicU32)
 }
+
+/// Where slots and pixels lie in a validated segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentLayout {
+    pub geometry: FrameGeometry,
+    pub header_size: usize,
+    pub capacity: u64,
+    pub slot_stride: usize,
+    /// Offset of the pixels inside a slot.
+    pub pixel_offset: usize,
+    /// Bytes reserved per slot after the slot header (pixels and, for MOSAIC, metadata).
+    pub payload_size: usize,
+}
+
+/// `N` bytes of `bytes` at `offset` (the caller has checked the length).
+pub(crate) fn read_array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[offset..offset + N]);
+    out
+}
+
+/// The little-endian u32 at `offset`.
+pub(crate) fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(read_array(bytes, offset))
+}
+
+/// The little-endian u64 at `offset`.
+pub(crate) fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(read_array(bytes, offset))
+}

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use super::format::{FrameGeometry, PixelFormat, MAX_CAPACITY, MAX_DIMENSION};
-use super::reader::SegmentLayout;
+use super::format::{
+    u32_at, FrameGeometry, PixelFormat, SegmentLayout, MAX_CAPACITY, MAX_DIMENSION,
+};
 use super::FastLaneError;
 
 /// Prefix of MOSAIC segment file names.
@@ -43,12 +44,6 @@ pub mod slot {
 /// File name of the MOSAIC segment for a run id.
 pub fn segment_name(run_id: &str) -> String {
     format!("{SEGMENT_PREFIX}{}", run_id.replace('/', "_"))
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(b)
 }
 
 /// Validates a MOSAIC header against the mapping and returns the slot layout.

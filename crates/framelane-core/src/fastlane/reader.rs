@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{compiler_fence, fence, Ordering};
 
 use super::format::{
-    self, header, slot, FrameGeometry, FrameMeta, HudValues, PixelFormat, SegmentKind,
+    self, header, slot, u32_at, u64_at, FrameGeometry, FrameMeta, HudValues, PixelFormat,
+    SegmentKind, SegmentLayout,
 };
 use super::mosaic;
 use super::shm;
@@ -13,19 +14,6 @@ use super::FastLaneError;
 
 /// A writer silent for longer than this is reported as [`WriterStatus::Silent`].
 pub const SILENT_AFTER_NS: u64 = 3_000_000_000;
-
-/// Where slots and pixels lie in a validated segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegmentLayout {
-    pub geometry: FrameGeometry,
-    pub header_size: usize,
-    pub capacity: u64,
-    pub slot_stride: usize,
-    /// Offset of the pixels inside a slot.
-    pub pixel_offset: usize,
-    /// Bytes reserved per slot after the slot header (pixels and, for MOSAIC, metadata).
-    pub payload_size: usize,
-}
 
 /// Result of one attempt to read the newest frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -590,14 +578,6 @@ unsafe fn copy_rows(src: *const u8, geometry: &FrameGeometry, dst: &mut [u8], ds
     }
 }
 
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(super::writer::read_array(bytes, offset))
-}
-
-fn u64_at(bytes: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(super::writer::read_array(bytes, offset))
-}
-
 /// Reads a field another process may be changing (MOSAIC fields may be unaligned).
 fn volatile_u64(map: &[u8], offset: usize) -> u64 {
     let bytes = &map[offset..offset + 8];
@@ -645,17 +625,26 @@ mod tests {
         }
     }
 
+    /// Slots of the stress test's ring: as few as possible, so the writer laps the reader.
+    fn config_capacity() -> u32 {
+        2
+    }
+
     #[test]
     fn seqlock_stress_never_accepts_a_torn_or_mismatched_frame() {
         const PUBLISHES: u64 = 150_000;
         let run = unique_run("stress");
         let mut config = WriterConfig::new(32, 16, PixelFormat::Rgba8);
-        config.capacity = 2;
+        config.capacity = config_capacity();
         config.cleanup_on_signal = false;
         let mut writer = FastLaneWriter::create(&run, config).expect("create writer");
         let frame_bytes = writer.geometry().frame_bytes();
         let done = Arc::new(AtomicBool::new(false));
 
+        // The reader reports its torn copies as it goes, so the writer can keep going until
+        // the race this test is about has really happened.
+        let torn_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let reader_torn = Arc::clone(&torn_seen);
         let reader_done = Arc::clone(&done);
         let reader_run = run.clone();
         let reader = std::thread::Builder::new()
@@ -680,13 +669,19 @@ mod tests {
                         last = meta.frame_number;
                         accepted += 1;
                     }
+                    reader_torn.store(reader.torn_reads(), Ordering::Relaxed);
                 }
-                (accepted, mismatched, reader.torn_reads())
+                (accepted, mismatched, last, reader.torn_reads())
             })
             .expect("spawn reader");
 
         let mut frame = vec![0u8; frame_bytes];
-        for number in 1..=PUBLISHES {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut number = 0;
+        while number < PUBLISHES
+            || (torn_seen.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline)
+        {
+            number += 1;
             pattern(number, &mut frame);
             assert_eq!(
                 writer.publish(&frame, &hud_for(number)).expect("publish"),
@@ -694,18 +689,20 @@ mod tests {
             );
         }
         done.store(true, Ordering::Release);
-        let (accepted, mismatched, torn) = reader.join().expect("reader thread");
-        eprintln!(
-            "stress: {PUBLISHES} published, {accepted} accepted, {torn} torn copies rejected"
-        );
+        let (accepted, mismatched, last, torn) = reader.join().expect("reader thread");
+        eprintln!("stress: {number} published, {accepted} accepted, {torn} torn copies rejected");
         assert_eq!(
             mismatched, 0,
             "accepted frames whose pixels or HUD did not match their number"
         );
         assert!(accepted > 0, "the reader never saw a frame");
         assert!(
-            writer.published() > writer.geometry().height as u64,
-            "ring wrapped around"
+            last > 2 * u64::from(config_capacity()),
+            "the reader read while the ring wrapped around (last frame read {last})"
+        );
+        assert!(
+            torn > 0,
+            "no torn copy was provoked in {number} publishes: the test did not exercise the seqlock"
         );
     }
 

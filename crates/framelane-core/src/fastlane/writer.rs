@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
-use super::format::{self, header, slot, FrameGeometry, HudValues, PixelFormat};
+use super::format::{self, header, read_array, slot, FrameGeometry, HudValues, PixelFormat};
 use super::shm;
 use super::{validate_run_id, FastLaneError};
 
@@ -246,12 +246,6 @@ fn refuse_if_live(path: &Path) -> Result<(), FastLaneError> {
         });
     }
     Ok(())
-}
-
-pub(crate) fn read_array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&bytes[offset..offset + N]);
-    out
 }
 
 fn write_header(

@@ -120,8 +120,8 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Checks one field of a user profile on its own, so an error can name the exact key.
-fn check_field(key: &str, value: &serde_yaml::Value) -> Result<(), String> {
-    use serde_yaml::from_value;
+fn check_field(key: &str, value: &serde_norway::Value) -> Result<(), String> {
+    use serde_norway::from_value;
     let value = value.clone();
     let result = match key {
         "capture_frames" | "drop_render_payload" | "drop_observation" => {
@@ -152,7 +152,7 @@ fn check_field(key: &str, value: &serde_yaml::Value) -> Result<(), String> {
 struct ProfileFile {
     default_profile: Option<String>,
     #[serde(default)]
-    profiles: BTreeMap<String, serde_yaml::Value>,
+    profiles: BTreeMap<String, serde_norway::Value>,
 }
 
 /// The profiles in force: built-ins, overridden by a user file when one was given.
@@ -194,14 +194,14 @@ impl ProfileSet {
     }
 
     fn merge(&mut self, path: &Path, text: &str) -> Result<(), GatingError> {
-        let invalid = |err: serde_yaml::Error| GatingError::Invalid {
+        let invalid = |err: serde_norway::Error| GatingError::Invalid {
             file: path.to_owned(),
             line: err.location().map(|l| l.line()),
             message: err.to_string(),
         };
-        let file: ProfileFile = serde_yaml::from_str(text).map_err(invalid)?;
+        let file: ProfileFile = serde_norway::from_str(text).map_err(invalid)?;
         for (name, value) in file.profiles {
-            if let serde_yaml::Value::Mapping(fields) = &value {
+            if let serde_norway::Value::Mapping(fields) = &value {
                 for (key, field) in fields {
                     let key = key.as_str().unwrap_or_default();
                     check_field(key, field).map_err(|message| GatingError::Invalid {
@@ -225,7 +225,7 @@ impl ProfileSet {
                 message,
             })?;
             let mut profile: StorageProfile =
-                serde_yaml::from_value(merged).map_err(|err| GatingError::Invalid {
+                serde_norway::from_value(merged).map_err(|err| GatingError::Invalid {
                     file: path.to_owned(),
                     line: line_of_key(text, &name),
                     message: format!("profiles.{name}: {err}"),
@@ -283,10 +283,10 @@ impl ProfileSet {
     }
 }
 
-fn to_yaml_mapping(profile: &StorageProfile) -> serde_yaml::Mapping {
-    let mut map = serde_yaml::Mapping::new();
-    let mut put = |k: &str, v: serde_yaml::Value| {
-        map.insert(serde_yaml::Value::from(k), v);
+fn to_yaml_mapping(profile: &StorageProfile) -> serde_norway::Mapping {
+    let mut map = serde_norway::Mapping::new();
+    let mut put = |k: &str, v: serde_norway::Value| {
+        map.insert(serde_norway::Value::from(k), v);
     };
     put("capture_frames", profile.capture_frames.into());
     put(
@@ -295,7 +295,7 @@ fn to_yaml_mapping(profile: &StorageProfile) -> serde_yaml::Mapping {
     );
     put(
         "frame_compression",
-        serde_yaml::Value::from(match profile.frame_compression {
+        serde_norway::Value::from(match profile.frame_compression {
             FrameCompression::None => "none",
             FrameCompression::Png => "png",
             FrameCompression::Jpeg => "jpeg",
@@ -312,16 +312,16 @@ fn to_yaml_mapping(profile: &StorageProfile) -> serde_yaml::Mapping {
 
 /// Lays the user's fields over `base`; the user's value must be a mapping.
 fn overlay(
-    mut base: serde_yaml::Mapping,
-    value: serde_yaml::Value,
+    mut base: serde_norway::Mapping,
+    value: serde_norway::Value,
     name: &str,
-) -> Result<serde_yaml::Value, String> {
+) -> Result<serde_norway::Value, String> {
     match value {
-        serde_yaml::Value::Mapping(fields) => {
+        serde_norway::Value::Mapping(fields) => {
             for (k, v) in fields {
                 base.insert(k, v);
             }
-            Ok(serde_yaml::Value::Mapping(base))
+            Ok(serde_norway::Value::Mapping(base))
         }
         other => Err(format!(
             "profiles.{name}: expected a mapping of fields, found {other:?}"

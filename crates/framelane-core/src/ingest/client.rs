@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 
 use super::proto::framelane_v1 as v1;
+use super::IngestError;
 
 type Client = v1::telemetry_client::TelemetryClient<tonic::transport::Channel>;
 
@@ -156,26 +157,30 @@ pub struct DaemonFrame {
 }
 
 /// Decodes a stored frame (raw pixels, PNG or JPEG) into RGBA.
-pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), String> {
+pub fn frame_to_rgba(frame: v1::Frame) -> Result<(u32, u32, Vec<u8>), IngestError> {
     use crate::media::{decode_image, raw_to_rgba, ImageCodec};
     match frame.content {
         Some(v1::frame::Content::Raw(raw)) => {
             let format = v1::PixelFormat::try_from(raw.format)
                 .ok()
-                .and_then(super::convert::raw_format)
-                .ok_or_else(|| format!("unknown pixel format {}", raw.format))?;
+                .and_then(super::wire::raw_format)
+                .ok_or_else(|| {
+                    IngestError::Frame(format!("unknown pixel format {}", raw.format))
+                })?;
             Ok((raw.width, raw.height, raw_to_rgba(format, &raw.pixels)))
         }
         Some(v1::frame::Content::Encoded(image)) => {
-            let codec = ImageCodec::from_name(&image.codec)
-                .ok_or_else(|| format!("unknown image codec {:?}", image.codec))?;
-            let decoded = decode_image(codec, &image.data).map_err(|e| e.to_string())?;
+            let codec = ImageCodec::from_name(&image.codec).ok_or_else(|| {
+                IngestError::Frame(format!("unknown image codec {:?}", image.codec))
+            })?;
+            let decoded =
+                decode_image(codec, &image.data).map_err(|e| IngestError::Frame(e.to_string()))?;
             Ok((decoded.width, decoded.height, decoded.into_rgba()))
         }
-        Some(v1::frame::Content::Reference(reference)) => {
-            Err(format!("the worker keeps this frame itself ({reference})"))
-        }
-        None => Err("empty frame".into()),
+        Some(v1::frame::Content::Reference(reference)) => Err(IngestError::Frame(format!(
+            "the worker keeps this frame itself ({reference})"
+        ))),
+        None => Err(IngestError::Frame("empty frame".into())),
     }
 }
 
@@ -248,7 +253,7 @@ pub async fn follow_frames(
             let fetched = client
                 .get_frame(request)
                 .await
-                .map_err(|s| s.message().to_owned())
+                .map_err(|s| IngestError::Frame(s.message().to_owned()))
                 .and_then(|f| frame_to_rgba(f.into_inner()));
             match fetched {
                 Ok((width, height, rgba)) => {

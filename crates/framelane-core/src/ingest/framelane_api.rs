@@ -1,222 +1,24 @@
 //! `framelane.v1.Telemetry`: our own API.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{episode_from_v1, step_from_v1};
 use super::proto::framelane_v1 as v1;
-use super::{ControlEvent, IngestCore, Item, PublishOutcome, PublishTally};
-use crate::bus::{FrameKind, Payload, StepRecord};
-use crate::store::{EpisodeRow, StepRow, StoreReader};
-
-/// Rows fetched per query while a subscriber catches up.
-const SUBSCRIBE_PAGE: usize = 512;
-/// Items buffered per subscriber before its stream waits for it.
-const SUBSCRIBE_BUFFER: usize = 256;
+use super::stream::{forward_control, subscribe_episodes, subscribe_steps, BoxStream, Item};
+use super::wire::{
+    control_to_v1, episode_from_v1, publish_reply_to_v1, rgba_frame_to_v1, step_from_v1,
+    stored_episode_to_v1, stored_step_to_v1,
+};
+use super::IngestCore;
+use crate::replay::StepFrame;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct TelemetryService {
     pub(crate) core: Arc<IngestCore>,
-}
-
-/// Which committed rows a subscription follows.
-#[derive(Clone, Copy)]
-pub(crate) enum Feed {
-    Steps,
-    Episodes,
-}
-
-/// Streams a run's committed rows from `since_seq` on, then new ones as commits announce them.
-/// The page query runs on the blocking pool; the stream waits for a slow subscriber.
-pub(crate) fn subscribe<T, F>(
-    core: &Arc<IngestCore>,
-    run_id: String,
-    since_seq: u64,
-    feed: Feed,
-    map: F,
-) -> Result<ReceiverStream<Result<T, Status>>, Status>
-where
-    T: Send + 'static,
-    F: Fn(Rows) -> Vec<T> + Send + Sync + 'static,
-{
-    let reader = core.reader()?;
-    if !reader
-        .run_exists(&run_id)
-        .map_err(|e| Status::internal(e.to_string()))?
-    {
-        return Err(Status::not_found(format!("unknown run {run_id:?}")));
-    }
-    let reader = Arc::new(std::sync::Mutex::new(reader));
-    let mut commits = core.commits();
-    let mut shutdown = core.shutdown_signal();
-    let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFER);
-    tokio::spawn(async move {
-        let mut next = since_seq.max(1);
-        loop {
-            let page_reader = Arc::clone(&reader);
-            let page_run = run_id.clone();
-            let page = tokio::task::spawn_blocking(move || {
-                let reader = page_reader.lock().unwrap_or_else(|p| p.into_inner());
-                fetch(&reader, &page_run, next, feed)
-            })
-            .await;
-            let rows = match page {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(err)) => {
-                    let _ = sender.send(Err(Status::internal(err.to_string()))).await;
-                    return;
-                }
-                Err(_) => return,
-            };
-            let fetched = rows.len();
-            if let Some(last) = rows.last_seq() {
-                next = last + 1;
-            }
-            for item in map(rows) {
-                if sender.send(Ok(item)).await.is_err() {
-                    return;
-                }
-            }
-            if fetched == SUBSCRIBE_PAGE {
-                continue;
-            }
-            // Caught up: wait for a commit of this run that goes past what we sent.
-            loop {
-                tokio::select! {
-                    notice = commits.recv() => match notice {
-                        Ok(n) if &*n.run_id == run_id.as_str() => {
-                            let committed = match feed { Feed::Steps => n.steps, Feed::Episodes => n.episodes };
-                            if committed >= next { break; }
-                        }
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = sender.closed() => return,
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-    });
-    Ok(ReceiverStream::new(receiver))
-}
-
-/// A page of committed rows.
-pub(crate) enum Rows {
-    Steps(Vec<StepRow>),
-    Episodes(Vec<EpisodeRow>),
-}
-
-impl Rows {
-    fn len(&self) -> usize {
-        match self {
-            Rows::Steps(v) => v.len(),
-            Rows::Episodes(v) => v.len(),
-        }
-    }
-
-    fn last_seq(&self) -> Option<u64> {
-        match self {
-            Rows::Steps(v) => v.last().map(|r| r.seq),
-            Rows::Episodes(v) => v.last().map(|r| r.seq),
-        }
-    }
-}
-
-fn fetch(
-    reader: &StoreReader,
-    run_id: &str,
-    next: u64,
-    feed: Feed,
-) -> Result<Rows, crate::store::StoreError> {
-    Ok(match feed {
-        Feed::Steps => Rows::Steps(reader.steps_since(run_id, next, SUBSCRIBE_PAGE)?),
-        Feed::Episodes => Rows::Episodes(reader.episodes_since(run_id, next, SUBSCRIBE_PAGE)?),
-    })
-}
-
-fn to_payload(payload: Option<Payload>) -> Option<v1::Payload> {
-    payload.map(|p| v1::Payload {
-        content: Some(match p {
-            Payload::Json(text) => v1::payload::Content::Json(text),
-            Payload::Raw(bytes) => v1::payload::Content::Raw(bytes),
-        }),
-    })
-}
-
-/// A stored step in our wire form.
-pub fn step_to_v1(step: StepRecord) -> v1::Step {
-    v1::Step {
-        run_id: step.run_id,
-        worker_id: step.worker_id,
-        agent_id: step.agent_id,
-        episode: step.episode,
-        step: step.step,
-        reward: step.reward,
-        terminated: step.terminated,
-        truncated: step.truncated,
-        producer_unix_ns: step.producer_unix_ns,
-        action: to_payload(step.action),
-        observation: to_payload(step.observation),
-        frame: None,
-        session_token: String::new(),
-    }
-}
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// Reads a client stream until it ends or the daemon shuts down (then it stops reading: what
-/// was received is committed and acknowledged).
-pub(crate) struct ClientStream<M> {
-    stream: Streaming<M>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-    index: u64,
-}
-
-impl<M> ClientStream<M> {
-    pub(crate) fn new(core: &IngestCore, stream: Streaming<M>) -> Self {
-        Self {
-            stream,
-            shutdown: core.shutdown_signal(),
-            index: 0,
-        }
-    }
-
-    /// Like [`Self::next`], but when no message is ready yet, first hands the steps gathered so
-    /// far to the writer, so a slow stream's steps never wait for company.
-    pub(crate) async fn next_or_flush(
-        &mut self,
-        core: &IngestCore,
-        tally: &mut PublishTally,
-    ) -> Result<Option<(u64, M)>, Status> {
-        // A zero timeout polls once: Ok when a message (or the end) is already there.
-        if let Ok(ready) = tokio::time::timeout(std::time::Duration::ZERO, self.next()).await {
-            return ready;
-        }
-        core.hand_over_steps(tally).await?;
-        self.next().await
-    }
-
-    /// The next message with its 1-based position in the stream.
-    pub(crate) async fn next(&mut self) -> Result<Option<(u64, M)>, Status> {
-        if *self.shutdown.borrow() {
-            return Ok(None);
-        }
-        let message = tokio::select! {
-            message = self.stream.message() => message?,
-            _ = self.shutdown.changed() => None,
-        };
-        Ok(message.map(|m| {
-            self.index += 1;
-            (self.index, m)
-        }))
-    }
 }
 
 #[tonic::async_trait]
@@ -250,7 +52,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                 Item::Step(step_from_v1(step).map_err(|reason| (run_id, reason)))
             })
             .await?;
-        Ok(Response::new(reply(outcome)))
+        Ok(Response::new(publish_reply_to_v1(outcome)))
     }
 
     async fn publish_episodes(
@@ -265,7 +67,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
                 Item::Episode(episode_from_v1(episode).map_err(|reason| (run_id, reason)))
             })
             .await?;
-        Ok(Response::new(reply(outcome)))
+        Ok(Response::new(publish_reply_to_v1(outcome)))
     }
 
     type SubscribeStepsStream = ReceiverStream<Result<v1::StoredStep, Status>>;
@@ -276,23 +78,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
     ) -> Result<Response<Self::SubscribeStepsStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe(
-            &self.core,
-            r.run_id,
-            r.since_seq,
-            Feed::Steps,
-            |rows| match rows {
-                Rows::Steps(rows) => rows
-                    .into_iter()
-                    .map(|row| v1::StoredStep {
-                        seq: row.seq,
-                        frame_kind: row.frame_kind.unwrap_or_default(),
-                        step: Some(step_to_v1(row.record)),
-                    })
-                    .collect(),
-                Rows::Episodes(_) => Vec::new(),
-            },
-        )?;
+        let stream = subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_v1)?;
         Ok(Response::new(stream))
     }
 
@@ -304,34 +90,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
     ) -> Result<Response<Self::SubscribeEpisodesStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe(
-            &self.core,
-            r.run_id,
-            r.since_seq,
-            Feed::Episodes,
-            |rows| match rows {
-                Rows::Episodes(rows) => rows
-                    .into_iter()
-                    .map(|row| v1::StoredEpisode {
-                        seq: row.seq,
-                        episode: Some(v1::Episode {
-                            run_id: row.record.run_id,
-                            worker_id: row.record.worker_id,
-                            agent_id: row.record.agent_id,
-                            episode: row.record.episode,
-                            total_reward: row.record.total_reward,
-                            steps: row.record.steps,
-                            terminated: row.record.terminated,
-                            truncated: row.record.truncated,
-                            metadata_json: row.record.metadata_json,
-                            producer_unix_ns: row.record.producer_unix_ns,
-                            session_token: String::new(),
-                        }),
-                    })
-                    .collect(),
-                Rows::Steps(_) => Vec::new(),
-            },
-        )?;
+        let stream = subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_v1)?;
         Ok(Response::new(stream))
     }
 
@@ -388,10 +147,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             &self.core,
             request.into_inner(),
             |m: &v1::ControlMessage| m.run_id.clone(),
-            |run_id, event| v1::ControlMessage {
-                run_id,
-                event: Some(to_v1_event(event)),
-            },
+            control_to_v1,
         );
         Ok(Response::new(Box::pin(stream)))
     }
@@ -402,57 +158,15 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
     ) -> Result<Response<v1::Frame>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let reader = self.core.reader()?;
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<v1::Frame>, Status> {
-            let Some(entry) = reader
-                .frame(&r.run_id, r.episode, r.step)
-                .map_err(|e| match e {
-                    crate::store::StoreError::UnknownRun(run) => {
-                        Status::not_found(format!("unknown run {run:?}"))
-                    }
-                    other => Status::internal(other.to_string()),
-                })?
-            else {
-                return video_frame(&reader, &r.run_id, r.episode, r.step);
-            };
-            let content = match entry.kind {
-                FrameKind::Inline => match (
-                    crate::bus::RawPixelFormat::from_label(&entry.format),
-                    entry.data,
-                ) {
-                    (Some(format), Some(pixels)) => v1::frame::Content::Raw(v1::RawFrame {
-                        width: entry.width,
-                        height: entry.height,
-                        format: super::convert::pixel_format_to_v1(format) as i32,
-                        pixels,
-                    }),
-                    (None, Some(data)) => v1::frame::Content::Encoded(v1::EncodedImage {
-                        codec: entry.format,
-                        data,
-                    }),
-                    _ => return Err(Status::data_loss("the stored frame has no pixels")),
-                },
-                FrameKind::Image(codec) => {
-                    let data = std::fs::read(&entry.location)
-                        .map_err(|e| Status::data_loss(format!("{}: {e}", entry.location)))?;
-                    v1::frame::Content::Encoded(v1::EncodedImage {
-                        codec: codec.name().into(),
-                        data,
-                    })
-                }
-                FrameKind::Reference | FrameKind::Video => {
-                    v1::frame::Content::Reference(entry.location)
-                }
-            };
-            Ok(Some(v1::Frame {
-                content: Some(content),
-            }))
-        })
-        .await
-        .map_err(|_| Status::internal("frame lookup failed"))??;
-        found
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found("no frame was kept for this step"))
+        let core = Arc::clone(&self.core);
+        let found =
+            tokio::task::spawn_blocking(move || core.resolve_frame(&r.run_id, r.episode, r.step))
+                .await
+                .map_err(|_| Status::internal("frame lookup failed"))??;
+        match found {
+            StepFrame::Found { frame, .. } => Ok(Response::new(rgba_frame_to_v1(&frame))),
+            StepFrame::Missing(why) => Err(Status::not_found(why)),
+        }
     }
 
     async fn health(
@@ -468,61 +182,6 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             queue_depth: self.core.queue_depth() as u64,
             queue_capacity: self.core.queue_capacity() as u64,
         }))
-    }
-}
-
-fn reply(outcome: PublishOutcome) -> v1::PublishReply {
-    v1::PublishReply {
-        accepted: outcome.accepted,
-        dropped: outcome.dropped,
-        first_error: outcome.first_error,
-        frames_shed: outcome.frames_shed,
-    }
-}
-
-/// Forwards control events for the worker's run (named in its first message) to its stream,
-/// for either API's message types.
-pub(crate) fn forward_control<I, O>(
-    core: &IngestCore,
-    mut incoming: Streaming<I>,
-    run_of: impl Fn(&I) -> String + Send + 'static,
-    make: impl Fn(String, ControlEvent) -> O + Send + 'static,
-) -> ReceiverStream<Result<O, Status>>
-where
-    I: Send + 'static,
-    O: Send + 'static,
-{
-    let mut events = core.control_events();
-    let (sender, receiver) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut run_filter = String::new();
-        loop {
-            tokio::select! {
-                message = incoming.next() => match message {
-                    Some(Ok(m)) => run_filter = run_of(&m),
-                    _ => return,
-                },
-                event = events.recv() => match event {
-                    Ok((run_id, event)) if run_id.is_empty() || run_id == run_filter => {
-                        if sender.send(Ok(make(run_filter.clone(), event))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
-    });
-    ReceiverStream::new(receiver)
-}
-
-fn to_v1_event(event: ControlEvent) -> v1::control_message::Event {
-    match event {
-        ControlEvent::GrantSteps(n) => v1::control_message::Event::GrantSteps(n),
-        ControlEvent::Pause => v1::control_message::Event::Pause(true),
-        ControlEvent::Resume => v1::control_message::Event::Resume(true),
-        ControlEvent::MaxRateHz(hz) => v1::control_message::Event::MaxRateHz(hz),
     }
 }
 
@@ -551,36 +210,4 @@ async fn list_runs(core: &Arc<IngestCore>) -> Result<v1::ListRunsReply, Status> 
             })
             .collect(),
     })
-}
-
-/// The frame of a step recorded to video, decoded (RGBA), for runs whose profile asks for video.
-fn video_frame(
-    reader: &crate::store::StoreReader,
-    run_id: &str,
-    episode: u64,
-    step: u64,
-) -> Result<Option<v1::Frame>, Status> {
-    let Some(location) = reader
-        .video_frame(run_id, episode, step)
-        .map_err(|e| Status::internal(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    let mut video = crate::replay::VideoReader::open(
-        std::path::Path::new(&location.path),
-        location.fps,
-        location.gop,
-    )
-    .map_err(|e| Status::data_loss(e.to_string()))?;
-    let picture = video
-        .frame(location.frame_no)
-        .map_err(|e| Status::data_loss(e.to_string()))?;
-    Ok(picture.map(|p| v1::Frame {
-        content: Some(v1::frame::Content::Raw(v1::RawFrame {
-            width: p.width,
-            height: p.height,
-            format: v1::PixelFormat::Rgba8 as i32,
-            pixels: p.rgba,
-        })),
-    }))
 }

@@ -4,11 +4,12 @@
 //! acknowledged only after the commit that holds its rows.
 
 pub mod client;
-pub mod convert;
 mod framelane_api;
 mod mosaic_api;
 mod server;
+mod stream;
 pub mod video;
+pub mod wire;
 
 pub use server::{serve, ServerLimits};
 
@@ -35,9 +36,37 @@ use crate::bus::{
     shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, ShedCounters, StepRecord,
 };
 use crate::gating::{self, FrameCompression, FrameDecision, ProfileSet, StorageProfile};
+use crate::replay::{FrameResolver, ReplayError, StepFrame};
 use crate::snapshot::SnapshotWriter;
 use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader, WriterStats};
-use convert::FrameSource;
+use stream::PublishTally;
+use wire::FrameSource;
+
+/// Errors of ingest, converted to a gRPC status or a refusal message at the edge.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// A field of a received message is wrong: the item is refused, its stream goes on.
+    #[error("{field} {problem}")]
+    Field {
+        field: &'static str,
+        problem: String,
+    },
+    /// A frame fetched from the daemon could not be turned into pixels.
+    #[error("{0}")]
+    Frame(String),
+}
+
+impl IngestError {
+    pub(crate) fn field(field: &'static str, problem: impl Into<String>) -> Self {
+        IngestError::Field {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Decoded frames `GetFrame` keeps for viewers that scrub back and forth.
+const GET_FRAME_CACHE_BYTES: usize = 64 << 20;
 
 /// Most steps handed to the writer in one command: fewer queue operations and wake-ups than
 /// one per step, small enough to keep the queue's bound meaningful.
@@ -83,58 +112,9 @@ pub struct IngestCore {
     started_unix_ns: u64,
     listen_address: Mutex<String>,
     shutdown: watch::Receiver<bool>,
-}
-
-/// A converted message of a publish stream; Err carries (run id, reason).
-pub(crate) enum Item {
-    Step(Result<(StepRecord, FrameSource), (String, String)>),
-    Episode(Result<crate::bus::EpisodeRecord, (String, String)>),
-}
-
-/// What a publish stream achieved, for its reply.
-pub(crate) struct PublishOutcome {
-    pub accepted: u64,
-    pub dropped: u64,
-    pub frames_shed: u64,
-    pub first_error: String,
-}
-
-/// What one publish stream has done so far.
-#[derive(Debug)]
-pub struct PublishTally {
-    /// Sent to the writer, not yet known committed.
-    pending: u64,
-    /// Steps accepted but not yet handed to the writer.
-    chunk: Vec<StepRecord>,
-    /// The writer's failed-batch count when the stream started.
-    failed_batches_at_start: u64,
-    pub dropped: u64,
-    pub frames_shed: u64,
-    pub first_error: Option<String>,
-}
-
-impl PublishTally {
-    /// A tally for a stream starting now.
-    pub(crate) fn new(core: &IngestCore) -> Self {
-        Self {
-            pending: 0,
-            chunk: Vec::with_capacity(STEP_CHUNK),
-            failed_batches_at_start: core
-                .writer_stats
-                .failed_batches
-                .load(std::sync::atomic::Ordering::Relaxed),
-            dropped: 0,
-            frames_shed: 0,
-            first_error: None,
-        }
-    }
-
-    fn refuse(&mut self, index: u64, reason: String) {
-        self.dropped += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(format!("item {index} of the stream: {reason}"));
-        }
-    }
+    /// Serves `GetFrame` with the replay's resolver (one lookup order, video readers kept open
+    /// and a byte-bounded cache); opened on first use.
+    frames: Mutex<Option<FrameResolver>>,
 }
 
 /// Parts the daemon wires into the core.
@@ -174,6 +154,7 @@ impl IngestCore {
             started_unix_ns: crate::fastlane::shm::unix_ns(),
             listen_address: Mutex::new(String::new()),
             shutdown: parts.shutdown,
+            frames: Mutex::new(None),
         });
         let known = StoreReader::open(&core.db_path)?.list_runs()?;
         {
@@ -307,37 +288,6 @@ impl IngestCore {
         )
     }
 
-    /// Reads a publish stream to its end: converts each message, gates and queues it, then
-    /// waits for the commit and reports what was accepted.
-    pub(crate) async fn publish<M>(
-        &self,
-        stream: tonic::Streaming<M>,
-        convert: impl Fn(M) -> Item,
-    ) -> Result<PublishOutcome, Status> {
-        let mut tally = PublishTally::new(self);
-        let mut stream = framelane_api::ClientStream::new(self, stream);
-        let drained: Result<(), Status> = async {
-            while let Some((index, message)) = stream.next_or_flush(self, &mut tally).await? {
-                match convert(message) {
-                    Item::Step(converted) => self.accept_step(index, converted, &mut tally).await?,
-                    Item::Episode(converted) => {
-                        self.accept_episode(index, converted, &mut tally).await?
-                    }
-                }
-            }
-            Ok(())
-        }
-        .await;
-        let (accepted, dropped) = self.finish_publish(&mut tally).await?;
-        drained?;
-        Ok(PublishOutcome {
-            accepted,
-            dropped,
-            frames_shed: tally.frames_shed,
-            first_error: tally.first_error.unwrap_or_default(),
-        })
-    }
-
     /// The run's profile; a run seen for the first time gets the default profile.
     async fn ensure_run(&self, run_id: &str) -> Result<Arc<StorageProfile>, Status> {
         if let Some(entry) = self
@@ -373,104 +323,6 @@ impl IngestCore {
         Ok(profile)
     }
 
-    /// Counts and reports an item refused as malformed; the stream goes on.
-    fn refuse(
-        &self,
-        run_id: &str,
-        index: u64,
-        reason: String,
-        kind: &'static str,
-        tally: &mut PublishTally,
-    ) {
-        tracing::warn!(run = %run_id, index, %reason, kind, "item refused");
-        let run = if run_id.is_empty() {
-            "(no run id)"
-        } else {
-            run_id
-        };
-        self.shed.add(run, kind, 1);
-        tally.refuse(index, reason);
-    }
-
-    /// Gates, converts and queues one step; scalars wait for room in the store queue.
-    pub(crate) async fn accept_step(
-        &self,
-        index: u64,
-        converted: Result<(StepRecord, FrameSource), (String, String)>,
-        tally: &mut PublishTally,
-    ) -> Result<(), Status> {
-        let (mut step, frame) = match converted {
-            Ok(ok) => ok,
-            Err((run_id, reason)) => {
-                self.refuse(&run_id, index, reason, shed_kind::INVALID_STEP, tally);
-                return Ok(());
-            }
-        };
-        let profile = self.ensure_run(&step.run_id).await?;
-        if profile.drop_observation {
-            step.observation = None;
-        }
-        self.gate_frame(&step, frame, &profile, tally);
-        tally.chunk.push(step);
-        if tally.chunk.len() >= STEP_CHUNK {
-            self.hand_over_steps(tally).await?;
-        }
-        Ok(())
-    }
-
-    /// Hands the stream's accepted steps to the writer, waiting for room in its queue.
-    pub(crate) async fn hand_over_steps(&self, tally: &mut PublishTally) -> Result<(), Status> {
-        if tally.chunk.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut tally.chunk, Vec::with_capacity(STEP_CHUNK));
-        let n = chunk.len() as u64;
-        self.store
-            .send(StoreCommand::Steps(chunk))
-            .await
-            .map_err(|_| Status::unavailable("the store writer has stopped"))?;
-        tally.pending += n;
-        Ok(())
-    }
-
-    /// Queues one episode.
-    pub(crate) async fn accept_episode(
-        &self,
-        index: u64,
-        converted: Result<crate::bus::EpisodeRecord, (String, String)>,
-        tally: &mut PublishTally,
-    ) -> Result<(), Status> {
-        match converted {
-            Ok(episode) => {
-                self.ensure_run(&episode.run_id).await?;
-                if let Some(video) = &self.video {
-                    video.episode_ended(&episode.run_id, episode.episode);
-                }
-                self.store
-                    .send(StoreCommand::Episode(episode))
-                    .await
-                    .map_err(|_| Status::unavailable("the store writer has stopped"))?;
-                tally.pending += 1;
-            }
-            Err((run_id, reason)) => {
-                self.refuse(&run_id, index, reason, shed_kind::INVALID_EPISODE, tally)
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the commit of everything the stream sent; returns (accepted, dropped).
-    pub(crate) async fn finish_publish(
-        &self,
-        tally: &mut PublishTally,
-    ) -> Result<(u64, u64), Status> {
-        self.hand_over_steps(tally).await?;
-        crate::store::writer_barrier(&self.store, tally.failed_batches_at_start)
-            .await
-            .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
-        Ok((tally.pending, tally.dropped))
-    }
-
     /// The per-step frame decision and where a kept frame goes. Never waits: a frame that
     /// cannot be queued at once is shed and counted.
     fn gate_frame(
@@ -494,7 +346,7 @@ impl IngestCore {
             FrameSource::None => return,
             FrameSource::Image(image) => image,
             FrameSource::MosaicRenderPayload(json) => {
-                match convert::frame_from_render_payload(&json) {
+                match wire::frame_from_render_payload(&json) {
                     Ok(image) => image,
                     Err(reason) => {
                         tracing::warn!(run = %step.run_id, step = step.step, %reason, "render payload frame refused");
@@ -581,6 +433,34 @@ impl IngestCore {
                 false
             }
         }
+    }
+
+    /// The frame of (run, episode, step) through the replay's resolver: video first, then a
+    /// snapshot file, then inline pixels. Blocking (decodes): call it on a blocking thread.
+    pub(crate) fn resolve_frame(
+        &self,
+        run_id: &str,
+        episode: u64,
+        step: u64,
+    ) -> Result<StepFrame, Status> {
+        let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        if frames.is_none() {
+            let resolver = FrameResolver::open(&self.db_path, GET_FRAME_CACHE_BYTES)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            *frames = Some(resolver);
+        }
+        let Some(resolver) = frames.as_mut() else {
+            return Err(Status::internal("frame resolver unavailable"));
+        };
+        resolver
+            .frame(run_id, episode, step)
+            .map_err(|err| match err {
+                ReplayError::Store(StoreError::UnknownRun(run)) => {
+                    Status::not_found(format!("unknown run {run:?}"))
+                }
+                ReplayError::Store(other) => Status::internal(other.to_string()),
+                other => Status::data_loss(other.to_string()),
+            })
     }
 
     /// A reader of the store for queries and subscriptions.

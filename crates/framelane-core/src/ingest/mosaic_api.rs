@@ -1,36 +1,23 @@
 //! `gymgui.trainer.TrainerService`: MOSAIC's trainer API, served on the same port and mapped
 //! into the same store and gate. Run management stays MOSAIC's job (UNIMPLEMENTED here).
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{episode_from_mosaic, step_from_mosaic, timestamp};
-use super::framelane_api::{forward_control, subscribe, Feed, Rows};
 use super::proto::gymgui;
-use super::{ControlEvent, IngestCore, Item};
-use crate::bus::Payload;
+use super::stream::{forward_control, subscribe_episodes, subscribe_steps, BoxStream, Item};
+use super::wire::{
+    control_to_mosaic, episode_from_mosaic, step_from_mosaic, stored_episode_to_mosaic,
+    stored_step_to_mosaic, timestamp,
+};
+use super::IngestCore;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct TrainerService {
     pub(crate) core: Arc<IngestCore>,
-}
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-fn json_of(payload: Option<Payload>) -> String {
-    match payload {
-        Some(Payload::Json(text)) => text,
-        _ => String::new(),
-    }
-}
-
-fn extra_field<'a>(extra: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
-    extra.get(key)
 }
 
 fn unimplemented(method: &str) -> Status {
@@ -127,60 +114,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
     ) -> Result<Response<Self::StreamRunStepsStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe(
-            &self.core,
-            r.run_id,
-            r.since_seq,
-            Feed::Steps,
-            |rows| match rows {
-                Rows::Steps(rows) => rows
-                    .into_iter()
-                    .map(|row| {
-                        let extra: serde_json::Value = row
-                            .record
-                            .extra_json
-                            .as_deref()
-                            .and_then(|t| serde_json::from_str(t).ok())
-                            .unwrap_or_default();
-                        let text = |key: &str| {
-                            extra_field(&extra, key)
-                                .and_then(|v| v.as_str())
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
-                        let number = |key: &str| {
-                            extra_field(&extra, key)
-                                .and_then(|v| v.as_u64())
-                                .unwrap_or_default()
-                        };
-                        let step = row.record;
-                        gymgui::RunStep {
-                            run_id: step.run_id,
-                            episode_index: step.episode,
-                            step_index: step.step,
-                            action_json: json_of(step.action),
-                            observation_json: json_of(step.observation),
-                            reward: step.reward,
-                            terminated: step.terminated,
-                            truncated: step.truncated,
-                            timestamp: (step.producer_unix_ns != 0)
-                                .then(|| timestamp(step.producer_unix_ns)),
-                            policy_label: text("policy_label"),
-                            backend: text("backend"),
-                            seq_id: row.seq,
-                            agent_id: step.agent_id,
-                            render_hint_json: text("render_hint_json"),
-                            frame_ref: String::new(),
-                            payload_version: number("payload_version") as u32,
-                            render_payload_json: text("render_payload_json"),
-                            episode_seed: number("episode_seed"),
-                            worker_id: step.worker_id,
-                        }
-                    })
-                    .collect(),
-                Rows::Episodes(_) => Vec::new(),
-            },
-        )?;
+        let stream = subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_mosaic)?;
         Ok(Response::new(stream))
     }
 
@@ -192,32 +126,8 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
     ) -> Result<Response<Self::StreamRunEpisodesStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe(
-            &self.core,
-            r.run_id,
-            r.since_seq,
-            Feed::Episodes,
-            |rows| match rows {
-                Rows::Episodes(rows) => rows
-                    .into_iter()
-                    .map(|row| gymgui::RunEpisode {
-                        run_id: row.record.run_id,
-                        episode_index: row.record.episode,
-                        total_reward: row.record.total_reward,
-                        steps: row.record.steps,
-                        terminated: row.record.terminated,
-                        truncated: row.record.truncated,
-                        metadata_json: row.record.metadata_json,
-                        timestamp: (row.record.producer_unix_ns != 0)
-                            .then(|| timestamp(row.record.producer_unix_ns)),
-                        seq_id: row.seq,
-                        agent_id: row.record.agent_id,
-                        worker_id: row.record.worker_id,
-                    })
-                    .collect(),
-                Rows::Steps(_) => Vec::new(),
-            },
-        )?;
+        let stream =
+            subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_mosaic)?;
         Ok(Response::new(stream))
     }
 
@@ -232,15 +142,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
             &self.core,
             request.into_inner(),
             |m: &gymgui::ControlEvent| m.run_id.clone(),
-            |run_id, event| gymgui::ControlEvent {
-                run_id,
-                event: Some(match event {
-                    ControlEvent::GrantSteps(n) => gymgui::control_event::Event::GrantSteps(n),
-                    ControlEvent::Pause => gymgui::control_event::Event::Pause(true),
-                    ControlEvent::Resume => gymgui::control_event::Event::Resume(true),
-                    ControlEvent::MaxRateHz(hz) => gymgui::control_event::Event::MaxRateHz(hz),
-                }),
-            },
+            control_to_mosaic,
         );
         Ok(Response::new(Box::pin(stream)))
     }

@@ -39,7 +39,9 @@ pub struct VideoReader {
     at_eof: bool,
 }
 
-// The FFmpeg contexts are owned by this value and used by one thread at a time.
+// SAFETY: the FFmpeg contexts are owned by this value alone (no shared pointers escape it) and
+// FFmpeg allows a context to move between threads as long as one thread uses it at a time,
+// which `&mut self` on every method guarantees.
 unsafe impl Send for VideoReader {}
 
 impl VideoReader {
@@ -115,6 +117,8 @@ impl VideoReader {
     /// Seeks to the keyframe at or before `frame`.
     fn seek(&mut self, frame: u64) -> Result<(), ReplayError> {
         let ts = self.pts_of(frame);
+        // SAFETY: `self.input` is an open format context owned by this reader; the stream
+        // index was checked when the reader opened; av_seek_frame reads only its arguments.
         let ret = unsafe {
             ffi::av_seek_frame(
                 self.input.as_mut_ptr(),

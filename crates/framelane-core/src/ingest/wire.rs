@@ -1,10 +1,15 @@
-//! The edge: both wire APIs become [`StepRecord`] / [`EpisodeRecord`] here, with every field
-//! checked. Errors say which field of which step was wrong.
+//! The edge, both ways: messages of both wire APIs become [`StepRecord`] / [`EpisodeRecord`]
+//! here, with every field checked (an error names the field), and stored rows, replies and
+//! control events become wire messages here.
 
 use serde::de::IgnoredAny;
 
 use super::proto::{framelane_v1 as v1, gymgui};
+use super::stream::PublishOutcome;
+use super::{ControlEvent, IngestError};
 use crate::bus::{EpisodeRecord, FrameImage, ImageCodec, Payload, RawPixelFormat, StepRecord};
+use crate::replay::RgbaFrame;
+use crate::store::{EpisodeRow, StepRow};
 
 /// Largest frame side accepted.
 const MAX_FRAME_SIDE: u32 = 16_384;
@@ -24,38 +29,53 @@ impl FrameSource {
     }
 }
 
-fn check_json(field: &str, text: &str) -> Result<(), String> {
+fn check_json(field: &'static str, text: &str) -> Result<(), IngestError> {
     if text.is_empty() {
         return Ok(());
     }
     serde_json::from_str::<IgnoredAny>(text)
         .map(|_| ())
-        .map_err(|err| format!("{field} is not valid JSON: {err}"))
+        .map_err(|err| IngestError::field(field, format!("is not valid JSON: {err}")))
 }
 
-fn check_run_id(run_id: &str) -> Result<(), String> {
+fn check_run_id(run_id: &str) -> Result<(), IngestError> {
     if run_id.is_empty() {
-        Err("run_id is empty".into())
+        Err(IngestError::field("run_id", "is empty"))
     } else if run_id.len() > 256 || run_id.chars().any(char::is_control) {
-        Err(format!(
-            "run_id {run_id:?} is longer than 256 bytes or has control characters"
+        let shown: String = run_id.chars().take(64).collect();
+        Err(IngestError::field(
+            "run_id",
+            format!(
+                "{shown:?} ({} bytes) is longer than 256 bytes or has control characters",
+                run_id.len()
+            ),
         ))
     } else {
         Ok(())
     }
 }
 
-fn check_raw(width: u32, height: u32, format: RawPixelFormat, len: usize) -> Result<(), String> {
+fn check_raw(
+    field: &'static str,
+    width: u32,
+    height: u32,
+    format: RawPixelFormat,
+    len: usize,
+) -> Result<(), IngestError> {
     if width == 0 || height == 0 || width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE {
-        return Err(format!(
-            "frame size {width}x{height} is outside 1..={MAX_FRAME_SIDE}"
+        return Err(IngestError::field(
+            field,
+            format!("size {width}x{height} is outside 1..={MAX_FRAME_SIDE}"),
         ));
     }
     let expected = width as usize * height as usize * format.bytes_per_pixel();
     if len != expected {
-        return Err(format!(
-            "frame has {len} bytes, {width}x{height} {} needs {expected}",
-            format.label()
+        return Err(IngestError::field(
+            field,
+            format!(
+                "has {len} bytes, {width}x{height} {} needs {expected}",
+                format.label()
+            ),
         ));
     }
     Ok(())
@@ -82,7 +102,10 @@ pub fn raw_format(format: v1::PixelFormat) -> Option<RawPixelFormat> {
     }
 }
 
-fn payload(field: &str, value: Option<v1::Payload>) -> Result<Option<Payload>, String> {
+fn payload(
+    field: &'static str,
+    value: Option<v1::Payload>,
+) -> Result<Option<Payload>, IngestError> {
     match value.and_then(|p| p.content) {
         None => Ok(None),
         Some(v1::payload::Content::Raw(bytes)) => Ok(Some(Payload::Raw(bytes))),
@@ -94,7 +117,7 @@ fn payload(field: &str, value: Option<v1::Payload>) -> Result<Option<Payload>, S
 }
 
 /// Our API's step, checked.
-pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String> {
+pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), IngestError> {
     check_run_id(&step.run_id)?;
     let frame = match step.frame.and_then(|f| f.content) {
         None => FrameSource::None,
@@ -103,12 +126,12 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String>
                 .ok()
                 .and_then(raw_format)
                 .ok_or_else(|| {
-                    format!(
-                        "frame.raw.format {} is not a known pixel format",
-                        raw.format
+                    IngestError::field(
+                        "frame.raw.format",
+                        format!("{} is not a known pixel format", raw.format),
                     )
                 })?;
-            check_raw(raw.width, raw.height, format, raw.pixels.len())?;
+            check_raw("frame.raw", raw.width, raw.height, format, raw.pixels.len())?;
             FrameSource::Image(FrameImage::Raw {
                 width: raw.width,
                 height: raw.height,
@@ -118,13 +141,13 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String>
         }
         Some(v1::frame::Content::Encoded(image)) => {
             let Some(codec) = ImageCodec::from_name(&image.codec) else {
-                return Err(format!(
-                    "frame.encoded.codec {:?} is not png or jpeg",
-                    image.codec
+                return Err(IngestError::field(
+                    "frame.encoded.codec",
+                    format!("{:?} is not png or jpeg", image.codec),
                 ));
             };
             if image.data.is_empty() {
-                return Err("frame.encoded.data is empty".into());
+                return Err(IngestError::field("frame.encoded.data", "is empty"));
             }
             FrameSource::Image(FrameImage::Encoded {
                 codec,
@@ -153,7 +176,7 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), String>
 }
 
 /// Our API's episode, checked.
-pub fn episode_from_v1(episode: v1::Episode) -> Result<EpisodeRecord, String> {
+pub fn episode_from_v1(episode: v1::Episode) -> Result<EpisodeRecord, IngestError> {
     check_run_id(&episode.run_id)?;
     check_json("metadata_json", &episode.metadata_json)?;
     Ok(EpisodeRecord {
@@ -192,7 +215,7 @@ pub fn timestamp(ns: u64) -> prost_types::Timestamp {
 pub fn step_from_mosaic(
     step: gymgui::RunStep,
     keep_render_payload: bool,
-) -> Result<(StepRecord, FrameSource), String> {
+) -> Result<(StepRecord, FrameSource), IngestError> {
     check_run_id(&step.run_id)?;
     check_json("action_json", &step.action_json)?;
     check_json("observation_json", &step.observation_json)?;
@@ -255,7 +278,7 @@ pub fn step_from_mosaic(
 }
 
 /// MOSAIC's episode, checked.
-pub fn episode_from_mosaic(episode: gymgui::RunEpisode) -> Result<EpisodeRecord, String> {
+pub fn episode_from_mosaic(episode: gymgui::RunEpisode) -> Result<EpisodeRecord, IngestError> {
     check_run_id(&episode.run_id)?;
     check_json("metadata_json", &episode.metadata_json)?;
     Ok(EpisodeRecord {
@@ -278,9 +301,10 @@ struct RenderPayload {
 }
 
 /// The "rgb" frame of a MOSAIC render payload: rows of pixels of 3 (RGB) or 4 (RGBA) values.
-pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, String> {
-    let payload: RenderPayload =
-        serde_json::from_str(json).map_err(|err| format!("render_payload_json.rgb: {err}"))?;
+pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, IngestError> {
+    const FIELD: &str = "render_payload_json.rgb";
+    let payload: RenderPayload = serde_json::from_str(json)
+        .map_err(|err| IngestError::field(FIELD, format!("is not valid: {err}")))?;
     let height = payload.rgb.len();
     let width = payload.rgb.first().map_or(0, Vec::len);
     let channels = payload
@@ -292,38 +316,217 @@ pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, String> {
         3 => RawPixelFormat::Rgb8,
         4 => RawPixelFormat::Rgba8,
         n => {
-            return Err(format!(
-                "render_payload_json.rgb: pixels have {n} values, expected 3 or 4"
+            return Err(IngestError::field(
+                FIELD,
+                format!("has pixels of {n} values, expected 3 or 4"),
             ))
         }
     };
     let mut pixels = Vec::with_capacity(width * height * channels);
     for (y, row) in payload.rgb.iter().enumerate() {
         if row.len() != width {
-            return Err(format!(
-                "render_payload_json.rgb: row {y} has {} pixels, row 0 has {width}",
-                row.len()
+            return Err(IngestError::field(
+                FIELD,
+                format!("row {y} has {} pixels, row 0 has {width}", row.len()),
             ));
         }
         for (x, pixel) in row.iter().enumerate() {
             if pixel.len() != channels {
-                return Err(format!(
-                    "render_payload_json.rgb: pixel ({x}, {y}) has {} values, expected {channels}",
-                    pixel.len()
+                return Err(IngestError::field(
+                    FIELD,
+                    format!(
+                        "pixel ({x}, {y}) has {} values, expected {channels}",
+                        pixel.len()
+                    ),
                 ));
             }
             pixels.extend_from_slice(pixel);
         }
     }
     let (width, height) = (width as u32, height as u32);
-    check_raw(width, height, format, pixels.len())
-        .map_err(|e| format!("render_payload_json.rgb: {e}"))?;
+    check_raw(FIELD, width, height, format, pixels.len())?;
     Ok(FrameImage::Raw {
         width,
         height,
         format,
         pixels,
     })
+}
+
+// ---- to the wire ----
+
+fn to_payload(payload: Option<Payload>) -> Option<v1::Payload> {
+    payload.map(|p| v1::Payload {
+        content: Some(match p {
+            Payload::Json(text) => v1::payload::Content::Json(text),
+            Payload::Raw(bytes) => v1::payload::Content::Raw(bytes),
+        }),
+    })
+}
+
+/// A step in our wire form.
+pub fn step_to_v1(step: StepRecord) -> v1::Step {
+    v1::Step {
+        run_id: step.run_id,
+        worker_id: step.worker_id,
+        agent_id: step.agent_id,
+        episode: step.episode,
+        step: step.step,
+        reward: step.reward,
+        terminated: step.terminated,
+        truncated: step.truncated,
+        producer_unix_ns: step.producer_unix_ns,
+        action: to_payload(step.action),
+        observation: to_payload(step.observation),
+        frame: None,
+        session_token: String::new(),
+    }
+}
+
+/// A committed step for our subscribers.
+pub fn stored_step_to_v1(row: StepRow) -> v1::StoredStep {
+    v1::StoredStep {
+        seq: row.seq,
+        frame_kind: row.frame_kind.unwrap_or_default(),
+        step: Some(step_to_v1(row.record)),
+    }
+}
+
+/// A committed episode for our subscribers.
+pub fn stored_episode_to_v1(row: EpisodeRow) -> v1::StoredEpisode {
+    let episode = row.record;
+    v1::StoredEpisode {
+        seq: row.seq,
+        episode: Some(v1::Episode {
+            run_id: episode.run_id,
+            worker_id: episode.worker_id,
+            agent_id: episode.agent_id,
+            episode: episode.episode,
+            total_reward: episode.total_reward,
+            steps: episode.steps,
+            terminated: episode.terminated,
+            truncated: episode.truncated,
+            metadata_json: episode.metadata_json,
+            producer_unix_ns: episode.producer_unix_ns,
+            session_token: String::new(),
+        }),
+    }
+}
+
+/// Our reply to a publish stream.
+pub(crate) fn publish_reply_to_v1(outcome: PublishOutcome) -> v1::PublishReply {
+    v1::PublishReply {
+        accepted: outcome.accepted,
+        dropped: outcome.dropped,
+        first_error: outcome.first_error,
+        frames_shed: outcome.frames_shed,
+    }
+}
+
+/// A control event on our control stream.
+pub fn control_to_v1(run_id: String, event: ControlEvent) -> v1::ControlMessage {
+    use v1::control_message::Event;
+    v1::ControlMessage {
+        run_id,
+        event: Some(match event {
+            ControlEvent::GrantSteps(n) => Event::GrantSteps(n),
+            ControlEvent::Pause => Event::Pause(true),
+            ControlEvent::Resume => Event::Resume(true),
+            ControlEvent::MaxRateHz(hz) => Event::MaxRateHz(hz),
+        }),
+    }
+}
+
+/// A resolved frame (RGBA) as our wire's raw frame.
+pub fn rgba_frame_to_v1(frame: &RgbaFrame) -> v1::Frame {
+    v1::Frame {
+        content: Some(v1::frame::Content::Raw(v1::RawFrame {
+            width: frame.width,
+            height: frame.height,
+            format: v1::PixelFormat::Rgba8 as i32,
+            pixels: frame.rgba.clone(),
+        })),
+    }
+}
+
+fn json_of(payload: Option<Payload>) -> String {
+    match payload {
+        Some(Payload::Json(text)) => text,
+        _ => String::new(),
+    }
+}
+
+/// A committed step for MOSAIC subscribers: the fields without a column of their own come back
+/// from the step's extra JSON.
+pub fn stored_step_to_mosaic(row: StepRow) -> gymgui::RunStep {
+    let extra: serde_json::Value = row
+        .record
+        .extra_json
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let text = |key: &str| {
+        extra
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let number = |key: &str| extra.get(key).and_then(|v| v.as_u64()).unwrap_or_default();
+    let step = row.record;
+    gymgui::RunStep {
+        run_id: step.run_id,
+        episode_index: step.episode,
+        step_index: step.step,
+        action_json: json_of(step.action),
+        observation_json: json_of(step.observation),
+        reward: step.reward,
+        terminated: step.terminated,
+        truncated: step.truncated,
+        timestamp: (step.producer_unix_ns != 0).then(|| timestamp(step.producer_unix_ns)),
+        policy_label: text("policy_label"),
+        backend: text("backend"),
+        seq_id: row.seq,
+        agent_id: step.agent_id,
+        render_hint_json: text("render_hint_json"),
+        frame_ref: String::new(),
+        payload_version: number("payload_version") as u32,
+        render_payload_json: text("render_payload_json"),
+        episode_seed: number("episode_seed"),
+        worker_id: step.worker_id,
+    }
+}
+
+/// A committed episode for MOSAIC subscribers.
+pub fn stored_episode_to_mosaic(row: EpisodeRow) -> gymgui::RunEpisode {
+    let episode = row.record;
+    gymgui::RunEpisode {
+        run_id: episode.run_id,
+        episode_index: episode.episode,
+        total_reward: episode.total_reward,
+        steps: episode.steps,
+        terminated: episode.terminated,
+        truncated: episode.truncated,
+        metadata_json: episode.metadata_json,
+        timestamp: (episode.producer_unix_ns != 0).then(|| timestamp(episode.producer_unix_ns)),
+        seq_id: row.seq,
+        agent_id: episode.agent_id,
+        worker_id: episode.worker_id,
+    }
+}
+
+/// A control event on MOSAIC's control stream.
+pub fn control_to_mosaic(run_id: String, event: ControlEvent) -> gymgui::ControlEvent {
+    use gymgui::control_event::Event;
+    gymgui::ControlEvent {
+        run_id,
+        event: Some(match event {
+            ControlEvent::GrantSteps(n) => Event::GrantSteps(n),
+            ControlEvent::Pause => Event::Pause(true),
+            ControlEvent::Resume => Event::Resume(true),
+            ControlEvent::MaxRateHz(hz) => Event::MaxRateHz(hz),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -347,9 +550,11 @@ mod tests {
         }
         assert!(frame_from_render_payload(r#"{"rgb": [[[1,2,3]],[[1,2]]]}"#)
             .unwrap_err()
+            .to_string()
             .contains("pixel (0, 1)"));
         assert!(frame_from_render_payload(r#"{"rgb": [[[1,2,300]]]}"#)
             .unwrap_err()
+            .to_string()
             .contains("rgb"));
     }
 
@@ -360,9 +565,9 @@ mod tests {
             action_json: "{not json".into(),
             ..Default::default()
         };
-        let err = step_from_mosaic(step, false).unwrap_err();
+        let err = step_from_mosaic(step, false).unwrap_err().to_string();
         assert!(err.starts_with("action_json is not valid JSON"), "{err}");
         let empty = step_from_v1(v1::Step::default()).unwrap_err();
-        assert_eq!(empty, "run_id is empty");
+        assert_eq!(empty.to_string(), "run_id is empty");
     }
 }
