@@ -27,6 +27,7 @@ fn main() {
             "src/ui/run_plot.rs",
             "src/ui/replay_view.rs",
             "src/ui/replay_plot.rs",
+            "src/ui/replay_episodes.rs",
         ])
         .cpp_files([
             "cpp/frame_source.h",

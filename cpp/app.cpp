@@ -79,12 +79,18 @@ statsOf(QObject* root, QQuickWindow* window)
     QJsonObject r;
     for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
       r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(replay->property(name)));
+    if (auto* episodes = root->findChild<QObject*>(QStringLiteral("replayEpisodeList")))
+      r.insert(QStringLiteral("episodes"), episodes->property("count").toInt());
     if (auto* series = root->findChild<QObject*>(QStringLiteral("replaySeries"))) {
       for (const char* name : { "overviewPoints", "runSteps" })
         r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(series->property(name)));
     }
     stats.insert(QStringLiteral("replay"), r);
   }
+  if (auto* catalog = root->findChild<QObject*>(QStringLiteral("runCatalog")))
+    stats.insert(QStringLiteral("fastlane_runs"), catalog->property("count").toInt());
+  if (auto* list = root->findChild<QObject*>(QStringLiteral("runList")))
+    stats.insert(QStringLiteral("fastlane_runs_listed"), list->property("count").toInt());
   if (auto* runs = root->findChild<QObject*>(QStringLiteral("telemetryRunList")))
     stats.insert(QStringLiteral("telemetry_runs"), runs->property("count").toInt());
   stats.insert(QStringLiteral("graphics_api"), int(window->rendererInterface()->graphicsApi()));

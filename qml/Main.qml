@@ -25,6 +25,7 @@ ApplicationWindow {
 
     RunCatalog {
         id: catalog
+        objectName: "runCatalog"
     }
 
     RunsPanel {

@@ -11,9 +11,15 @@ Rectangle {
     required property ReplayView replay
     property bool playing: false
     property real speed: 1.0
-    readonly property var episodes: JSON.parse(replay.episodesJson)
 
     color: "#111316"
+
+    ReplayEpisodes {
+        id: episodes
+        objectName: "replayEpisodeList"
+        dataDir: panel.replay.dataDir
+        runId: panel.replay.runId
+    }
 
     ReplayPlot {
         id: series
@@ -45,28 +51,26 @@ Rectangle {
             Layout.preferredWidth: 210
             Layout.fillHeight: true
             clip: true
-            model: panel.episodes
-            currentIndex: {
-                for (let i = 0; i < panel.episodes.length; ++i)
-                    if (panel.episodes[i].episode === panel.replay.episode)
-                        return i
-                return -1
-            }
+            model: episodes
+            // Re-evaluated when the list reloads (count) or another episode is shown.
+            currentIndex: episodes.count >= 0 ? episodes.rowOf(panel.replay.episode) : -1
             header: Label {
-                text: panel.replay.loading ? "loading..." : panel.episodes.length + " episodes"
+                text: episodes.loading ? "loading..." : episodes.count + " episodes"
                 color: "#8b949e"
                 bottomPadding: 4
             }
             delegate: ItemDelegate {
-                required property var modelData
-                required property int index
+                required property real episode
+                required property real steps
+                required property real totalReward
+                required property bool finished
                 width: ListView.view.width
                 height: 24
                 highlighted: ListView.isCurrentItem
-                text: "ep " + modelData.episode + " · " + modelData.steps + " steps · "
-                      + Number(modelData.totalReward).toFixed(2) + (modelData.finished ? "" : " (running)")
+                text: "ep " + episode + " · " + steps + " steps · "
+                      + Number(totalReward).toFixed(2) + (finished ? "" : " (running)")
                 font.pixelSize: 12
-                onClicked: panel.replay.chooseEpisode(modelData.episode)
+                onClicked: panel.replay.chooseEpisode(episode)
             }
         }
 
@@ -166,6 +170,7 @@ Rectangle {
                     text: "Reload"
                     onClicked: {
                         panel.replay.refresh()
+                        episodes.refresh()
                         series.refresh()
                     }
                 }

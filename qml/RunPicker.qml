@@ -1,20 +1,14 @@
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import dev.framelane
 
 // Live fast-lane segments (framelane's and MOSAIC's) with size and age.
 Rectangle {
     id: picker
 
-    required property var catalog
+    required property RunCatalog catalog
     property string selectedRunId: ""
-    readonly property var runs: {
-        try {
-            return JSON.parse(picker.catalog.runsJson || "[]");
-        } catch (e) {
-            return [];
-        }
-    }
 
     signal runChosen(string runId)
 
@@ -42,7 +36,7 @@ Rectangle {
         spacing: 6
 
         Label {
-            text: "Runs (" + picker.runs.length + ")"
+            text: "Live segments (" + picker.catalog.count + ")"
             color: "#e6edf3"
             font.bold: true
             font.pixelSize: 15
@@ -55,17 +49,25 @@ Rectangle {
             Layout.fillHeight: true
             clip: true
             spacing: 4
-            model: picker.runs
+            model: picker.catalog
 
             delegate: Rectangle {
                 id: row
 
-                required property var modelData
+                required property string runId
+                required property string kind
+                required property int frameWidth
+                required property int frameHeight
+                required property string format
+                required property real bytes
+                required property real ageSeconds
+                required property string writerState
+                required property real frames
 
                 width: ListView.view.width
                 height: 58
                 radius: 4
-                color: modelData.runId === picker.selectedRunId ? "#2d4f7c" : (mouse.containsMouse ? "#2a2e33" : "#23272c")
+                color: row.runId === picker.selectedRunId ? "#2d4f7c" : (mouse.containsMouse ? "#2a2e33" : "#23272c")
 
                 Column {
                     anchors.fill: parent
@@ -73,20 +75,20 @@ Rectangle {
                     spacing: 2
 
                     Text {
-                        text: row.modelData.runId + (row.modelData.kind === "mosaic" ? "  · MOSAIC" : "")
+                        text: row.runId + (row.kind === "mosaic" ? "  · MOSAIC" : "")
                         color: "#ffffff"
                         elide: Text.ElideRight
                         width: parent.width
                         font.pixelSize: 13
                     }
                     Text {
-                        text: (row.modelData.width > 0 ? row.modelData.width + "×" + row.modelData.height + " " + row.modelData.format + " · " : "") + picker.humanBytes(row.modelData.bytes) + " · " + picker.humanAge(row.modelData.ageSeconds)
+                        text: (row.frameWidth > 0 ? row.frameWidth + "×" + row.frameHeight + " " + row.format + " · " : "") + picker.humanBytes(row.bytes) + " · " + picker.humanAge(row.ageSeconds)
                         color: "#8b949e"
                         font.pixelSize: 11
                     }
                     Text {
-                        text: row.modelData.state + " · " + row.modelData.frames + " frames"
-                        color: row.modelData.state === "live" ? "#7ee787" : "#f0b72f"
+                        text: row.writerState + " · " + row.frames + " frames"
+                        color: row.writerState === "live" ? "#7ee787" : "#f0b72f"
                         elide: Text.ElideRight
                         width: parent.width
                         font.pixelSize: 11
@@ -97,7 +99,7 @@ Rectangle {
                     id: mouse
                     anchors.fill: parent
                     hoverEnabled: true
-                    onClicked: picker.runChosen(row.modelData.runId)
+                    onClicked: picker.runChosen(row.runId)
                 }
             }
         }

@@ -1,20 +1,14 @@
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import dev.framelane
 
 // Runs recorded by the daemon: status, steps/s, episodes, shed counters and profile.
 Rectangle {
     id: panel
 
-    required property var runsPanel
+    required property RunsPanel runsPanel
     property string selectedRunId: ""
-    readonly property var runs: {
-        try {
-            return JSON.parse(panel.runsPanel.runsJson || "[]");
-        } catch (e) {
-            return [];
-        }
-    }
 
     signal runChosen(string runId)
 
@@ -26,7 +20,7 @@ Rectangle {
         spacing: 6
 
         Label {
-            text: "Recorded runs (" + panel.runs.length + ")"
+            text: "Recorded runs (" + panel.runsPanel.count + ")"
             color: "#e6edf3"
             font.bold: true
             font.pixelSize: 15
@@ -38,17 +32,24 @@ Rectangle {
             Layout.fillHeight: true
             clip: true
             spacing: 4
-            model: panel.runs
+            model: panel.runsPanel
 
             delegate: Rectangle {
                 id: row
 
-                required property var modelData
+                required property string runId
+                required property string profile
+                required property real steps
+                required property real episodes
+                required property real stepsPerSecond
+                required property string status
+                required property real shedTotal
+                required property string shedText
 
                 width: ListView.view.width
                 height: 58
                 radius: 4
-                color: modelData.runId === panel.selectedRunId ? "#2d4f7c" : "#23272c"
+                color: row.runId === panel.selectedRunId ? "#2d4f7c" : "#23272c"
 
                 Column {
                     anchors.fill: parent
@@ -56,20 +57,20 @@ Rectangle {
                     spacing: 2
 
                     Text {
-                        text: row.modelData.runId + "  · " + row.modelData.profile
+                        text: row.runId + "  · " + row.profile
                         color: "#ffffff"
                         elide: Text.ElideRight
                         width: parent.width
                         font.pixelSize: 13
                     }
                     Text {
-                        text: row.modelData.steps + " steps · " + row.modelData.episodes + " episodes · " + Number(row.modelData.stepsPerSecond).toFixed(0) + " steps/s"
+                        text: row.steps + " steps · " + row.episodes + " episodes · " + Number(row.stepsPerSecond).toFixed(0) + " steps/s"
                         color: "#8b949e"
                         font.pixelSize: 11
                     }
                     Text {
-                        text: row.modelData.status + (row.modelData.shedTotal > 0 ? " · shed " + JSON.stringify(row.modelData.shed) : "")
-                        color: row.modelData.status === "active" ? "#7ee787" : "#8b949e"
+                        text: row.status + (row.shedTotal > 0 ? " · " + row.shedText : "")
+                        color: row.status === "active" ? "#7ee787" : "#8b949e"
                         elide: Text.ElideRight
                         width: parent.width
                         font.pixelSize: 11
@@ -78,7 +79,7 @@ Rectangle {
 
                 MouseArea {
                     anchors.fill: parent
-                    onClicked: panel.runChosen(row.modelData.runId)
+                    onClicked: panel.runChosen(row.runId)
                 }
             }
         }

@@ -498,7 +498,7 @@ fn run_fastlane(cmd: FastlaneCommand) -> anyhow::Result<()> {
         FastlaneCommand::Ls { json } => {
             let runs = fastlane::list_segments()?;
             if json {
-                println!("{}", ui::run_catalog::runs_to_json(&runs));
+                println!("{}", fastlane::segments_json(&runs));
                 return Ok(());
             }
             if runs.is_empty() {

@@ -455,11 +455,17 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
         "{err}"
     );
 
-    // Bad flags.
+    // Bad flags: refused with exit status 1 (2 for what the parser itself refuses) and the
+    // value named.
     let bad = run(&["--raw", "64by48", "-o", "x.mp4"]);
+    assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("64by48"));
     let bad = run(&["--raw", "64x48", "--codec", "vp9", "-o", "x.mp4"]);
+    assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("vp9"));
+    let bad = run(&["--raw", "64x48", "--fps", "fast", "-o", "x.mp4"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fast"));
 }
 
 #[test]

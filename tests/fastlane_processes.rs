@@ -202,9 +202,10 @@ fn inspect_error(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("inspect");
-    assert!(
-        !out.status.success(),
-        "inspect of {} should fail",
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "inspect of {} should fail with status 1",
         path.display()
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -299,6 +300,11 @@ fn malformed_segments_each_give_their_specific_error() {
         .args(["fastlane", "inspect", &format!("{tag}-missing")])
         .output()
         .expect("inspect");
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "a missing run is an error exit"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no fast-lane segment for run"));
 }
 

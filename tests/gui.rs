@@ -204,6 +204,7 @@ fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut
             && step > 0
             && stats["frames_presented"].as_u64().unwrap_or(0) > 10
             && stats["hud"]["hudStep"] == format!("step {step}").as_str()
+            && stats["fastlane_runs_listed"].as_i64() >= Some(1)
     });
     drop(producer);
     check(
@@ -253,6 +254,14 @@ fn live_window_shows_the_producer_frame_and_hud(display: Display, failures: &mut
             .unwrap_or_default()
             .contains(&run),
         "HUD names the run".into(),
+        failures,
+    );
+    check(
+        stats["fastlane_runs_listed"].as_i64() >= Some(1),
+        format!(
+            "the run picker's model lists the live segment ({} listed)",
+            stats["fastlane_runs_listed"]
+        ),
         failures,
     );
     if matches!(display, Display::Xvfb) {
@@ -575,6 +584,7 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
             && number(&replay["step"]) == Some(0)
             && replay["stepCount"].as_i64() == Some(60)
             && replay["overviewPoints"].as_i64() > Some(0)
+            && replay["episodes"].as_i64() > Some(0)
     });
     let _ = std::fs::remove_dir_all(&dir);
     let stats = exited_with_stats(status, &stats_path, failures);
@@ -587,6 +597,11 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     check(
         replay["stepCount"].as_i64() == Some(60) && replay["overviewPoints"].as_i64() > Some(0),
         format!("episode 0's 60 steps and the run overview are loaded ({replay})"),
+        failures,
+    );
+    check(
+        replay["episodes"].as_i64() > Some(0),
+        format!("the episode list model holds the run's episodes ({replay})"),
         failures,
     );
     if let Some(painted) = rect(&stats["painted_rect"]) {

@@ -150,6 +150,8 @@ fn cli_seeks(path: &Path, targets: &[u64]) -> anyhow::Result<Summary> {
                 "-y",
                 "/dev/null",
             ])
+            // The decoder warns about references it skipped while seeking: not our figures.
+            .stderr(std::process::Stdio::null())
             .status()
             .context("running ffmpeg")?;
         anyhow::ensure!(status.success(), "ffmpeg failed");

@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod follower;
+pub mod list_rows;
 pub mod live_view;
+pub mod replay_episodes;
 pub mod replay_plot;
 pub mod replay_view;
 pub mod run_catalog;

@@ -20,8 +20,6 @@ pub mod qobject {
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// Data directory of the store (the embedded daemon's, or --data-dir).
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
-        /// Episodes as a JSON array of {episode, steps, totalReward, finished}.
-        #[qproperty(QString, episodes_json, cxx_name = "episodesJson")]
         #[qproperty(i64, episode)]
         /// Index of the shown step within the episode.
         #[qproperty(i32, position)]
@@ -118,7 +116,6 @@ struct Worker {
 pub struct ReplayViewRust {
     run_id: QString,
     data_dir: QString,
-    episodes_json: QString,
     episode: i64,
     position: i32,
     step_count: i32,
@@ -140,7 +137,6 @@ impl Default for ReplayViewRust {
         Self {
             run_id: QString::default(),
             data_dir: QString::default(),
-            episodes_json: QString::from("[]"),
             episode: -1,
             position: 0,
             step_count: 0,
@@ -317,7 +313,6 @@ impl qobject::ReplayView {
         self.as_mut().set_episode(-1);
         self.as_mut().set_step(-1);
         self.as_mut().set_step_count(0);
-        self.as_mut().set_episodes_json(QString::from("[]"));
         self.as_mut().set_frame_origin(QString::default());
         if run.is_empty() || dir.is_empty() {
             self.as_mut().set_note(QString::from(if dir.is_empty() {
@@ -336,17 +331,11 @@ impl qobject::ReplayView {
     fn receive(mut self: Pin<&mut Self>, outcome: Outcome) {
         match outcome {
             Outcome::Opened { episodes } => {
-                let json: Vec<serde_json::Value> = episodes
-                    .iter()
-                    .map(|e| serde_json::json!({"episode": e.episode, "steps": e.steps, "totalReward": e.total_reward, "finished": e.finished}))
-                    .collect();
                 if let Some(at) = self.as_mut().rust_mut().opened_at.take() {
                     self.as_mut()
                         .set_open_ms(at.elapsed().as_secs_f64() * 1000.0);
                 }
                 self.as_mut().set_loading(false);
-                self.as_mut()
-                    .set_episodes_json(QString::from(&serde_json::Value::from(json).to_string()));
                 if self.episode < 0 {
                     if let Some(first) = episodes.first() {
                         self.choose_episode(first.episode as i64);

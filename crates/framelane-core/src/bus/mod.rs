@@ -202,3 +202,41 @@ pub mod shed_kind {
     /// An episode refused as malformed.
     pub const INVALID_EPISODE: &str = "invalid_episode";
 }
+
+/// Shed counts worded for a user: "48 frames shed: encoder behind".
+pub fn describe_shed(kind: &str, count: u64) -> String {
+    let (what, why) = match kind {
+        shed_kind::FRAME_THINNED => ("frames", "thinned by the profile"),
+        shed_kind::FRAME_QUEUE_FULL => ("frames", "writer queue full"),
+        shed_kind::FRAME_INVALID => ("frames", "could not be decoded or encoded"),
+        shed_kind::FRAME_NO_ENCODER => ("frames", "no video encoder"),
+        shed_kind::FRAME_ENCODER_BEHIND => ("frames", "encoder behind"),
+        shed_kind::INVALID_STEP => ("steps", "malformed"),
+        shed_kind::INVALID_EPISODE => ("episodes", "malformed"),
+        other => ("items", other),
+    };
+    let what = if count == 1 {
+        what.trim_end_matches('s')
+    } else {
+        what
+    };
+    format!("{count} {what} shed: {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shed_counts_read_as_sentences() {
+        assert_eq!(
+            describe_shed(shed_kind::FRAME_ENCODER_BEHIND, 48),
+            "48 frames shed: encoder behind"
+        );
+        assert_eq!(
+            describe_shed(shed_kind::INVALID_STEP, 1),
+            "1 step shed: malformed"
+        );
+        assert_eq!(describe_shed("new_kind", 2), "2 items shed: new_kind");
+    }
+}

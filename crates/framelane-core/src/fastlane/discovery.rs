@@ -130,3 +130,26 @@ fn leftover_creator(name: &str) -> Option<u32> {
     }
     rest.rsplit_once(".creating-")?.1.parse().ok()
 }
+
+/// The segments as JSON (`framelane fastlane ls --json`).
+pub fn segments_json(runs: &[SegmentInfo]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|run| {
+            serde_json::json!({
+                "runId": run.run_id,
+                "kind": run.kind.label(),
+                "path": run.path.display().to_string(),
+                "bytes": run.bytes,
+                "ageSeconds": run.age.as_secs_f64(),
+                "width": run.geometry.map_or(0, |g| g.width),
+                "height": run.geometry.map_or(0, |g| g.height),
+                "format": run.geometry.map_or("", |g| g.format.name()),
+                "frames": run.frames_published,
+                "state": run.state_label(),
+                "stale": run.is_stale(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items)
+}

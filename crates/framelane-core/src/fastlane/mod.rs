@@ -14,7 +14,7 @@ pub mod writer;
 
 use std::path::PathBuf;
 
-pub use discovery::{clean_stale_segments, list_segments, SegmentInfo};
+pub use discovery::{clean_stale_segments, list_segments, segments_json, SegmentInfo};
 pub use format::{FrameGeometry, FrameMeta, HudValues, PixelFormat, SegmentKind};
 pub use reader::{FastLaneReader, ReadOutcome, WriterStatus};
 pub use writer::{FastLaneWriter, WriterConfig};
