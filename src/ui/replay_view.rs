@@ -287,6 +287,10 @@ impl qobject::ReplayView {
             });
         if let Err(err) = spawned {
             tracing::error!(error = %err, "could not start the replay thread");
+            self.as_mut().set_loading(false);
+            self.as_mut().set_note(QString::from(&format!(
+                "replay cannot start its thread: {err}"
+            )));
         }
         self.as_mut().rust_mut().worker = Some(worker.clone());
         worker
