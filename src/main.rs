@@ -355,6 +355,18 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
                 embedded = Some(d);
                 address
             }
+            Err(daemon::DaemonError::DataDir(daemon::LockError::Busy {
+                holder:
+                    daemon::LockHolder {
+                        address: Some(address),
+                        ..
+                    },
+                ..
+            })) => {
+                // The data directory's own daemon is running: show its runs instead of a second one.
+                eprintln!("framelane: the data directory's daemon is already running at {address}; showing its runs");
+                address.to_string()
+            }
             Err(err) => {
                 eprintln!("framelane: no embedded daemon ({err}); showing the one at 127.0.0.1:{} if it runs (use --connect ADDR or --no-daemon)", daemon::DEFAULT_PORT);
                 format!("127.0.0.1:{}", daemon::DEFAULT_PORT)

@@ -386,3 +386,53 @@ fn mosaic_v1_segments_from_a_python_writer_read_bit_exact_with_their_hud() {
         "the MOSAIC writer unlinks at exit"
     );
 }
+
+#[test]
+fn hostile_files_named_like_segments_are_refused_without_hanging() {
+    let _serial = serial();
+    let tag = unique("hostile");
+    // A FIFO: opening it for reading would block until a writer came.
+    let fifo = Path::new("/dev/shm").join(format!("framelane.{tag}-fifo"));
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo with a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+    // A link to a valid segment: a reader must not follow names it did not create.
+    let target = write_segment(&format!("framelane.{tag}-target"), &valid_header(16, 8, 2));
+    let link = Path::new("/dev/shm").join(format!("framelane.{tag}-link"));
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    for (path, expected) in [(&fifo, "not a regular file"), (&link, "")] {
+        let mut child = framelane()
+            .args(["fastlane", "inspect"])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("inspect");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        let _ = child.wait();
+        assert!(status.is_some(), "{}: inspect hung", path.display());
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()) && stderr.contains(expected),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+    for path in [&fifo, &link, &target] {
+        let _ = std::fs::remove_file(path);
+    }
+}

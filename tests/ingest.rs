@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    runtime, step, telemetry_client, trainer_client, wait_until, ScratchDir, ServeProcess,
+    output_within, runtime, step, telemetry_client, trainer_client, wait_until, ScratchDir,
+    ServeProcess,
 };
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -492,4 +493,216 @@ fn mosaic_workers_stream_through_the_trainer_api_into_the_store_and_the_gate() {
             "pixels of step {step}"
         );
     }
+}
+
+#[test]
+fn a_non_finite_reward_costs_only_its_own_step_and_no_other_run_loses_a_row() {
+    const N: u64 = 300;
+    let dir = ScratchDir::new("nan");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // One shared batch window for both streams: before non-finite values were refused at the
+    // edge, the NaN step failed the whole batch, the other run's rows with it.
+    config.batch = framelane_core::store::BatchPolicy {
+        max_rows: 10_000,
+        max_delay: Duration::from_millis(200),
+    };
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let bad = [10u64, 150, 151];
+    runtime().block_on(async {
+        let clean = async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .publish_steps(tokio_stream::iter((0..N).map(|i| step("clean", i))))
+                .await
+                .expect("clean run publishes")
+                .into_inner()
+        };
+        let poisoned = async {
+            let mut client = telemetry_client(addr).await;
+            let steps = (0..N).map(|i| {
+                let mut s = step("poisoned", i);
+                s.reward = match i {
+                    10 => f64::NAN,
+                    150 => f64::INFINITY,
+                    151 => f64::NEG_INFINITY,
+                    _ => s.reward,
+                };
+                s
+            });
+            client
+                .publish_steps(tokio_stream::iter(steps))
+                .await
+                .expect("the stream with bad steps is still served")
+                .into_inner()
+        };
+        let (clean, poisoned) = tokio::join!(clean, poisoned);
+        assert_eq!((clean.accepted, clean.dropped), (N, 0), "{clean:?}");
+        assert_eq!(
+            (poisoned.accepted, poisoned.dropped),
+            (N - 3, 3),
+            "{poisoned:?}"
+        );
+        assert!(
+            poisoned.first_error.contains("item 11")
+                && poisoned.first_error.contains("reward is NaN"),
+            "the refusal names the item and the field: {}",
+            poisoned.first_error
+        );
+    });
+    let reader = StoreReader::open(daemon.database_path()).expect("reader");
+    let clean = reader.steps_since("clean", 1, 10_000).expect("clean rows");
+    assert_eq!(clean.len() as u64, N);
+    let poisoned: Vec<u64> = reader
+        .steps_since("poisoned", 1, 10_000)
+        .expect("poisoned rows")
+        .iter()
+        .map(|r| r.record.step)
+        .collect();
+    let expected: Vec<u64> = (0..N).filter(|i| !bad.contains(i)).collect();
+    assert_eq!(poisoned, expected, "every finite step stored, in order");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_directory_is_refused_with_the_holders_pid() {
+    let dir = ScratchDir::new("one-daemon");
+    let first = ServeProcess::start(dir.path(), &[]);
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_framelane"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path()),
+        60,
+    )
+    .expect("the second daemon refuses at once instead of serving");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another framelane daemon")
+            && stderr.contains(&format!("process {}", first.child.id()))
+            && stderr.contains(&first.addr.to_string()),
+        "the error names the holder and its address: {stderr}"
+    );
+    // The first daemon was not disturbed: it still serves, and nothing marked its data.
+    runtime().block_on(async {
+        let mut client = telemetry_client(first.addr).await;
+        let reply = client
+            .publish_steps(tokio_stream::iter((0..10).map(|i| step("still-mine", i))))
+            .await
+            .expect("the first daemon serves")
+            .into_inner();
+        assert_eq!(reply.accepted, 10);
+    });
+    // A daemon that cannot bind its address touches nothing in its data directory.
+    let other = ScratchDir::new("unbound");
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_framelane"))
+            .args(["serve", "--listen", &first.addr.to_string(), "--data-dir"])
+            .arg(other.path()),
+        60,
+    )
+    .expect("a daemon that cannot bind stops at once");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+    assert!(
+        !other
+            .path()
+            .join(framelane_core::store::DATABASE_FILE)
+            .exists(),
+        "no database was created before the address was bound"
+    );
+    let status = first.terminate();
+    assert!(status.success());
+    // Released with its holder: a new daemon takes the directory.
+    let next = ServeProcess::start(dir.path(), &[]);
+    assert!(next.terminate().success());
+}
+
+#[test]
+fn a_runs_profile_is_fixed_by_its_first_registration() {
+    let dir = ScratchDir::new("fixed-profile");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        let registrar = client.clone();
+        let register = |run: &str, profile: &str| {
+            let request = v1::RegisterWorkerRequest {
+                run_id: run.into(),
+                worker_id: "w".into(),
+                worker_kind: "t".into(),
+                profile: profile.into(),
+            };
+            let mut client = registrar.clone();
+            async move { client.register_worker(request).await }
+        };
+        let first = register("fixed", "box2d")
+            .await
+            .expect("first")
+            .into_inner();
+        assert_eq!(first.profile, "box2d");
+        let same = register("fixed", "box2d").await.expect("same again");
+        assert_eq!(same.into_inner().profile, "box2d");
+        let unnamed = register("fixed", "").await.expect("no profile named");
+        assert_eq!(unnamed.into_inner().profile, "box2d", "keeps its profile");
+        let refused = register("fixed", "atari")
+            .await
+            .expect_err("another profile");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("box2d") && refused.message().contains("atari"),
+            "{}",
+            refused.message()
+        );
+        // A run that published before registering got the default profile without choosing
+        // it: its first registration still chooses.
+        client
+            .publish_steps(tokio_stream::iter((0..3).map(|i| step("early", i))))
+            .await
+            .expect("publish first");
+        let chosen = register("early", "box2d")
+            .await
+            .expect("registration chooses");
+        assert_eq!(chosen.into_inner().profile, "box2d");
+    });
+}
+
+#[test]
+fn a_new_data_directory_and_its_database_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ScratchDir::new("private");
+    let data = dir.path().join("fresh");
+    let mut config = DaemonConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let daemon = Daemon::start(config).expect("start daemon");
+    runtime().block_on(async {
+        let mut client = telemetry_client(daemon.local_addr()).await;
+        client
+            .publish_steps(tokio_stream::iter((0..5).map(|i| step("private", i))))
+            .await
+            .expect("publish");
+    });
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for path in [
+        data.clone(),
+        data.join(framelane_core::store::DATABASE_FILE),
+        data.join("videos"),
+        data.join("frames"),
+        data.join(framelane_core::daemon::LOCK_FILE),
+    ] {
+        assert_eq!(
+            mode(&path) & 0o077,
+            0,
+            "{} is {:o}",
+            path.display(),
+            mode(&path)
+        );
+    }
+    daemon.shutdown();
 }

@@ -109,6 +109,32 @@ impl ServeLog {
     }
 }
 
+/// Runs `command` to its end with stdout and stderr captured, or kills it after `seconds`
+/// (None then): a process that should refuse at once cannot hang a test.
+pub fn output_within(
+    command: &mut std::process::Command,
+    seconds: u64,
+) -> Option<std::process::Output> {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = child.id();
+    let (done, waiting) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match waiting.recv_timeout(std::time::Duration::from_secs(seconds)) {
+        Ok(output) => output.ok(),
+        Err(_) => {
+            // SAFETY: killing our own child, which is still running.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            None
+        }
+    }
+}
+
 /// Polls `check` until it returns Some or a generous deadline passes.
 pub fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

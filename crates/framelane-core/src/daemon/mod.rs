@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+mod lock;
+pub use lock::{read_holder, DataDirLock, LockError, LockHolder, LOCK_FILE};
+
 use crate::bus::ShedCounters;
 use crate::gating::{GatingError, ProfileSet};
 use crate::ingest::{IngestCore, IngestParts, ServerLimits};
@@ -25,6 +28,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Profiles(#[from] GatingError),
+    #[error(transparent)]
+    DataDir(#[from] LockError),
     #[error("listening on {address} needs a token (--token or FRAMELANE_TOKEN): only loopback addresses may be used without one")]
     TokenRequired { address: SocketAddr },
     #[error("cannot listen on {address}: {source}")]
@@ -105,6 +110,8 @@ pub struct Daemon {
     server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
     store: Option<StoreWriter>,
     db_path: PathBuf,
+    /// Held until every thread above has stopped (fields drop after `Drop::drop`).
+    _dir_lock: DataDirLock,
 }
 
 impl Daemon {
@@ -120,7 +127,35 @@ impl Daemon {
             None => ProfileSet::builtin()?,
         };
         let profiles = Arc::new(RwLock::new(profile_set));
+        // Nothing in the data directory is touched before it is ours and the address is bound:
+        // a second daemon fails here without marking the first one's recordings interrupted.
+        let mut dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ingest-rt")
+            .enable_all()
+            .build()
+            .map_err(|source| DaemonError::Start {
+                what: "the ingest runtime",
+                source,
+            })?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(config.listen))
+            .map_err(|source| DaemonError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        dir_lock.publish(local_addr)?;
         let db_path = store::database_path(&config.data_dir)?;
+        for recordings in ["frames", "videos"] {
+            private_dir(&config.data_dir.join(recordings))?;
+        }
         let shed = ShedCounters::new();
         // The queue holds commands and a step chunk is one command, so the bound in steps is
         // the command count times the chunk size.
@@ -161,27 +196,6 @@ impl Daemon {
             token: config.token.clone(),
             shutdown: shutdown_rx.clone(),
         })?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ingest-rt")
-            .enable_all()
-            .build()
-            .map_err(|source| DaemonError::Start {
-                what: "the ingest runtime",
-                source,
-            })?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(config.listen))
-            .map_err(|source| DaemonError::Listen {
-                address: config.listen,
-                source,
-            })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| DaemonError::Listen {
-                address: config.listen,
-                source,
-            })?;
         let mut stop = shutdown_rx.clone();
         let server = runtime.spawn(crate::ingest::serve(
             Arc::clone(&core),
@@ -212,6 +226,7 @@ impl Daemon {
             server: Some(server),
             store: Some(store),
             db_path,
+            _dir_lock: dir_lock,
         })
     }
 
@@ -273,6 +288,19 @@ impl Drop for Daemon {
             self.stop();
         }
     }
+}
+
+/// Creates a folder readable by its owner only (an existing one is left as it is).
+fn private_dir(path: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| DaemonError::Start {
+            what: "the recordings folder",
+            source,
+        })
 }
 
 /// Reloads the user profile file when it changes; a bad file is reported and the last good

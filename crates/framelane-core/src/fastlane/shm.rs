@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -69,7 +70,7 @@ pub fn create_segment(final_path: &Path, len: usize) -> io::Result<NewSegment> {
         .truncate(true)
         .mode(0o600)
         .open(&temp_path)?;
-    let result = file.set_len(len as u64).and_then(|()| {
+    let result = reserve(&file, len).and_then(|()| {
         let identity = FileIdentity::of(&file)?;
         // SAFETY: the file was just created by this process with the given length; no other
         // process knows its temporary name.
@@ -89,6 +90,26 @@ pub fn create_segment(final_path: &Path, len: usize) -> io::Result<NewSegment> {
     }
 }
 
+/// Gives the file its length with the space really allocated, so a full /dev/shm is a clear
+/// error now rather than a SIGBUS in the producer on its first write to a sparse page.
+fn reserve(file: &File, len: usize) -> io::Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+    // SAFETY: posix_fallocate on a descriptor this function borrows; no memory is passed.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        libc::ENOSPC => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "no room for a {len}-byte segment in {SEGMENT_DIR} (shared memory is full; free it or give the container a larger /dev/shm)"
+            ),
+        )),
+        // File systems without fallocate: a plain length (sparse), as before.
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len as u64),
+        code => Err(io::Error::from_raw_os_error(code)),
+    }
+}
+
 /// Atomically replaces whatever is at `final_path` with the prepared segment.
 pub fn publish_segment(segment: &NewSegment, final_path: &Path) -> io::Result<()> {
     std::fs::rename(&segment.temp_path, final_path)
@@ -100,9 +121,29 @@ pub struct MappedSegment {
     pub identity: FileIdentity,
 }
 
-/// Maps an existing segment read-only. Readers never write to a segment.
+/// Maps an existing segment read-only. Readers never write to a segment. Only a regular file
+/// owned by this user is mapped: the name is opened without following a link and without
+/// blocking (a FIFO named like a segment would otherwise hang the caller), then checked.
 pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
-    let file = File::open(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory is never mapped)",
+        ));
+    }
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("owned by user {}, not by this user ({me})", meta.uid()),
+        ));
+    }
     let identity = FileIdentity::of(&file)?;
     // SAFETY: the mapping is shared with a writer in another process that changes it
     // concurrently; every access goes through raw pointers with atomics or a seqlock check,

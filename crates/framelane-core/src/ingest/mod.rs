@@ -75,6 +75,9 @@ pub const STEP_CHUNK: usize = 128;
 /// A run as ingest knows it: its profile and the session tokens handed to its workers.
 struct RunEntry {
     profile: Arc<StorageProfile>,
+    /// The profile was chosen by a registration (or found in the store), not defaulted by a
+    /// publish that came first: a later registration may not change it.
+    fixed: bool,
 }
 
 /// Steps per second of a run, from commit notices.
@@ -169,6 +172,7 @@ impl IngestCore {
                     run.run_id,
                     RunEntry {
                         profile: Arc::new(profile),
+                        fixed: true,
                     },
                 );
             }
@@ -193,7 +197,7 @@ impl IngestCore {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         match given.and_then(|v| v.strip_prefix("Bearer ")) {
-            Some(given) if given == token => Ok(()),
+            Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(Status::unauthenticated("wrong token")),
             None => Err(Status::unauthenticated(
                 "this daemon listens beyond loopback and needs a token: send 'authorization: Bearer <token>' metadata",
@@ -237,9 +241,16 @@ impl IngestCore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(run_id)
-                .map(|e| e.profile.name.clone());
+                .map(|e| (e.profile.name.clone(), e.fixed));
+            if let Some((fixed, true)) = &existing {
+                if !profile_name.is_empty() && profile_name != fixed {
+                    return Err(Status::failed_precondition(format!(
+                        "run {run_id:?} records with profile {fixed:?}, set when it was first registered; it cannot change to {profile_name:?} (use a new run id)"
+                    )));
+                }
+            }
             let name = if profile_name.is_empty() {
-                existing.unwrap_or_default()
+                existing.map(|(name, _)| name).unwrap_or_default()
             } else {
                 profile_name.to_owned()
             };
@@ -255,6 +266,7 @@ impl IngestCore {
             run_id.to_owned(),
             RunEntry {
                 profile: Arc::clone(&profile),
+                fixed: true,
             },
         );
         self.store
@@ -309,6 +321,7 @@ impl IngestCore {
             run_id.to_owned(),
             RunEntry {
                 profile: Arc::clone(&profile),
+                fixed: false,
             },
         );
         self.store
@@ -581,4 +594,27 @@ fn new_token() -> String {
         bytes[..8].copy_from_slice(&seed.to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares a presented token with ours in time that depends only on the lengths, so timing
+/// tells an attacker nothing about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cres"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

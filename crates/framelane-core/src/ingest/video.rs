@@ -14,7 +14,7 @@ use crate::encode::{
     SegmentOutcome,
 };
 use crate::gating::StorageProfile;
-use crate::media::{decode_image, safe_component};
+use crate::media::{decode_image, run_folder_name};
 use crate::store::StoreCommand;
 
 /// Sends the encoder's frame index to the store writer (from encoder threads; waits for room).
@@ -196,7 +196,7 @@ impl VideoRecorder {
             }
         }
         let settings = settings_for(profile);
-        let path = self.dir.join(safe_component(run_id)).join(format!(
+        let path = self.dir.join(run_folder_name(run_id)).join(format!(
             "episode-{episode:06}.{}",
             settings.container.extension()
         ));

@@ -38,6 +38,19 @@ fn check_json(field: &'static str, text: &str) -> Result<(), IngestError> {
         .map_err(|err| IngestError::field(field, format!("is not valid JSON: {err}")))
 }
 
+/// SQLite stores NaN as NULL and a batch holding it would fail as a whole: a non-finite value
+/// is refused with its item, never stored.
+fn check_finite(field: &'static str, value: f64) -> Result<(), IngestError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(IngestError::field(
+            field,
+            format!("is {value}: only finite numbers are stored"),
+        ))
+    }
+}
+
 fn check_run_id(run_id: &str) -> Result<(), IngestError> {
     if run_id.is_empty() {
         Err(IngestError::field("run_id", "is empty"))
@@ -119,6 +132,7 @@ fn payload(
 /// Our API's step, checked.
 pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), IngestError> {
     check_run_id(&step.run_id)?;
+    check_finite("reward", step.reward)?;
     let frame = match step.frame.and_then(|f| f.content) {
         None => FrameSource::None,
         Some(v1::frame::Content::Raw(raw)) => {
@@ -178,6 +192,7 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), IngestE
 /// Our API's episode, checked.
 pub fn episode_from_v1(episode: v1::Episode) -> Result<EpisodeRecord, IngestError> {
     check_run_id(&episode.run_id)?;
+    check_finite("total_reward", episode.total_reward)?;
     check_json("metadata_json", &episode.metadata_json)?;
     Ok(EpisodeRecord {
         run_id: episode.run_id,
@@ -217,6 +232,7 @@ pub fn step_from_mosaic(
     keep_render_payload: bool,
 ) -> Result<(StepRecord, FrameSource), IngestError> {
     check_run_id(&step.run_id)?;
+    check_finite("reward", step.reward)?;
     check_json("action_json", &step.action_json)?;
     check_json("observation_json", &step.observation_json)?;
     check_json("render_hint_json", &step.render_hint_json)?;
@@ -280,6 +296,7 @@ pub fn step_from_mosaic(
 /// MOSAIC's episode, checked.
 pub fn episode_from_mosaic(episode: gymgui::RunEpisode) -> Result<EpisodeRecord, IngestError> {
     check_run_id(&episode.run_id)?;
+    check_finite("total_reward", episode.total_reward)?;
     check_json("metadata_json", &episode.metadata_json)?;
     Ok(EpisodeRecord {
         run_id: episode.run_id,
@@ -556,6 +573,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("rgb"));
+    }
+
+    #[test]
+    fn non_finite_rewards_are_refused_by_name() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let step = v1::Step {
+                run_id: "r".into(),
+                reward: bad,
+                ..Default::default()
+            };
+            let err = step_from_v1(step).unwrap_err().to_string();
+            assert!(err.starts_with("reward is"), "{err}");
+            let episode = gymgui::RunEpisode {
+                run_id: "r".into(),
+                total_reward: bad,
+                ..Default::default()
+            };
+            let err = episode_from_mosaic(episode).unwrap_err().to_string();
+            assert!(err.starts_with("total_reward is"), "{err}");
+        }
+        let fine = v1::Step {
+            run_id: "r".into(),
+            reward: -0.0,
+            ..Default::default()
+        };
+        assert!(step_from_v1(fine).is_ok());
     }
 
     #[test]

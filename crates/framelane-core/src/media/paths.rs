@@ -1,5 +1,25 @@
 //! File names for recordings derived from what workers send.
 
+/// Longest readable part of a run's folder name, in bytes (the hash follows it).
+const READABLE_BYTES: usize = 64;
+
+/// The folder a run's recordings go in: the run id made safe (no separators, no dot-dot,
+/// ASCII only, at most 64 bytes) and a hash of the exact id, so distinct runs never share a
+/// folder ("a/b", "a b" and "a_b" read alike but differ) and ids longer than a file name allows
+/// still work.
+pub fn run_folder_name(run_id: &str) -> String {
+    let mut readable = safe_component(run_id);
+    readable.truncate(READABLE_BYTES);
+    format!("{readable}-{:016x}", fnv1a64(run_id.as_bytes()))
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (the names end up on disk).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A path component made safe from a run id (no separators, no dot-dot).
 pub fn safe_component(text: &str) -> String {
     let cleaned: String = text
@@ -28,5 +48,30 @@ mod tests {
         assert_eq!(safe_component("../../etc"), ".._.._etc");
         assert_eq!(safe_component(".."), "_..");
         assert_eq!(safe_component("team/run 1"), "team_run_1");
+        assert!(!run_folder_name("../..").contains('/'));
+        assert!(!run_folder_name("..").starts_with(".."));
+    }
+
+    #[test]
+    fn runs_that_read_alike_get_their_own_folders() {
+        let names: Vec<String> = ["a/b", "a b", "a_b", "ä", "ö", "日本", "中国"]
+            .iter()
+            .map(|id| run_folder_name(id))
+            .collect();
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(names[0].starts_with("a_b-"), "readable: {}", names[0]);
+        assert_eq!(run_folder_name("a/b"), names[0], "stable");
+    }
+
+    #[test]
+    fn ids_longer_than_a_file_name_still_get_a_short_folder() {
+        let long = "r".repeat(5000);
+        let name = run_folder_name(&long);
+        assert!(name.len() <= 64 + 17, "{} bytes", name.len());
+        assert_ne!(name, run_folder_name(&"r".repeat(4999)));
     }
 }

@@ -14,7 +14,7 @@ use crate::bus::{
     shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, RawPixelFormat, ShedCounters,
 };
 use crate::gating::FrameCompression;
-use crate::media::{safe_component, ImageCodec};
+use crate::media::{run_folder_name, ImageCodec};
 use crate::store::StoreCommand;
 
 /// Errors encoding or writing one snapshot.
@@ -176,7 +176,7 @@ fn write_snapshot(
         (FrameImage::Reference(_), _) => return Err(SnapshotError::Unsupported("referenced")),
     };
     let folder = dir
-        .join(safe_component(&frame.run_id))
+        .join(run_folder_name(&frame.run_id))
         .join(frame.episode.to_string());
     std::fs::create_dir_all(&folder).map_err(|source| SnapshotError::Write {
         path: folder.clone(),

@@ -66,6 +66,7 @@ pub fn database_path(data_dir: &Path) -> Result<PathBuf, StoreError> {
 /// Opens the database for writing: WAL, synchronous=NORMAL (a process crash loses nothing
 /// committed), checkpoints left to the background checkpointer, schema migrated.
 pub fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
+    create_private(path)?;
     let mut conn = Connection::open(path).map_err(StoreError::sql("opening the database"))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(StoreError::sql("setting the busy timeout"))?;
@@ -77,6 +78,25 @@ pub fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
         .map_err(StoreError::sql("disabling inline checkpoints"))?;
     schema::migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Creates an empty database file readable by its owner only, unless one exists: SQLite then
+/// gives its WAL and shared-memory files the same permissions.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::DataDir {
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Opens the database read-only (subscriptions, run lists, the GUI).
