@@ -706,3 +706,52 @@ fn a_new_data_directory_and_its_database_are_readable_by_their_owner_only() {
     }
     daemon.shutdown();
 }
+
+#[test]
+fn a_stalled_publish_stream_is_ended_and_what_it_sent_is_kept() {
+    let dir = ScratchDir::new("stalled");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.limits.idle_stream_timeout = Duration::from_millis(800);
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        for i in 0..5 {
+            sender.send(step("stalled", i)).await.expect("queue step");
+        }
+        // The sender stays alive and silent: the stream neither ends nor delivers.
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.publish_steps(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+        )
+        .await
+        .expect("the daemon ends a stalled stream on its own");
+        let status = outcome.expect_err("a stalled stream is refused");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("after item 5"), "{status:?}");
+        assert!(started.elapsed() >= Duration::from_millis(800));
+        drop(sender);
+        // The daemon still serves others.
+        let reply = client
+            .publish_steps(tokio_stream::iter((0..3).map(|i| step("after", i))))
+            .await
+            .expect("still serving")
+            .into_inner();
+        assert_eq!(reply.accepted, 3);
+    });
+    let kept = wait_until(|| {
+        let rows = StoreReader::open(daemon.database_path())
+            .ok()?
+            .steps_since("stalled", 1, 100)
+            .ok()?;
+        (rows.len() == 5).then_some(rows.len())
+    });
+    assert_eq!(
+        kept,
+        Some(5),
+        "the five steps received before the stall are stored"
+    );
+}

@@ -195,6 +195,7 @@ impl Daemon {
             shed,
             token: config.token.clone(),
             shutdown: shutdown_rx.clone(),
+            idle_stream_timeout: config.limits.idle_stream_timeout,
         })?;
         let mut stop = shutdown_rx.clone();
         let server = runtime.spawn(crate::ingest::serve(

@@ -115,6 +115,7 @@ pub struct IngestCore {
     started_unix_ns: u64,
     listen_address: Mutex<String>,
     shutdown: watch::Receiver<bool>,
+    idle_stream_timeout: std::time::Duration,
     /// Serves `GetFrame` with the replay's resolver (one lookup order, video readers kept open
     /// and a byte-bounded cache); opened on first use.
     frames: Mutex<Option<FrameResolver>>,
@@ -134,6 +135,8 @@ pub struct IngestParts {
     pub shed: Arc<ShedCounters>,
     pub token: Option<String>,
     pub shutdown: watch::Receiver<bool>,
+    /// A publish stream that delivers no message for this long is ended.
+    pub idle_stream_timeout: std::time::Duration,
 }
 
 impl IngestCore {
@@ -158,6 +161,7 @@ impl IngestCore {
             listen_address: Mutex::new(String::new()),
             shutdown: parts.shutdown,
             frames: Mutex::new(None),
+            idle_stream_timeout: parts.idle_stream_timeout,
         });
         let known = StoreReader::open(&core.db_path)?.list_runs()?;
         {

@@ -20,6 +20,16 @@ pub struct ServerLimits {
     /// HTTP/2 stream and connection windows: 16 MiB, which measured 2.4x the default window's
     /// throughput for 96x96x3 frames per step.
     pub window_bytes: u32,
+    /// Concurrent streams one connection may open (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
+    /// 64, so one client cannot hold hundreds of half-sent messages on one connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 pings every 30 s; a peer that does not answer within 20 s is dropped with its
+    /// streams (a worker whose machine died, a half-open connection).
+    pub keepalive_interval: std::time::Duration,
+    pub keepalive_timeout: std::time::Duration,
+    /// A publish stream that delivers no message for this long (idle, or stalled inside a
+    /// message) is ended with DEADLINE_EXCEEDED and its buffers freed: 120 s.
+    pub idle_stream_timeout: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -27,6 +37,10 @@ impl Default for ServerLimits {
         Self {
             max_message_bytes: 64 * 1024 * 1024,
             window_bytes: 16 * 1024 * 1024,
+            max_concurrent_streams: 64,
+            keepalive_interval: std::time::Duration::from_secs(30),
+            keepalive_timeout: std::time::Duration::from_secs(20),
+            idle_stream_timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -54,6 +68,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(limits.window_bytes)
         .initial_connection_window_size(limits.window_bytes)
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .tcp_keepalive(Some(limits.keepalive_interval))
         .add_service(telemetry)
         .add_service(trainer)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

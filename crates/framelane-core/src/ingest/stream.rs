@@ -29,6 +29,7 @@ pub(crate) struct ClientStream<M> {
     stream: Streaming<M>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     index: u64,
+    idle_timeout: std::time::Duration,
 }
 
 impl<M> ClientStream<M> {
@@ -37,6 +38,7 @@ impl<M> ClientStream<M> {
             stream,
             shutdown: core.shutdown_signal(),
             index: 0,
+            idle_timeout: core.idle_stream_timeout,
         }
     }
 
@@ -61,7 +63,16 @@ impl<M> ClientStream<M> {
             return Ok(None);
         }
         let message = tokio::select! {
-            message = self.stream.message() => message?,
+            message = tokio::time::timeout(self.idle_timeout, self.stream.message()) => match message {
+                Ok(message) => message?,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "no complete message for {} s after item {}: the stream is ended (what was received before is kept)",
+                        self.idle_timeout.as_secs_f64(),
+                        self.index
+                    )))
+                }
+            },
             _ = self.shutdown.changed() => None,
         };
         Ok(message.map(|m| {

@@ -38,6 +38,28 @@ impl RawPixelFormat {
     }
 }
 
+/// Most pixels a kept image may decode to (8K UHD fits): a few bytes of PNG or JPEG can claim
+/// billions of pixels, so the size in the header is checked before anything is allocated.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 25;
+/// Longest side a kept image may have.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+fn check_dimensions(codec: ImageCodec, width: u32, height: u32) -> Result<(), ImageError> {
+    if width == 0
+        || height == 0
+        || width > MAX_IMAGE_SIDE
+        || height > MAX_IMAGE_SIDE
+        || u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS
+    {
+        return Err(ImageError::TooLarge {
+            codec,
+            width,
+            height,
+        });
+    }
+    Ok(())
+}
+
 /// Why an image could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -45,7 +67,7 @@ pub enum ImageError {
     Png(String),
     #[error("JPEG: {0}")]
     Jpeg(String),
-    #[error("{codec} image of {width}x{height} is too large to decode")]
+    #[error("{codec} image of {width}x{height} is outside what is decoded (1 to 16384 per side, at most 33.5 million pixels)")]
     TooLarge {
         codec: ImageCodec,
         width: u32,
@@ -128,6 +150,7 @@ pub fn decode_png(bytes: &[u8]) -> Result<DecodedImage, ImageError> {
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(png_error)?;
     let (width, height) = (reader.info().width, reader.info().height);
+    check_dimensions(ImageCodec::Png, width, height)?;
     let size = reader.output_buffer_size().ok_or(ImageError::TooLarge {
         codec: ImageCodec::Png,
         width,
@@ -164,6 +187,16 @@ pub fn decode_png(bytes: &[u8]) -> Result<DecodedImage, ImageError> {
 /// Decodes a baseline or progressive JPEG (RGB or grey).
 pub fn decode_jpeg(bytes: &[u8]) -> Result<DecodedImage, ImageError> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+    decoder
+        .read_info()
+        .map_err(|e| ImageError::Jpeg(e.to_string()))?;
+    if let Some(info) = decoder.info() {
+        check_dimensions(
+            ImageCodec::Jpeg,
+            u32::from(info.width),
+            u32::from(info.height),
+        )?;
+    }
     let pixels = decoder
         .decode()
         .map_err(|e| ImageError::Jpeg(e.to_string()))?;
@@ -192,5 +225,65 @@ pub fn decode_image(codec: ImageCodec, bytes: &[u8]) -> Result<DecodedImage, Ima
     match codec {
         ImageCodec::Png => decode_png(bytes),
         ImageCodec::Jpeg => decode_jpeg(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG whose header claims `width` x `height` (the pixel data is never reached).
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut bytes, width, height);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header().expect("header");
+            // A first data chunk (an empty zlib stream): decoders read the header up to it.
+            writer
+                .write_chunk(
+                    png::chunk::IDAT,
+                    &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+                )
+                .expect("IDAT");
+            std::mem::forget(writer);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_png_claiming_billions_of_pixels_is_refused_before_allocating() {
+        match decode_png(&png_header(100_000, 100_000)) {
+            Err(ImageError::TooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (100_000, 100_000))
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        match decode_png(&png_header(16_000, 16_000)) {
+            Err(ImageError::TooLarge { .. }) => {}
+            other => panic!("256 Mpx is over the pixel cap: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_jpeg_claiming_a_huge_size_is_refused_before_decoding() {
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 90)
+            .encode(&[128u8; 8 * 8 * 3], 8, 8, jpeg_encoder::ColorType::Rgb)
+            .expect("encode");
+        // Patch the frame header (SOF0: FF C0, length, precision, height, width).
+        let sof = bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("SOF0");
+        bytes[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
+        match decode_jpeg(&bytes) {
+            Err(ImageError::TooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (60_000, 60_000))
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 }
