@@ -279,9 +279,13 @@ FrameItem::updatePaintNode(QSGNode* old, UpdatePaintNodeData*)
   std::uint32_t code = 0;
   source->frameShape(width, height, code);
   const QImage::Format format = imageFormatFor(code);
-  // QImage sizes are ints: a shape beyond them (or none) keeps what is on screen.
-  if (width == 0 || height == 0 || width > kMaxSide || height > kMaxSide || format == QImage::Format_Invalid)
-    return node;
+  // No frame (or a shape beyond what a QImage holds): nothing on screen, not the frame of
+  // another source or of a run that is gone.
+  if (width == 0 || height == 0 || width > kMaxSide || height > kMaxSide || format == QImage::Format_Invalid) {
+    delete node;
+    m_paintedRect = {};
+    return nullptr;
+  }
   const QSize size{ int(width), int(height) };
   if (m_staging.size() != size || m_staging.format() != format)
     m_staging = QImage(size, format);

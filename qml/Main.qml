@@ -97,7 +97,8 @@ ApplicationWindow {
             id: modeBar
             objectName: "modeBar"
             Layout.fillWidth: true
-            currentIndex: root.initialReplayRunId !== "" ? 1 : 0
+            // --replay-run opens the Replay tab; the demo run is replayable but opens live.
+            currentIndex: root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId ? 1 : 0
             TabButton { text: "Live" }
             TabButton {
                 text: "Replay"
@@ -136,6 +137,16 @@ ApplicationWindow {
                     anchors.centerIn: parent
                     view: liveView
                 }
+            }
+
+            Label {
+                objectName: "replayPlaceholder"
+                anchors.centerIn: parent
+                visible: root.replaying && replayView.runId === ""
+                text: "Nothing to replay yet.\nPick a recorded run in the list on the left."
+                horizontalAlignment: Text.AlignHCenter
+                color: "#8b949e"
+                font.pixelSize: 18
             }
         }
 

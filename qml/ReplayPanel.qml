@@ -29,6 +29,19 @@ Rectangle {
         episode: panel.replay.episode
     }
 
+    // A run that is still recording grows: reload its episodes, the shown episode and the plots
+    // while the tab is open, and until a first frame could be shown.
+    Timer {
+        interval: 3000
+        repeat: true
+        running: panel.replay.runId !== "" && (panel.visible || panel.replay.frameOrigin === "")
+        onTriggered: {
+            panel.replay.refresh()
+            episodes.refresh()
+            series.refresh()
+        }
+    }
+
     Timer {
         id: player
         interval: Math.max(5, 1000 / (30 * panel.speed))

@@ -293,15 +293,33 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("framelane: {err:#}");
+            eprintln!("framelane: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, each said once: many errors already quote their
+/// source ("path: No such file or directory"), which the chain would repeat.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut demo_thread = None;
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let run_id = match (&args.run, args.no_demo || args.smoke_test) {
         (Some(run), _) => run.clone(),
         (None, true) => String::new(),
@@ -309,6 +327,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     };
     if !ui::display_available() {
         bail!(ui::UiError::NoDisplay {
+            program: program_name(),
             args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         });
     }
@@ -322,6 +341,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             frames: None,
             duration: None,
             capacity: 4,
+            published: Some(Arc::clone(&published)),
         };
         let stop = Arc::clone(&stop);
         demo_thread = Some(
@@ -373,8 +393,23 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // The built-in demo also records itself through the daemon, so every lane has data.
+    let mut telemetry_thread = None;
+    if demo_thread.is_some() {
+        if let Ok(address) = daemon_address.parse::<std::net::SocketAddr>() {
+            let (run, published, stop) = (run_id.clone(), published, Arc::clone(&stop));
+            let spawned = std::thread::Builder::new()
+                .name("demo-telemetry".into())
+                .spawn(move || demo::stream_demo_telemetry(address, run, published, stop));
+            match spawned {
+                Ok(thread) => telemetry_thread = Some(thread),
+                Err(err) => eprintln!("framelane: the demo run is not recorded: {err}"),
+            }
+        }
+    }
+    let demo_recorded = telemetry_thread.is_some();
     let options = ui::AppOptions {
-        initial_run_id: run_id,
+        initial_run_id: run_id.clone(),
         window_title: "framelane".into(),
         smoke_test: args.smoke_test,
         exit_after_ms: args.exit_after_ms.unwrap_or(0),
@@ -387,13 +422,28 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         window_height: args.window_size.1,
         fullscreen: args.fullscreen,
         daemon_address,
-        plot_run_id: args.plot_run.clone().unwrap_or_default(),
+        plot_run_id: args
+            .plot_run
+            .clone()
+            .or_else(|| demo_recorded.then(|| run_id.clone()))
+            .unwrap_or_default(),
         data_dir: data_dir_for_replay,
-        replay_run_id: args.replay_run.clone().unwrap_or_default(),
+        replay_run_id: args
+            .replay_run
+            .clone()
+            .or_else(|| demo_recorded.then(|| run_id.clone()))
+            .unwrap_or_default(),
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(thread) = telemetry_thread {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => eprintln!("framelane: the demo run was not recorded: {message}"),
+            Err(_) => eprintln!("framelane: the demo's telemetry thread panicked"),
+        }
+    }
     if let Some(daemon) = embedded {
         daemon.shutdown();
     }
@@ -481,6 +531,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         frames: args.frames,
         duration,
         capacity: args.capacity,
+        published: None,
     };
     let stop = AtomicBool::new(false);
     if !args.report_json {
@@ -649,4 +700,12 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How the user started this program (for hints that name a command they can run).
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "framelane".into())
 }

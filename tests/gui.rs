@@ -654,10 +654,64 @@ fn no_display_gives_a_hint(failures: &mut Vec<String>) {
         .expect("run without display");
     let stderr = String::from_utf8_lossy(&out.stderr);
     check(
-        !out.status.success()
-            && stderr.contains("xvfb-run")
-            && stderr.contains("QT_QPA_PLATFORM=offscreen"),
+        out.status.code() == Some(1)
+            && stderr.contains(&format!("xvfb-run -a {EXE} --no-demo"))
+            && stderr.contains(&format!("QT_QPA_PLATFORM=offscreen {EXE} --no-demo")),
         format!("exits with a hint, not a crash ({})", stderr.trim()),
+        failures,
+    );
+}
+
+/// The first run a new user makes: the window with its built-in demo and embedded daemon. Every
+/// lane fills within seconds: the live frame, the demo run among the recorded runs, its returns
+/// in the plot, and its episode recorded to video, ready in the Replay view.
+fn first_run_fills_every_lane(failures: &mut Vec<String>) {
+    println!("offscreen: first run with the built-in demo");
+    let dir = artifacts().join(format!("first-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats_path = artifacts().join("first-run.json");
+    let mut command = Display::Offscreen.command();
+    command.arg("--data-dir").arg(&dir);
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        let replay = &stats["replay"];
+        stats["state"] == "live"
+            && stats["telemetry_runs"].as_i64() >= Some(1)
+            && stats["plot_points"].as_i64() >= Some(2)
+            && replay["episodes"].as_i64() >= Some(1)
+            && replay["frameOrigin"] == "video"
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let replay = &stats["replay"];
+    check(
+        ready,
+        format!("every lane filled before the deadline ({stats})"),
+        failures,
+    );
+    check(
+        stats["state"] == "live" && stats["shown_step"].as_u64() > Some(0),
+        format!("the live view shows the demo ({})", stats["state"]),
+        failures,
+    );
+    check(
+        stats["telemetry_runs"].as_i64() >= Some(1),
+        format!(
+            "the demo run is among the recorded runs ({})",
+            stats["telemetry_runs"]
+        ),
+        failures,
+    );
+    check(
+        stats["plot_points"].as_i64() >= Some(2),
+        format!(
+            "the plot draws its returns ({} points)",
+            stats["plot_points"]
+        ),
+        failures,
+    );
+    check(
+        replay["runId"] == stats["run_id"] && replay["frameOrigin"] == "video",
+        format!("the Replay view holds the demo run, frames from its video ({replay})"),
         failures,
     );
 }
@@ -667,6 +721,7 @@ fn main() {
     let mut failures = Vec::new();
     no_display_gives_a_hint(&mut failures);
     smoke_test(&mut failures);
+    first_run_fills_every_lane(&mut failures);
     recorded_runs_are_listed_and_plotted(&mut failures);
     recorded_video_replays_in_the_window(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);

@@ -1,15 +1,22 @@
 //! Demo producer: publishes a moving synthetic pattern and HUD values into a fast-lane segment
-//! at a chosen size and rate. Used by the GUI's built-in demo run, the tests and the benchmarks.
+//! at a chosen size and rate, with rewards that behave like a learning run. Used by the GUI's
+//! built-in demo run (which also records it through a daemon: `telemetry`), the tests and the
+//! benchmarks.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod telemetry;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use telemetry::{stream_demo_telemetry, DEMO_PROFILE};
 
 use framelane_core::fastlane::{
     FastLaneError, FastLaneWriter, FrameGeometry, HudValues, PixelFormat, WriterConfig,
 };
 
-/// Steps per demo episode.
-pub const EPISODE_LENGTH: u64 = 600;
+/// Steps per demo episode (4 s at the default 60 Hz).
+pub const EPISODE_LENGTH: u64 = 240;
 /// Pixels the pattern moves per frame.
 const SCROLL_PER_FRAME: usize = 3;
 
@@ -27,6 +34,8 @@ pub struct DemoConfig {
     /// Stop after this long (None: no limit).
     pub duration: Option<Duration>,
     pub capacity: u32,
+    /// Updated with the number of the last frame published (for the demo's telemetry).
+    pub published: Option<Arc<AtomicU64>>,
 }
 
 /// What a finished demo run achieved.
@@ -114,7 +123,10 @@ pub fn demo_hud(number: u64, episodic_return: &mut f64, steps_per_second: f64) -
     if step_in_episode == 0 {
         *episodic_return = 0.0;
     }
-    let reward = (number as f64 * 0.05).sin();
+    // A learning curve: the mean reward of an episode rises towards 0.6, under a wobble.
+    let episode = number / EPISODE_LENGTH;
+    let reward =
+        0.6 * (1.0 - (-(episode as f64) / 6.0).exp()) + 0.25 * (number as f64 * 0.05).sin();
     *episodic_return += reward;
     HudValues {
         episode: number / EPISODE_LENGTH,
@@ -148,6 +160,9 @@ pub fn run_demo(config: &DemoConfig, stop: &AtomicBool) -> Result<DemoReport, Fa
         let number = writer.published() + 1;
         let hud = demo_hud(number, &mut episodic_return, measured_rate);
         writer.publish_with(&hud, |dst| pattern.render(number, dst));
+        if let Some(published) = &config.published {
+            published.store(number, Ordering::Release);
+        }
 
         rate_window_frames += 1;
         let window = rate_window_start.elapsed();

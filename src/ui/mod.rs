@@ -17,10 +17,10 @@ pub mod runs_panel;
 pub enum UiError {
     #[error(
         "no display: DISPLAY and WAYLAND_DISPLAY are unset.\n  \
-         Run under a virtual X server:   xvfb-run -a framelane {args}\n  \
-         or render without a window:    QT_QPA_PLATFORM=offscreen framelane {args}"
+         Run under a virtual X server:   xvfb-run -a {program} {args}\n  \
+         or render without a window:    QT_QPA_PLATFORM=offscreen {program} {args}"
     )]
-    NoDisplay { args: String },
+    NoDisplay { program: String, args: String },
     #[error("the Qt application exited with code {0}")]
     QtExit(i32),
 }
@@ -38,6 +38,9 @@ pub fn display_available() -> bool {
 pub fn run_gui(options: &AppOptions, args_for_hint: &str) -> Result<(), UiError> {
     if !display_available() {
         return Err(UiError::NoDisplay {
+            program: std::env::args()
+                .next()
+                .unwrap_or_else(|| "framelane".into()),
             args: args_for_hint.to_owned(),
         });
     }

@@ -195,22 +195,15 @@ impl qobject::ReplayPlot {
         let generation = self.rust().generation + 1;
         self.as_mut().rust_mut().generation = generation;
         self.as_mut().rust_mut().overview_pending = overview;
-        {
-            let mut channels = lock(&self.rust().channels);
-            channels.episode_rewards.clear();
-            if overview {
-                channels.overview.clear();
-            }
-        }
-        if overview {
-            self.as_mut().set_overview_points(0);
-            self.as_mut().set_run_steps(0);
-        }
+        // What is shown stays until the new series arrive (a refresh does not flicker).
         self.as_mut().set_error(QString::default());
-        self.as_mut().points_changed();
         let (dir, run_id) = (self.data_dir().to_string(), self.run_id().to_string());
         if dir.is_empty() || run_id.is_empty() {
             self.as_mut().rust_mut().loading = None;
+            *lock(&self.rust().channels) = Channels::default();
+            self.as_mut().set_overview_points(0);
+            self.as_mut().set_run_steps(0);
+            self.as_mut().points_changed();
             return;
         }
         let request = Load {

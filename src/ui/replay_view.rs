@@ -344,6 +344,10 @@ impl qobject::ReplayView {
                     if let Some(first) = episodes.first() {
                         self.choose_episode(first.episode as i64);
                     }
+                } else {
+                    // A refresh: the shown episode may have grown; reload it and its frame.
+                    let (run, episode) = (self.run_id.to_string(), self.episode as u64);
+                    self.request(|r| r.episode = Some((run, episode)));
                 }
             }
             Outcome::Episode { episode, steps } => {
