@@ -466,6 +466,16 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
     let bad = run(&["--raw", "64x48", "--fps", "fast", "-o", "x.mp4"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fast"));
+    // A missing folder: the cause is said once, with the path.
+    let bad = run(&["--input-dir", "/nonexistent-frames", "-o", "x.mp4"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(err.contains("/nonexistent-frames"), "{err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {err}"
+    );
 }
 
 #[test]
