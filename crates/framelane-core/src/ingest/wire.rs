@@ -314,7 +314,135 @@ pub fn episode_from_mosaic(episode: gymgui::RunEpisode) -> Result<EpisodeRecord,
 
 #[derive(serde::Deserialize)]
 struct RenderPayload {
-    rgb: Vec<Vec<Vec<u8>>>,
+    rgb: PackedRgb,
+}
+
+/// The "rgb" array of a MOSAIC render payload (rows of pixels of 3 or 4 values), parsed
+/// straight into packed pixels: a nested `Vec<Vec<Vec<u8>>>` would take several times the
+/// frame's bytes while parsing. Sizes are checked as it goes.
+#[derive(Default)]
+struct PackedRgb {
+    width: usize,
+    height: usize,
+    channels: usize,
+    pixels: Vec<u8>,
+}
+
+impl<'de> serde::Deserialize<'de> for PackedRgb {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(RowsVisitor)
+    }
+}
+
+struct RowsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RowsVisitor {
+    type Value = PackedRgb;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("rows of pixels")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut rows: A) -> Result<PackedRgb, A::Error> {
+        let mut out = PackedRgb::default();
+        while rows.next_element_seed(RowSeed(&mut out))?.is_some() {
+            out.height += 1;
+            if out.height > MAX_FRAME_SIDE as usize {
+                return Err(serde::de::Error::custom(format!(
+                    "more than {MAX_FRAME_SIDE} rows"
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One row, appended to the packed pixels.
+struct RowSeed<'a>(&'a mut PackedRgb);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a row of pixels")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut pixels: A) -> Result<(), A::Error> {
+        let out = self.0;
+        let y = out.height;
+        let mut x = 0;
+        while pixels.next_element_seed(PixelSeed { out, x, y })?.is_some() {
+            x += 1;
+            if x > MAX_FRAME_SIDE as usize {
+                return Err(serde::de::Error::custom(format!(
+                    "row {y} has more than {MAX_FRAME_SIDE} pixels"
+                )));
+            }
+        }
+        if y == 0 {
+            out.width = x;
+        } else if x != out.width {
+            return Err(serde::de::Error::custom(format!(
+                "row {y} has {x} pixels, row 0 has {}",
+                out.width
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One pixel's values, appended to the packed pixels.
+struct PixelSeed<'a> {
+    out: &'a mut PackedRgb,
+    x: usize,
+    y: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PixelSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PixelSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a pixel of 3 or 4 values from 0 to 255")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut values: A) -> Result<(), A::Error> {
+        let (x, y) = (self.x, self.y);
+        let mut n = 0;
+        while let Some(value) = values.next_element::<u8>()? {
+            n += 1;
+            if n > 4 {
+                return Err(serde::de::Error::custom(format!(
+                    "pixel ({x}, {y}) has more than 4 values"
+                )));
+            }
+            self.out.pixels.push(value);
+        }
+        if x == 0 && y == 0 {
+            self.out.channels = n;
+        } else if n != self.out.channels {
+            return Err(serde::de::Error::custom(format!(
+                "pixel ({x}, {y}) has {n} values, expected {}",
+                self.out.channels
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The "rgb" frame of a MOSAIC render payload: rows of pixels of 3 (RGB) or 4 (RGBA) values.
@@ -322,13 +450,12 @@ pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, IngestError> 
     const FIELD: &str = "render_payload_json.rgb";
     let payload: RenderPayload = serde_json::from_str(json)
         .map_err(|err| IngestError::field(FIELD, format!("is not valid: {err}")))?;
-    let height = payload.rgb.len();
-    let width = payload.rgb.first().map_or(0, Vec::len);
-    let channels = payload
-        .rgb
-        .first()
-        .and_then(|row| row.first())
-        .map_or(0, Vec::len);
+    let PackedRgb {
+        width,
+        height,
+        channels,
+        pixels,
+    } = payload.rgb;
     let format = match channels {
         3 => RawPixelFormat::Rgb8,
         4 => RawPixelFormat::Rgba8,
@@ -339,27 +466,7 @@ pub fn frame_from_render_payload(json: &str) -> Result<FrameImage, IngestError> 
             ))
         }
     };
-    let mut pixels = Vec::with_capacity(width * height * channels);
-    for (y, row) in payload.rgb.iter().enumerate() {
-        if row.len() != width {
-            return Err(IngestError::field(
-                FIELD,
-                format!("row {y} has {} pixels, row 0 has {width}", row.len()),
-            ));
-        }
-        for (x, pixel) in row.iter().enumerate() {
-            if pixel.len() != channels {
-                return Err(IngestError::field(
-                    FIELD,
-                    format!(
-                        "pixel ({x}, {y}) has {} values, expected {channels}",
-                        pixel.len()
-                    ),
-                ));
-            }
-            pixels.extend_from_slice(pixel);
-        }
-    }
+    // Both sides were capped at MAX_FRAME_SIDE while parsing.
     let (width, height) = (width as u32, height as u32);
     check_raw(FIELD, width, height, format, pixels.len())?;
     Ok(FrameImage::Raw {
@@ -599,6 +706,49 @@ mod tests {
             ..Default::default()
         };
         assert!(step_from_v1(fine).is_ok());
+    }
+
+    #[test]
+    fn render_payloads_parse_into_packed_pixels_and_bad_shapes_are_named() {
+        // A 64x48 RGBA frame whose pixel (x, y) is (x, y, x ^ y, 255).
+        let rows: Vec<String> = (0..48)
+            .map(|y| {
+                let pixels: Vec<String> = (0..64)
+                    .map(|x| format!("[{x},{y},{},255]", x ^ y))
+                    .collect();
+                format!("[{}]", pixels.join(","))
+            })
+            .collect();
+        let json = format!("{{\"rgb\": [{}]}}", rows.join(","));
+        match frame_from_render_payload(&json).expect("frame") {
+            FrameImage::Raw {
+                width,
+                height,
+                format,
+                pixels,
+            } => {
+                assert_eq!((width, height, format), (64, 48, RawPixelFormat::Rgba8));
+                let at = (47 * 64 + 63) * 4;
+                assert_eq!(&pixels[at..at + 4], &[63, 47, 63 ^ 47, 255]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        for (json, expected) in [
+            (
+                r#"{"rgb": [[[1,2,3],[4,5,6]],[[7,8,9]]]}"#,
+                "row 1 has 1 pixels, row 0 has 2",
+            ),
+            (r#"{"rgb": [[[1,2,3,4,5]]]}"#, "more than 4 values"),
+            (r#"{"rgb": [[[1,2]]]}"#, "pixels of 2 values"),
+            (r#"{"rgb": []}"#, "pixels of 0 values"),
+            (r#"{"rgb": "not an array"}"#, "rows of pixels"),
+        ] {
+            let err = frame_from_render_payload(json).unwrap_err().to_string();
+            assert!(
+                err.starts_with("render_payload_json.rgb") && err.contains(expected),
+                "{json}: {err}"
+            );
+        }
     }
 
     #[test]
