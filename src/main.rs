@@ -171,6 +171,17 @@ struct GuiArgs {
     /// Show runs and plots from a running daemon instead of starting one in this process.
     #[arg(long, value_name = "ADDR")]
     connect: Option<std::net::SocketAddr>,
+    /// Bearer token for a daemon that listens beyond loopback (also FRAMELANE_TOKEN).
+    #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Address of the embedded daemon (loopback; port 0 picks a free one).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:50551",
+        conflicts_with = "connect"
+    )]
+    listen: std::net::SocketAddr,
     /// Start no telemetry daemon (fast lane only).
     #[arg(long, conflicts_with = "connect")]
     no_daemon: bool,
@@ -317,6 +328,7 @@ fn describe(err: &anyhow::Error) -> String {
 }
 
 fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
+    framelane_core::ingest::client::set_client_token(args.token.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let mut demo_thread = None;
     let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -353,6 +365,8 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     }
     // The embedded daemon lives as long as the window; a running one is used with --connect.
     let mut embedded = None;
+    // The demo records only into this data directory's daemon, never into one found by chance.
+    let mut own_daemon = false;
     // Replay reads the store directly: the embedded daemon's, or --data-dir's.
     let data_dir_for_replay = match (&args.data_dir, args.connect.is_some() || args.no_daemon) {
         (Some(dir), _) => dir.display().to_string(),
@@ -364,15 +378,17 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     } else if args.no_daemon || args.smoke_test {
         String::new()
     } else {
-        let config = daemon::DaemonConfig::new(
+        let mut config = daemon::DaemonConfig::new(
             args.data_dir
                 .clone()
                 .unwrap_or_else(daemon::default_data_dir),
         );
+        config.listen = args.listen;
         match daemon::Daemon::start(config) {
             Ok(d) => {
                 let address = d.local_addr().to_string();
                 embedded = Some(d);
+                own_daemon = true;
                 address
             }
             Err(daemon::DaemonError::DataDir(daemon::LockError::Busy {
@@ -385,6 +401,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             })) => {
                 // The data directory's own daemon is running: show its runs instead of a second one.
                 eprintln!("framelane: the data directory's daemon is already running at {address}; showing its runs");
+                own_daemon = true;
                 address.to_string()
             }
             Err(err) => {
@@ -395,7 +412,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     };
     // The built-in demo also records itself through the daemon, so every lane has data.
     let mut telemetry_thread = None;
-    if demo_thread.is_some() {
+    if demo_thread.is_some() && own_daemon {
         if let Ok(address) = daemon_address.parse::<std::net::SocketAddr>() {
             let (run, published, stop) = (run_id.clone(), published, Arc::clone(&stop));
             let spawned = std::thread::Builder::new()

@@ -671,7 +671,11 @@ fn first_run_fills_every_lane(failures: &mut Vec<String>) {
     let _ = std::fs::remove_dir_all(&dir);
     let stats_path = artifacts().join("first-run.json");
     let mut command = Display::Offscreen.command();
-    command.arg("--data-dir").arg(&dir);
+    // A free port: another daemon on the default one must not stand in for this window's.
+    command
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"]);
     let (status, ready) = run_gui_until(command, &stats_path, |stats| {
         let replay = &stats["replay"];
         stats["state"] == "live"

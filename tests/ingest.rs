@@ -755,3 +755,99 @@ fn a_stalled_publish_stream_is_ended_and_what_it_sent_is_kept() {
         "the five steps received before the stall are stored"
     );
 }
+
+#[test]
+fn the_gui_client_sends_its_token_and_takes_full_hd_frames() {
+    use framelane_core::ingest::client;
+    let dir = ScratchDir::new("token-client");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "0.0.0.0:0".parse().expect("addr");
+    config.token = Some("s3cret".into());
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", daemon.local_addr().port())
+        .parse()
+        .expect("addr");
+    let rt = runtime();
+
+    // Without the token the client reports the refusal instead of silently seeing nothing.
+    client::set_client_token(None);
+    let refusal = rt.block_on(async {
+        let mut refusal = None;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            client::watch_runs(addr, |_| false, |message| refusal = Some(message)),
+        )
+        .await;
+        refusal
+    });
+    assert!(
+        refusal.as_deref().is_some_and(|m| m.contains("token")),
+        "{refusal:?}"
+    );
+
+    // With it: a 1920x1080 frame kept by the daemon reaches the client (8 MiB of RGBA, over
+    // tonic's 4 MiB default message size).
+    client::set_client_token(Some("s3cret".into()));
+    let frame = rt.block_on(async {
+        let mut publisher = client::connect(addr).await.expect("connect with the token");
+        publisher
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "big".into(),
+                worker_id: "w".into(),
+                worker_kind: "t".into(),
+                profile: "debug".into(),
+            })
+            .await
+            .expect("register");
+        let (w, h) = (1920u32, 1080u32);
+        let mut s = step("big", 0);
+        s.frame = Some(v1::Frame {
+            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                width: w,
+                height: h,
+                format: v1::PixelFormat::Rgb8 as i32,
+                pixels: vec![77u8; (w * h * 3) as usize],
+            })),
+        });
+        let reply = publisher
+            .publish_steps(tokio_stream::iter([s]))
+            .await
+            .expect("publish a full-HD frame")
+            .into_inner();
+        assert_eq!(reply.accepted, 1);
+        // The PNG is written off the ingest path; the frame is followed once it is indexed.
+        let database = daemon.database_path().to_owned();
+        let indexed = wait_until(|| {
+            StoreReader::open(&database)
+                .ok()?
+                .frame("big", 0, 0)
+                .ok()
+                .flatten()
+        });
+        assert!(indexed.is_some(), "the snapshot of the frame is written");
+        let mut got = None;
+        let mut errors = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(60),
+            client::follow_frames(
+                addr,
+                "big".into(),
+                |frame| match frame {
+                    Some(frame) => {
+                        got = Some(frame);
+                        false
+                    }
+                    None => true,
+                },
+                |message| errors.push(message),
+            ),
+        )
+        .await;
+        got.ok_or(errors)
+    });
+    client::set_client_token(None);
+    let frame = frame.expect("the kept frame arrives");
+    assert_eq!((frame.width, frame.height), (1920, 1080));
+    assert_eq!(frame.rgba.len(), 1920 * 1080 * 4);
+    assert_eq!(&frame.rgba[..4], &[77, 77, 77, 255]);
+}

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framelane_core::fastlane::{FrameGeometry, PixelFormat};
+use framelane_core::ingest::client::connect;
 use framelane_core::ingest::proto::framelane_v1 as v1;
-use framelane_core::ingest::proto::framelane_v1::telemetry_client::TelemetryClient;
 
 use super::{demo_hud, DemoPattern, EPISODE_LENGTH};
 
@@ -45,7 +45,7 @@ async fn stream(
     published: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let mut client = TelemetryClient::connect(format!("http://{address}"))
+    let mut client = connect(address)
         .await
         .map_err(|e| format!("daemon at {address} not reachable: {e}"))?;
     client

@@ -9,13 +9,63 @@ use tokio_stream::StreamExt;
 use super::proto::framelane_v1 as v1;
 use super::IngestError;
 
-type Client = v1::telemetry_client::TelemetryClient<tonic::transport::Channel>;
+/// A `framelane.v1` client that sends this process's token and takes large frames.
+pub type Client = v1::telemetry_client::TelemetryClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
+>;
 
 /// How long to wait before reconnecting to a daemon that is not there.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// Largest message the client accepts: as large as the daemon sends (a 1920x1080 RGBA frame
+/// is 8 MiB, over tonic's 4 MiB default).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-async fn connect(address: SocketAddr) -> Result<Client, tonic::transport::Error> {
-    Client::connect(format!("http://{address}")).await
+/// The bearer token this process's clients send (a daemon beyond loopback needs one).
+static TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Sets (or clears) the bearer token every client of this process sends from its next
+/// connection on (`framelane gui --connect ADDR --token T`).
+pub fn set_client_token(token: Option<String>) {
+    *TOKEN.lock().unwrap_or_else(|p| p.into_inner()) = token.filter(|t| !t.is_empty());
+}
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to the daemon at `address` (plain HTTP/2), with this process's token.
+pub async fn connect(address: SocketAddr) -> Result<Client, IngestError> {
+    let token = TOKEN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let header = token
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .map_err(|_| {
+            IngestError::Connection("the token has characters a header cannot carry".into())
+        })?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .map_err(|e| IngestError::Connection(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| IngestError::Connection(e.to_string()))?;
+    Ok(
+        v1::telemetry_client::TelemetryClient::with_interceptor(channel, BearerToken(header))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }
 
 /// Calls `on_runs` with the run list whenever it changes (and with None about once a second
@@ -61,6 +111,10 @@ pub async fn watch_runs(
             },
             Err(err) => on_error(format!("daemon at {address} not reachable: {err}")),
         }
+        // Between attempts too: a caller that lost interest ends the loop.
+        if !on_runs(None) {
+            return;
+        }
         tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
@@ -90,6 +144,10 @@ pub async fn follow_series(
             Ok(c) => c,
             Err(err) => {
                 on_error(format!("daemon at {address} not reachable: {err}"));
+                // Between attempts too: a caller that lost interest ends the loop.
+                if !on_points(SeriesUpdate::default()) {
+                    return;
+                }
                 tokio::time::sleep(RECONNECT_AFTER).await;
                 continue;
             }
@@ -110,6 +168,9 @@ pub async fn follow_series(
             (Ok(s), Ok(e)) => (s.into_inner(), e.into_inner()),
             (Err(status), _) | (_, Err(status)) => {
                 on_error(format!("run {run_id}: {}", status.message()));
+                if !on_points(SeriesUpdate::default()) {
+                    return;
+                }
                 tokio::time::sleep(RECONNECT_AFTER).await;
                 continue;
             }

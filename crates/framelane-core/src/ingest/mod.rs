@@ -54,6 +54,9 @@ pub enum IngestError {
     /// A frame fetched from the daemon could not be turned into pixels.
     #[error("{0}")]
     Frame(String),
+    /// The client could not set up its connection to the daemon.
+    #[error("{0}")]
+    Connection(String),
 }
 
 impl IngestError {
