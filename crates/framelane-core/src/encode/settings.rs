@@ -1,6 +1,9 @@
 //! Encoder settings: codec family, quality, preset, GOP, pixel format, threads, container.
 //! Defaults are stated here and in docs/encode.md.
 
+use ff::ffi;
+use ffmpeg_next as ff;
+
 use super::EncodeError;
 
 /// The codec family a file is written in; the concrete encoder is probed (see `probe`).
@@ -152,7 +155,7 @@ impl EncoderSettings {
                 self.convert_threads
             )));
         }
-        super::video_file::pixel_format(&self.pixel_format)?;
+        pixel_format(&self.pixel_format)?;
         Ok(())
     }
 }
@@ -165,4 +168,18 @@ pub fn default_preset(encoder: &str) -> Option<&'static str> {
         "h264_nvenc" | "av1_nvenc" => Some("p4"),
         _ => None,
     }
+}
+
+/// The FFmpeg pixel format of an encoder pixel-format name (`yuv420p`, ...).
+pub(crate) fn pixel_format(name: &str) -> Result<ff::format::Pixel, EncodeError> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| EncodeError::Settings(format!("pixel format {name:?}")))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; av_get_pix_fmt only reads it.
+    let pixel = ff::format::Pixel::from(unsafe { ffi::av_get_pix_fmt(c.as_ptr()) });
+    if pixel == ff::format::Pixel::None {
+        return Err(EncodeError::Settings(format!(
+            "pixel format {name:?}: not known to FFmpeg"
+        )));
+    }
+    Ok(pixel)
 }

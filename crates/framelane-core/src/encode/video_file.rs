@@ -15,7 +15,7 @@ use ffmpeg_next as ff;
 use crate::bus::RawPixelFormat;
 
 use super::convert::Converter;
-use super::settings::{default_preset, Container, EncoderSettings, Quality};
+use super::settings::{default_preset, pixel_format, Container, EncoderSettings, Quality};
 use super::EncodeError;
 
 /// Opens an encoder by FFmpeg name for frames of `width` x `height`.
@@ -95,19 +95,6 @@ pub(crate) fn open_encoder(
     video
         .open_as_with(codec, options)
         .map_err(|e| EncodeError::Codec(format!("{name}: {e}")))
-}
-
-pub(crate) fn pixel_format(name: &str) -> Result<ff::format::Pixel, EncodeError> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| EncodeError::Settings(format!("pixel format {name:?}")))?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call; av_get_pix_fmt only reads it.
-    let pixel = ff::format::Pixel::from(unsafe { ffi::av_get_pix_fmt(c.as_ptr()) });
-    if pixel == ff::format::Pixel::None {
-        return Err(EncodeError::Settings(format!(
-            "pixel format {name:?}: not known to FFmpeg"
-        )));
-    }
-    Ok(pixel)
 }
 
 /// What a finished file holds.

@@ -7,10 +7,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::framelane_v1 as v1;
-use super::stream::{forward_control, subscribe_episodes, subscribe_steps, BoxStream, Item};
+use super::stream::{
+    forward_control, subscribe_episodes, subscribe_steps, BoxStream, Item, PublishOutcome,
+};
 use super::wire::{
-    control_to_v1, episode_from_v1, publish_reply_to_v1, rgba_frame_to_v1, step_from_v1,
-    stored_episode_to_v1, stored_step_to_v1,
+    control_to_v1, episode_from_v1, rgba_frame_to_v1, step_from_v1, stored_episode_to_v1,
+    stored_step_to_v1,
 };
 use super::IngestCore;
 use crate::replay::StepFrame;
@@ -210,4 +212,14 @@ async fn list_runs(core: &Arc<IngestCore>) -> Result<v1::ListRunsReply, Status> 
             })
             .collect(),
     })
+}
+
+/// Our reply to a publish stream.
+fn publish_reply_to_v1(outcome: PublishOutcome) -> v1::PublishReply {
+    v1::PublishReply {
+        accepted: outcome.accepted,
+        dropped: outcome.dropped,
+        first_error: outcome.first_error,
+        frames_shed: outcome.frames_shed,
+    }
 }

@@ -5,7 +5,6 @@
 use serde::de::IgnoredAny;
 
 use super::proto::{framelane_v1 as v1, gymgui};
-use super::stream::PublishOutcome;
 use super::{ControlEvent, IngestError};
 use crate::bus::{EpisodeRecord, FrameImage, ImageCodec, Payload, RawPixelFormat, StepRecord};
 use crate::replay::RgbaFrame;
@@ -534,16 +533,6 @@ pub fn stored_episode_to_v1(row: EpisodeRow) -> v1::StoredEpisode {
             producer_unix_ns: episode.producer_unix_ns,
             session_token: String::new(),
         }),
-    }
-}
-
-/// Our reply to a publish stream.
-pub(crate) fn publish_reply_to_v1(outcome: PublishOutcome) -> v1::PublishReply {
-    v1::PublishReply {
-        accepted: outcome.accepted,
-        dropped: outcome.dropped,
-        first_error: outcome.first_error,
-        frames_shed: outcome.frames_shed,
     }
 }
 
