@@ -134,6 +134,7 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialRunId"), toQString(options.initial_run_id) },
     { QStringLiteral("title"), toQString(options.window_title) },
     { QStringLiteral("pollIntervalMs"), int(options.poll_interval_ms) },
+    { QStringLiteral("maxFps"), int(options.max_fps) },
     { QStringLiteral("daemonAddress"), toQString(options.daemon_address) },
     { QStringLiteral("initialPlotRunId"), toQString(options.plot_run_id) },
     { QStringLiteral("dataDir"), toQString(options.data_dir) },

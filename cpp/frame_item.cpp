@@ -135,6 +135,27 @@ FrameItem::FrameItem(QQuickItem* parent)
   : QQuickItem(parent)
 {
   setFlag(ItemHasContents, true);
+  m_capTimer = new QTimer(this);
+  m_capTimer->setSingleShot(true);
+  m_capTimer->setTimerType(Qt::PreciseTimer);
+  connect(m_capTimer, &QTimer::timeout, this, &FrameItem::scheduleFrame);
+}
+
+int
+FrameItem::maxFps() const
+{
+  return m_maxFps;
+}
+
+void
+FrameItem::setMaxFps(int fps)
+{
+  fps = std::max(0, fps);
+  if (fps == m_maxFps)
+    return;
+  m_maxFps = fps;
+  Q_EMIT maxFpsChanged();
+  scheduleFrame();
 }
 
 FrameItem::~FrameItem() = default;
@@ -235,6 +256,7 @@ FrameItem::onFrameSwapped()
 void
 FrameItem::scheduleFrame()
 {
+  m_sinceScheduled.start();
   // Polish (choose the frame, lay out its HUD) and sync (copy it) in the window's next frame.
   polish();
   update();
@@ -250,8 +272,19 @@ FrameItem::updatePolish()
 void
 FrameItem::onFrameAvailable()
 {
-  if (!m_pollTimer)
-    scheduleFrame();
+  if (m_pollTimer)
+    return;
+  if (m_maxFps > 0 && m_sinceScheduled.isValid()) {
+    const qint64 slot = 1000 / m_maxFps;
+    const qint64 since = m_sinceScheduled.elapsed();
+    if (since < slot) {
+      // Too soon: one render at the next slot shows whatever is newest then.
+      if (!m_capTimer->isActive())
+        m_capTimer->start(int(slot - since));
+      return;
+    }
+  }
+  scheduleFrame();
 }
 
 void

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include <QtCore/QPointer>
+#include <QtCore/QElapsedTimer>
 #include <QtCore/QTimer>
 #include <QtGui/QImage>
 #include <QtQml/QQmlEngine>
@@ -24,6 +25,9 @@ class FrameItem : public QQuickItem
   // 0: sample at every rendered frame. N > 0: sample only when a GUI-thread timer of N ms
   // fires (the reference design, kept for comparisons).
   Q_PROPERTY(int pollIntervalMs READ pollIntervalMs WRITE setPollIntervalMs NOTIFY pollIntervalMsChanged)
+  // Renders at most this many frames a second (0: no cap): new frames that come sooner wait
+  // for the next slot, and the newest one is shown then.
+  Q_PROPERTY(int maxFps READ maxFps WRITE setMaxFps NOTIFY maxFpsChanged)
 
 public:
   enum class UploadPath
@@ -43,11 +47,14 @@ public:
   QString uploadPath() const;
   int pollIntervalMs() const;
   void setPollIntervalMs(int ms);
+  int maxFps() const;
+  void setMaxFps(int fps);
 
 Q_SIGNALS:
   void sourceChanged();
   void paintedRectChanged();
   void pollIntervalMsChanged();
+  void maxFpsChanged();
 
 protected:
   void updatePolish() override;
@@ -70,4 +77,8 @@ private:
   bool m_awaitingSwap = false;
   std::atomic<int> m_uploadPath{ 0 };
   QTimer* m_pollTimer = nullptr;
+  int m_maxFps = 0;
+  // When the last frame was scheduled, and the timer that schedules a held-back one.
+  QElapsedTimer m_sinceScheduled;
+  QTimer* m_capTimer = nullptr;
 };

@@ -6,6 +6,8 @@ Rectangle {
     id: hud
 
     required property var view
+    // The live view's frame-rate cap in force (0: none).
+    property int maxFps: 0
 
     function fixed(value, digits) {
         return Number(value).toFixed(digits);
@@ -56,6 +58,7 @@ Rectangle {
         Text {
             objectName: "hudRates"
             text: "producer " + hud.fixed(hud.view.producerRate, 1) + " steps/s   display " + hud.fixed(hud.view.displayFps, 1) + " fps"
+                  + (hud.maxFps > 0 ? " (cap " + hud.maxFps + ")" : "")
             color: "#e6edf3"
             font.pixelSize: 12
         }

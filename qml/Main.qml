@@ -9,6 +9,8 @@ ApplicationWindow {
 
     property string initialRunId: ""
     property int pollIntervalMs: 0
+    // Live view frame-rate cap (0: off).
+    property int maxFps: 0
     // Address of the telemetry daemon (embedded or --connect); empty: none.
     property string daemonAddress: ""
     property string initialPlotRunId: ""
@@ -93,16 +95,40 @@ ApplicationWindow {
             Layout.fillHeight: true
             spacing: 0
 
-        TabBar {
-            id: modeBar
-            objectName: "modeBar"
+        RowLayout {
             Layout.fillWidth: true
-            // --replay-run opens the Replay tab; the demo run is replayable but opens live.
-            currentIndex: root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId ? 1 : 0
-            TabButton { text: "Live" }
-            TabButton {
-                text: "Replay"
-                enabled: root.dataDir !== ""
+            spacing: 8
+
+            TabBar {
+                id: modeBar
+                objectName: "modeBar"
+                Layout.fillWidth: true
+                // --replay-run opens the Replay tab; the demo run is replayable but opens live.
+                currentIndex: root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId ? 1 : 0
+                TabButton { text: "Live" }
+                TabButton {
+                    text: "Replay"
+                    enabled: root.dataDir !== ""
+                }
+            }
+
+            Label {
+                visible: !root.replaying
+                text: "FPS cap"
+                color: "#8b949e"
+            }
+            ComboBox {
+                id: fpsCap
+                objectName: "fpsCap"
+                visible: !root.replaying
+                // The usual caps, and the one given on the command line if it is another.
+                readonly property var caps: {
+                    const usual = [0, 15, 30, 60];
+                    return usual.indexOf(root.maxFps) < 0 ? usual.concat([root.maxFps]) : usual;
+                }
+                model: caps.map(cap => cap === 0 ? "off" : String(cap))
+                currentIndex: Math.max(0, caps.indexOf(root.maxFps))
+                onActivated: index => root.maxFps = caps[index]
             }
         }
 
@@ -118,6 +144,7 @@ ApplicationWindow {
                 anchors.margins: 8
                 source: root.replaying ? replayView : liveView
                 pollIntervalMs: root.pollIntervalMs
+                maxFps: root.maxFps
             }
 
             // Live-only overlays; replay shows its step, reward and frame origin below.
@@ -131,6 +158,7 @@ ApplicationWindow {
                     anchors.top: parent.top
                     anchors.margins: 16
                     view: liveView
+                    maxFps: frameItem.maxFps
                 }
 
                 ConnectionBanner {

@@ -199,6 +199,9 @@ struct GuiArgs {
     /// (the reference design polls every 16 ms; for comparisons). 0: frame cadence.
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
     poll_interval_ms: u32,
+    /// Render the live view at most this many frames a second (the HUD shows the cap).
+    #[arg(long, value_name = "FPS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    fps_cap: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -435,6 +438,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         stats_interval_ms: args.stats_interval_ms.unwrap_or(0),
         quit_file: path_string(args.quit_file.as_ref()),
         poll_interval_ms: args.poll_interval_ms,
+        max_fps: args.fps_cap.unwrap_or(0),
         window_width: args.window_size.0,
         window_height: args.window_size.1,
         fullscreen: args.fullscreen,

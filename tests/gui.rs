@@ -720,6 +720,42 @@ fn first_run_fills_every_lane(failures: &mut Vec<String>) {
     );
 }
 
+/// The live view's frame-rate cap holds against a faster producer, and the HUD says so.
+fn fps_cap_holds(failures: &mut Vec<String>) {
+    println!("offscreen: live view with an FPS cap");
+    let run = format!("gui-cap-{}", std::process::id());
+    let producer = Reaped(
+        Command::new(EXE)
+            .args([
+                "demo", "--run", &run, "--size", "320x240", "--format", "rgb", "--rate", "60",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start demo producer"),
+    );
+    let stats_path = artifacts().join("fps-cap.json");
+    let mut command = Display::Offscreen.command();
+    command.args(["gui", "--no-daemon", "--run", &run, "--fps-cap", "12"]);
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        stats["frames_presented"].as_u64() >= Some(40)
+    });
+    drop(producer);
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let fps = stats["display_fps"].as_f64().unwrap_or(0.0);
+    check(
+        fps > 6.0 && fps <= 13.5,
+        format!("the display rate keeps under the cap of 12 with a 60 Hz producer ({fps:.1} fps)"),
+        failures,
+    );
+    check(
+        stats["hud"]["hudRates"]
+            .as_str()
+            .is_some_and(|t| t.contains("(cap 12)")),
+        format!("the HUD states the cap ({})", stats["hud"]["hudRates"]),
+        failures,
+    );
+}
+
 fn main() {
     // libtest-style filtering is not needed; accept and ignore its flags.
     let mut failures = Vec::new();
@@ -729,6 +765,7 @@ fn main() {
     recorded_runs_are_listed_and_plotted(&mut failures);
     recorded_video_replays_in_the_window(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
+    fps_cap_holds(&mut failures);
     if Command::new("xvfb-run")
         .arg("--help")
         .stdout(Stdio::null())

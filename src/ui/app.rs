@@ -23,6 +23,8 @@ pub mod ffi {
         quit_file: String,
         /// Sample on a GUI-thread timer of this period instead of every rendered frame (0).
         poll_interval_ms: u32,
+        /// Live view frame-rate cap (0: none).
+        max_fps: u32,
         window_width: u32,
         window_height: u32,
         fullscreen: bool,
