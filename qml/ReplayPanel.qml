@@ -29,8 +29,9 @@ Rectangle {
         episode: panel.replay.episode
     }
 
-    // A run that is still recording grows: reload its episodes, the shown episode and the plots
-    // while the tab is open, and until a first frame could be shown.
+    // A run that is still recording grows: reload its episodes and the shown episode while the
+    // tab is open, and until a first frame could be shown. The plots (whose overview query grows
+    // with the run) reload only when something grew.
     Timer {
         interval: 3000
         repeat: true
@@ -38,8 +39,15 @@ Rectangle {
         onTriggered: {
             panel.replay.refresh()
             episodes.refresh()
-            series.refresh()
         }
+    }
+    Connections {
+        target: panel.replay
+        function onStepCountChanged() { series.refresh() }
+    }
+    Connections {
+        target: episodes
+        function onCountChanged() { series.refresh() }
     }
 
     Timer {

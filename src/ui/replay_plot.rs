@@ -62,6 +62,7 @@ use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
 use super::follower::Follower;
+use super::run_plot::copy_newest_points;
 use framelane_core::store::{StoreReader, DATABASE_FILE};
 
 /// Buckets of the whole-run plot.
@@ -176,12 +177,7 @@ impl qobject::ReplayPlot {
         } else {
             &channels.episode_rewards
         };
-        let n = series.len().min(out.len() / 2);
-        for (pair, &(x, y)) in out.chunks_exact_mut(2).zip(&series[series.len() - n..]) {
-            pair[0] = x;
-            pair[1] = y;
-        }
-        n
+        copy_newest_points(series.iter(), out)
     }
 
     fn refresh(self: Pin<&mut Self>) {

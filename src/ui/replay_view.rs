@@ -187,6 +187,8 @@ enum Outcome {
 fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outcome)) {
     let mut resolver: Option<FrameResolver> = None;
     let mut reader: Option<StoreReader> = None;
+    // The (database, run) the reader and resolver belong to.
+    let mut opened: Option<(PathBuf, String)> = None;
     loop {
         let (open, episode, frame) = {
             let mut requests = lock(&worker.requests);
@@ -209,16 +211,28 @@ fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
                 requests.frame.take(),
             )
         };
-        if let Some((database, run)) = open {
-            match open_run(&database, &run) {
-                Ok((r, res, episodes)) => {
+        if let Some(request) = open {
+            // A refresh of the run already open keeps its reader, resolver and frame cache and
+            // reloads only the episode list; another run (or store) opens afresh.
+            let reopen = opened.as_ref() != Some(&request) || reader.is_none();
+            let (database, run) = &request;
+            let loaded = match reader.as_ref().filter(|_| !reopen) {
+                Some(r) => r.replay_episodes(run).map_err(|e| e.to_string()),
+                None => open_run(database, run).map(|(r, res, episodes)| {
                     reader = Some(r);
                     resolver = Some(res);
+                    episodes
+                }),
+            };
+            match loaded {
+                Ok(episodes) => {
+                    opened = Some(request);
                     post(Outcome::Opened { episodes });
                 }
                 Err(err) => {
                     reader = None;
                     resolver = None;
+                    opened = None;
                     post(Outcome::Failed(err));
                 }
             }

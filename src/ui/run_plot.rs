@@ -72,6 +72,21 @@ struct Series {
     returns: VecDeque<(f64, f64)>,
 }
 
+/// Copies the newest points of `series` as x, y pairs into `out` (as many as fit, in order);
+/// returns how many. What every plot source hands the plot item.
+pub(super) fn copy_newest_points<'a>(
+    series: impl ExactSizeIterator<Item = &'a (f64, f64)>,
+    out: &mut [f64],
+) -> usize {
+    let n = series.len().min(out.len() / 2);
+    let older = series.len() - n;
+    for (pair, &(x, y)) in out.chunks_exact_mut(2).zip(series.skip(older)) {
+        pair[0] = x;
+        pair[1] = y;
+    }
+    n
+}
+
 fn push_bounded(window: &mut VecDeque<(f64, f64)>, points: impl IntoIterator<Item = (u64, f64)>) {
     for (x, y) in points {
         if window.len() == WINDOW {
@@ -108,13 +123,7 @@ impl qobject::RunPlot {
     fn copy_channel(&self, _channel: i32, out: &mut [f64]) -> usize {
         let rust = self.rust();
         let data = rust.data.lock().unwrap_or_else(|p| p.into_inner());
-        let window = rust.chosen(&data);
-        let n = window.len().min(out.len() / 2);
-        for (i, (x, y)) in window.iter().skip(window.len() - n).enumerate() {
-            out[2 * i] = *x;
-            out[2 * i + 1] = *y;
-        }
-        n
+        copy_newest_points(rust.chosen(&data).iter(), out)
     }
 
     fn channel_length(&self, _channel: i32) -> usize {

@@ -91,21 +91,14 @@ pub struct ServeLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 impl ServeLog {
     /// Waits (up to a generous deadline) for a line containing every one of `parts`.
     pub fn wait_for(&self, parts: &[&str]) -> Option<String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            let found = self
-                .0
+        wait_until(|| {
+            self.0
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .find(|line| parts.iter().all(|part| line.contains(part)))
-                .cloned();
-            if found.is_some() {
-                return found;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        None
+                .cloned()
+        })
     }
 }
 
