@@ -19,6 +19,9 @@ PACKAGES=(
   # bindgen, hence clang), and the ffmpeg tool the encode benchmark compares against
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
   clang libclang-dev ffmpeg
+  # episode analysis: OpenCV 4.6 for face detection (the opencv crate binds it with libclang)
+  # and the Haar cascades of opencv-data
+  libopencv-dev opencv-data
   # test helpers
   python3
 )
@@ -30,8 +33,28 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Test data: a public-domain face photograph (NASA's astronaut portrait that scikit-image ships)
+# for the episode-analysis tests. Only that file is taken out of Debian's python3-skimage
+# package; the package itself (and its dependencies) is not installed.
+fetch_face_image() {
+  local dest="${XDG_CACHE_HOME:-$HOME/.cache}/framelane/testdata/astronaut.png"
+  [ -s "$dest" ] && return 0
+  mkdir -p "$(dirname "$dest")"
+  local tmp
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download python3-skimage >/dev/null 2>&1); then
+    dpkg-deb --fsys-tarfile "$tmp"/python3-skimage_*.deb \
+      | tar -xO ./usr/lib/python3/dist-packages/skimage/data/astronaut.png > "$dest.part" \
+      && mv "$dest.part" "$dest" && echo "setup: face test image at $dest"
+  else
+    echo "setup: could not download python3-skimage for the face test image" >&2
+  fi
+  rm -rf "$tmp"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} system packages are present"
+  fetch_face_image
   exit 0
 fi
 
@@ -50,4 +73,5 @@ APT_OPTS=(-o DPkg::Lock::Timeout=600 -y --no-install-recommends)
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 $SUDO apt-get "${APT_OPTS[@]}" install -qq "${missing[@]}"
+fetch_face_image
 echo "setup: done"

@@ -1,12 +1,14 @@
 //! Benchmarks that print figures and can write them as JSON (`framelane bench ...`). Figures,
 //! not pass/fail: docs/benchmarks.md records them with the command and the machine.
 
+mod analyze_bench;
 mod encode_bench;
 mod fastlane_bench;
 mod ingest_bench;
 pub mod pattern;
 mod replay_bench;
 
+pub use analyze_bench::{run_analyze_bench, AnalyzeBenchArgs};
 pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
 pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};
