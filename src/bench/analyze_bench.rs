@@ -81,23 +81,43 @@ pub fn run_analyze_bench(args: &AnalyzeBenchArgs) -> anyhow::Result<()> {
             spec.gop = 30;
             spec.crf = 23;
             let path = scratch.0.join("episode.mp4");
-            println!("writing {}x{} H.264 (B-frames, GOP 30) of {} frames ...", w, h, spec.frames());
+            println!(
+                "writing {}x{} H.264 (B-frames, GOP 30) of {} frames ...",
+                w,
+                h,
+                spec.frames()
+            );
             spec.write(&path)?;
             path
         }
     };
-    println!("file: {} ({} bytes), stride {}", video.display(), std::fs::metadata(&video)?.len(), args.stride);
+    println!(
+        "file: {} ({} bytes), stride {}",
+        video.display(),
+        std::fs::metadata(&video)?.len(),
+        args.stride
+    );
     let threshold = AnalyzeOptions::new("bench", &video, &scratch.0).scene_threshold;
 
     println!("read loops (fastest of {}):", args.repeat);
-    let all = best(args.repeat, || reference::decode_convert_all(&video, args.stride))?;
-    let grab = best(args.repeat, || reference::opencv_grab_retrieve(&video, args.stride))?;
-    let ours = best(args.repeat, || reference::framelane_loop(&video, args.stride, threshold))?;
+    let all = best(args.repeat, || {
+        reference::decode_convert_all(&video, args.stride)
+    })?;
+    let grab = best(args.repeat, || {
+        reference::opencv_grab_retrieve(&video, args.stride)
+    })?;
+    let ours = best(args.repeat, || {
+        reference::framelane_loop(&video, args.stride, threshold)
+    })?;
     for f in [&all, &grab, &ours] {
         print(f, &all);
     }
     let same_as_decode_all = ours.checksums == all.checksums;
-    let frames_match_opencv = ours.checksums.iter().map(|c| c.0).eq(grab.checksums.iter().map(|c| c.0));
+    let frames_match_opencv = ours
+        .checksums
+        .iter()
+        .map(|c| c.0)
+        .eq(grab.checksums.iter().map(|c| c.0));
     let pixels_match_opencv = ours.checksums == grab.checksums;
     println!(
         "  analysed frames: same numbers and pixels as decode-all: {same_as_decode_all}; same numbers as OpenCV: {frames_match_opencv} (same pixels: {pixels_match_opencv})"
@@ -109,14 +129,21 @@ pub fn run_analyze_bench(args: &AnalyzeBenchArgs) -> anyhow::Result<()> {
     );
 
     println!("scene detection alone (fastest of {}):", args.repeat);
-    let full = best(args.repeat, || reference::full_rgb_scene_loop(&video, threshold))?;
-    let sig = best(args.repeat, || reference::signature_scene_loop(&video, threshold))?;
+    let full = best(args.repeat, || {
+        reference::full_rgb_scene_loop(&video, threshold)
+    })?;
+    let sig = best(args.repeat, || {
+        reference::signature_scene_loop(&video, threshold)
+    })?;
     for f in [&full, &sig] {
         print(f, &full);
         println!("    cuts found: {}", f.cuts);
     }
 
-    println!("whole analysis (Haar faces, stride {}, defaults otherwise):", args.stride);
+    println!(
+        "whole analysis (Haar faces, stride {}, defaults otherwise):",
+        args.stride
+    );
     let mut options = AnalyzeOptions::new("bench", &video, scratch.0.join("out"));
     options.stride = args.stride;
     let summary = framelane_analyze::analyze(&options, ProgressStyle::Quiet)?;
@@ -157,7 +184,8 @@ pub fn run_analyze_bench(args: &AnalyzeBenchArgs) -> anyhow::Result<()> {
                 "stages": summary.stages,
             },
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
     Ok(())

@@ -83,9 +83,18 @@ enum Planes {
 
 fn planes_of(format: Pixel) -> Planes {
     match format {
-        Pixel::YUV420P | Pixel::YUVJ420P => Planes::Planar { x_shift: 1, y_shift: 1 },
-        Pixel::YUV422P | Pixel::YUVJ422P => Planes::Planar { x_shift: 1, y_shift: 0 },
-        Pixel::YUV444P | Pixel::YUVJ444P => Planes::Planar { x_shift: 0, y_shift: 0 },
+        Pixel::YUV420P | Pixel::YUVJ420P => Planes::Planar {
+            x_shift: 1,
+            y_shift: 1,
+        },
+        Pixel::YUV422P | Pixel::YUVJ422P => Planes::Planar {
+            x_shift: 1,
+            y_shift: 0,
+        },
+        Pixel::YUV444P | Pixel::YUVJ444P => Planes::Planar {
+            x_shift: 0,
+            y_shift: 0,
+        },
         Pixel::NV12 => Planes::SemiPlanar,
         _ => Planes::Other,
     }
@@ -160,7 +169,8 @@ impl EpisodeDecoder {
         if !path.is_file() {
             return Err(open_err("no such file".into()));
         }
-        let input = ff::format::input(path).map_err(|e| open_err(format!("not a readable video: {e}")))?;
+        let input =
+            ff::format::input(path).map_err(|e| open_err(format!("not a readable video: {e}")))?;
         let stream = input
             .streams()
             .best(ff::media::Type::Video)
@@ -190,7 +200,7 @@ impl EpisodeDecoder {
         // SAFETY: the context was just allocated and is owned here; err_recognition is a plain
         // int field read by the decoder when it opens.
         unsafe {
-            (*context.as_mut_ptr()).err_recognition |= ffi::AV_EF_EXPLODE as i32;
+            (*context.as_mut_ptr()).err_recognition |= ffi::AV_EF_EXPLODE;
         }
         let mut threading = ff::threading::Config::kind(ff::threading::Type::Frame);
         threading.count = 0;
@@ -327,13 +337,13 @@ impl EpisodeDecoder {
         let (width, height) = (self.decoded.width(), self.decoded.height());
         match planes_of(format) {
             Planes::Planar { x_shift, y_shift } => {
-                sample_plane(&self.decoded, 0, width, height, 1, &mut out.luma);
+                sample_plane(&self.decoded, 0, width, height, &mut out.luma);
                 let (cw, ch) = (width.div_ceil(1 << x_shift), height.div_ceil(1 << y_shift));
-                sample_plane(&self.decoded, 1, cw, ch, 1, &mut out.cb);
-                sample_plane(&self.decoded, 2, cw, ch, 1, &mut out.cr);
+                sample_plane(&self.decoded, 1, cw, ch, &mut out.cb);
+                sample_plane(&self.decoded, 2, cw, ch, &mut out.cr);
             }
             Planes::SemiPlanar => {
-                sample_plane(&self.decoded, 0, width, height, 1, &mut out.luma);
+                sample_plane(&self.decoded, 0, width, height, &mut out.luma);
                 let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
                 sample_interleaved(&self.decoded, cw, ch, out);
             }
@@ -354,18 +364,18 @@ impl EpisodeDecoder {
                     self.signature_scaler = Some(scaler);
                 }
                 if let Some(scaler) = self.signature_scaler.as_mut() {
-                    scaler
-                        .run(&self.decoded, &mut self.small)
-                        .map_err(|e| AnalyzeError::Corrupt {
+                    scaler.run(&self.decoded, &mut self.small).map_err(|e| {
+                        AnalyzeError::Corrupt {
                             path: self.path.clone(),
                             frame: self.frames.saturating_sub(1),
                             time: self.last_time,
                             reason: format!("signature conversion: {e}"),
-                        })?;
+                        }
+                    })?;
                 }
-                sample_plane(&self.small, 0, target, target_h, 1, &mut out.luma);
-                sample_plane(&self.small, 1, target / 2, target_h / 2, 1, &mut out.cb);
-                sample_plane(&self.small, 2, target / 2, target_h / 2, 1, &mut out.cr);
+                sample_plane(&self.small, 0, target, target_h, &mut out.luma);
+                sample_plane(&self.small, 1, target / 2, target_h / 2, &mut out.cb);
+                sample_plane(&self.small, 2, target / 2, target_h / 2, &mut out.cr);
             }
         }
         Ok(())
@@ -374,7 +384,11 @@ impl EpisodeDecoder {
     /// Converts the frame `next_frame` returned last to packed BGR, into `out` (its buffer is
     /// reused).
     pub fn convert_bgr(&mut self, out: &mut BgrImage) -> Result<(), AnalyzeError> {
-        let (width, height, format) = (self.decoded.width(), self.decoded.height(), self.decoded.format());
+        let (width, height, format) = (
+            self.decoded.width(),
+            self.decoded.height(),
+            self.decoded.format(),
+        );
         let stale = self.bgr_scaler.as_ref().is_none_or(|s| {
             let input = s.input();
             input.format != format || input.width != width || input.height != height
@@ -389,17 +403,21 @@ impl EpisodeDecoder {
                 height,
                 ff::software::scaling::Flags::BILINEAR,
             )
-            .map_err(|e| self.corrupt(format!("preparing the BGR conversion from {format:?}: {e}")))?;
+            .map_err(|e| {
+                self.corrupt(format!("preparing the BGR conversion from {format:?}: {e}"))
+            })?;
             self.bgr_scaler = Some(scaler);
         }
         let frame = self.frames.saturating_sub(1);
         if let Some(scaler) = self.bgr_scaler.as_mut() {
-            scaler.run(&self.decoded, &mut self.bgr).map_err(|e| AnalyzeError::Corrupt {
-                path: self.path.clone(),
-                frame,
-                time: self.last_time,
-                reason: format!("BGR conversion: {e}"),
-            })?;
+            scaler
+                .run(&self.decoded, &mut self.bgr)
+                .map_err(|e| AnalyzeError::Corrupt {
+                    path: self.path.clone(),
+                    frame,
+                    time: self.last_time,
+                    reason: format!("BGR conversion: {e}"),
+                })?;
         }
         let row = width as usize * 3;
         out.width = width;
@@ -425,11 +443,14 @@ fn sample_step(extent: u32, samples: u32) -> usize {
 }
 
 /// Adds a subsampled histogram of plane `plane` (`width` x `height` bytes) to `bins`.
-fn sample_plane(frame: &ff::frame::Video, plane: usize, width: u32, height: u32, _bpp: usize, bins: &mut [u32]) {
+fn sample_plane(frame: &ff::frame::Video, plane: usize, width: u32, height: u32, bins: &mut [u32]) {
     let data = frame.data(plane);
     let stride = frame.stride(plane);
     let shift = 8 - bins.len().trailing_zeros();
-    let (sx, sy) = (sample_step(width, SAMPLES_ACROSS), sample_step(height, SAMPLES_DOWN));
+    let (sx, sy) = (
+        sample_step(width, SAMPLES_ACROSS),
+        sample_step(height, SAMPLES_DOWN),
+    );
     for y in (0..height as usize).step_by(sy) {
         let start = y * stride;
         let Some(row) = data.get(start..start + width as usize) else {
@@ -446,7 +467,10 @@ fn sample_interleaved(frame: &ff::frame::Video, width: u32, height: u32, out: &m
     let data = frame.data(1);
     let stride = frame.stride(1);
     let shift = 8 - CHROMA_BINS.trailing_zeros();
-    let (sx, sy) = (sample_step(width, SAMPLES_ACROSS), sample_step(height, SAMPLES_DOWN));
+    let (sx, sy) = (
+        sample_step(width, SAMPLES_ACROSS),
+        sample_step(height, SAMPLES_DOWN),
+    );
     for y in (0..height as usize).step_by(sy) {
         let start = y * stride;
         let Some(row) = data.get(start..start + 2 * width as usize) else {

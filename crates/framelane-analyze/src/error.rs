@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub enum AnalyzeError {
     /// A flag or option is out of range or contradicts another.
     #[error("invalid option {option}: {reason}")]
-    Option { option: &'static str, reason: String },
+    Option {
+        option: &'static str,
+        reason: String,
+    },
     /// The video cannot be opened or holds nothing to analyse.
     #[error("{}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },

@@ -60,12 +60,18 @@ pub struct Exporter {
 }
 
 fn lock(shared: &(Mutex<Shared>, Condvar)) -> std::sync::MutexGuard<'_, Shared> {
-    shared.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn write_jpeg(job: &ExportJob, quality: u8) -> Result<u64, String> {
     let (Ok(w), Ok(h)) = (u16::try_from(job.width), u16::try_from(job.height)) else {
-        return Err(format!("{}x{} is larger than JPEG allows", job.width, job.height));
+        return Err(format!(
+            "{}x{} is larger than JPEG allows",
+            job.width, job.height
+        ));
     };
     let mut part = job.path.clone().into_os_string();
     part.push(".part");
@@ -177,7 +183,11 @@ impl Exporter {
         let mut s = lock(&self.shared);
         while s.done < self.submitted && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
             // A timeout re-checks the thread: one that panicked notifies no one.
-            s = match self.shared.1.wait_timeout(s, std::time::Duration::from_millis(200)) {
+            s = match self
+                .shared
+                .1
+                .wait_timeout(s, std::time::Duration::from_millis(200))
+            {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -214,7 +224,9 @@ impl Exporter {
         self.sender = None;
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
-                lock(&self.shared).failure.get_or_insert_with(|| "the export thread panicked".into());
+                lock(&self.shared)
+                    .failure
+                    .get_or_insert_with(|| "the export thread panicked".into());
             }
         }
     }
@@ -284,7 +296,10 @@ mod tests {
         let stats = exporter.close().expect("close");
         assert_eq!(stats.written, jobs as u64);
         for i in 0..jobs {
-            assert!(dir.join(format!("{i}.jpg")).is_file(), "{i}.jpg written before close returned");
+            assert!(
+                dir.join(format!("{i}.jpg")).is_file(),
+                "{i}.jpg written before close returned"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

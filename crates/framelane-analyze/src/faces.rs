@@ -16,7 +16,8 @@ use crate::track::BBox;
 use crate::AnalyzeError;
 
 /// Where Debian's opencv-data puts the frontal face cascade.
-pub const DEFAULT_CASCADE: &str = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
+pub const DEFAULT_CASCADE: &str =
+    "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
 
 /// One face found in a frame, in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +66,10 @@ impl FaceDetector {
         let (model, description) = match model {
             Some(path) => {
                 if !path.is_file() {
-                    return Err(AnalyzeError::Detector(format!("{}: no such model file", path.display())));
+                    return Err(AnalyzeError::Detector(format!(
+                        "{}: no such model file",
+                        path.display()
+                    )));
                 }
                 let cuda = device == Device::Auto && cuda_available();
                 let (backend, target, on) = if cuda {
@@ -74,24 +78,51 @@ impl FaceDetector {
                     (dnn::DNN_BACKEND_OPENCV, dnn::DNN_TARGET_CPU, "cpu")
                 };
                 let name = path.to_string_lossy();
-                let detector = objdetect::FaceDetectorYN::create(&name, "", Size::new(320, 320), 0.7, 0.3, 500, backend, target)
-                    .map_err(|e| AnalyzeError::Detector(format!("{}: not a usable face model: {}", path.display(), e.message)))?;
-                (Model::Dnn(detector), format!("dnn ({}) on {on}", path.display()))
+                let detector = objdetect::FaceDetectorYN::create(
+                    &name,
+                    "",
+                    Size::new(320, 320),
+                    0.7,
+                    0.3,
+                    500,
+                    backend,
+                    target,
+                )
+                .map_err(|e| {
+                    AnalyzeError::Detector(format!(
+                        "{}: not a usable face model: {}",
+                        path.display(),
+                        e.message
+                    ))
+                })?;
+                (
+                    Model::Dnn(detector),
+                    format!("dnn ({}) on {on}", path.display()),
+                )
             }
             None => {
-                let path: PathBuf = cascade.map(Path::to_path_buf).unwrap_or_else(|| DEFAULT_CASCADE.into());
+                let path: PathBuf = cascade
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| DEFAULT_CASCADE.into());
                 if !path.is_file() {
                     return Err(AnalyzeError::Detector(format!(
                         "{}: no such cascade file (Debian's opencv-data ships the default one)",
                         path.display()
                     )));
                 }
-                let classifier = objdetect::CascadeClassifier::new(&path)
-                    .map_err(|e| AnalyzeError::Detector(format!("{}: {}", path.display(), e.message)))?;
+                let classifier = objdetect::CascadeClassifier::new(&path).map_err(|e| {
+                    AnalyzeError::Detector(format!("{}: {}", path.display(), e.message))
+                })?;
                 if classifier.empty().unwrap_or(true) {
-                    return Err(AnalyzeError::Detector(format!("{}: not a cascade file", path.display())));
+                    return Err(AnalyzeError::Detector(format!(
+                        "{}: not a cascade file",
+                        path.display()
+                    )));
                 }
-                (Model::Haar(classifier), format!("haar ({})", path.display()))
+                (
+                    Model::Haar(classifier),
+                    format!("haar ({})", path.display()),
+                )
             }
         };
         Ok(Self {
@@ -136,7 +167,13 @@ impl FaceDetector {
 }
 
 /// Runs the model on `input` (BGR), boxes scaled by `back` into `out`.
-fn run_model<M>(model: &mut Model, scratch: &mut Scratch, input: &M, back: f32, out: &mut Vec<FaceBox>) -> Result<(), AnalyzeError>
+fn run_model<M>(
+    model: &mut Model,
+    scratch: &mut Scratch,
+    input: &M,
+    back: f32,
+    out: &mut Vec<FaceBox>,
+) -> Result<(), AnalyzeError>
 where
     M: MatTraitConst + opencv::core::ToInputArray,
 {
@@ -176,7 +213,9 @@ where
             }
             detector.detect(input, &mut scratch.faces)?;
             for row in 0..scratch.faces.rows() {
-                let value = |col: i32| -> Result<f32, AnalyzeError> { Ok(*scratch.faces.at_2d::<f32>(row, col)?) };
+                let value = |col: i32| -> Result<f32, AnalyzeError> {
+                    Ok(*scratch.faces.at_2d::<f32>(row, col)?)
+                };
                 out.push(FaceBox {
                     bbox: BBox {
                         x: value(0)? * back,

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod options;
 pub mod progress;
 pub mod reference;
+pub mod review;
 pub mod run;
 pub mod scene;
 pub mod select;

@@ -61,7 +61,14 @@ pub struct DetectionLine {
 }
 
 impl DetectionLine {
-    pub fn new(frame: u64, time: f64, b: &BBox, score: f32, raw_track: u64, crop: Option<String>) -> Self {
+    pub fn new(
+        frame: u64,
+        time: f64,
+        b: &BBox,
+        score: f32,
+        raw_track: u64,
+        crop: Option<String>,
+    ) -> Self {
         Self {
             frame,
             time,
@@ -146,7 +153,12 @@ impl Checkpoint {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(AnalyzeError::Resume { path, reason: e.to_string() }),
+            Err(e) => {
+                return Err(AnalyzeError::Resume {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
         };
         let checkpoint: Self = serde_json::from_str(&text).map_err(|e| AnalyzeError::Resume {
             path: path.clone(),
@@ -155,7 +167,10 @@ impl Checkpoint {
         if checkpoint.version != CHECKPOINT_VERSION {
             return Err(AnalyzeError::Resume {
                 path,
-                reason: format!("written by layout {}, this is {CHECKPOINT_VERSION} (--restart starts over)", checkpoint.version),
+                reason: format!(
+                    "written by layout {}, this is {CHECKPOINT_VERSION} (--restart starts over)",
+                    checkpoint.version
+                ),
             });
         }
         Ok(Some(checkpoint))
@@ -194,31 +209,53 @@ impl JsonLines {
             .truncate(keep == 0)
             .open(&path)
             .map_err(|e| AnalyzeError::output(&path, e))?;
-        let len = file.metadata().map_err(|e| AnalyzeError::output(&path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| AnalyzeError::output(&path, e))?
+            .len();
         if len < keep {
             return Err(AnalyzeError::Resume {
                 path,
-                reason: format!("holds {len} bytes, the checkpoint expects {keep} (--restart starts over)"),
+                reason: format!(
+                    "holds {len} bytes, the checkpoint expects {keep} (--restart starts over)"
+                ),
             });
         }
-        file.set_len(keep).map_err(|e| AnalyzeError::output(&path, e))?;
+        file.set_len(keep)
+            .map_err(|e| AnalyzeError::output(&path, e))?;
         let mut writer = BufWriter::new(file);
-        std::io::Seek::seek(&mut writer, std::io::SeekFrom::Start(keep)).map_err(|e| AnalyzeError::output(&path, e))?;
-        Ok(Self { path, writer, bytes: keep })
+        std::io::Seek::seek(&mut writer, std::io::SeekFrom::Start(keep))
+            .map_err(|e| AnalyzeError::output(&path, e))?;
+        Ok(Self {
+            path,
+            writer,
+            bytes: keep,
+        })
     }
 
     pub fn push<T: Serialize>(&mut self, line: &T) -> Result<(), AnalyzeError> {
-        let mut counter = CountingWriter { inner: &mut self.writer, bytes: 0 };
-        serde_json::to_writer(&mut counter, line).map_err(|e| AnalyzeError::output(&self.path, e))?;
-        counter.write_all(b"\n").map_err(|e| AnalyzeError::output(&self.path, e))?;
+        let mut counter = CountingWriter {
+            inner: &mut self.writer,
+            bytes: 0,
+        };
+        serde_json::to_writer(&mut counter, line)
+            .map_err(|e| AnalyzeError::output(&self.path, e))?;
+        counter
+            .write_all(b"\n")
+            .map_err(|e| AnalyzeError::output(&self.path, e))?;
         self.bytes += counter.bytes;
         Ok(())
     }
 
     /// Flushes to the file and returns its length.
     pub fn flush(&mut self) -> Result<u64, AnalyzeError> {
-        self.writer.flush().map_err(|e| AnalyzeError::output(&self.path, e))?;
-        self.writer.get_ref().sync_data().map_err(|e| AnalyzeError::output(&self.path, e))?;
+        self.writer
+            .flush()
+            .map_err(|e| AnalyzeError::output(&self.path, e))?;
+        self.writer
+            .get_ref()
+            .sync_data()
+            .map_err(|e| AnalyzeError::output(&self.path, e))?;
         Ok(self.bytes)
     }
 }
@@ -258,7 +295,8 @@ pub fn stamp_track_ids(dir: &Path, map: &[(u64, u64)]) -> Result<u64, AnalyzeErr
             .map(|at| map[at].1);
         d.track = Some(id);
         serde_json::to_writer(&mut out, &d).map_err(|e| AnalyzeError::output(&part, e))?;
-        out.write_all(b"\n").map_err(|e| AnalyzeError::output(&part, e))?;
+        out.write_all(b"\n")
+            .map_err(|e| AnalyzeError::output(&part, e))?;
         lines += 1;
     }
     out.into_inner()
@@ -271,7 +309,11 @@ pub fn stamp_track_ids(dir: &Path, map: &[(u64, u64)]) -> Result<u64, AnalyzeErr
 
 /// Writes `tracks.jsonl`: the kept tracks with their exported ids; deletes the crops of
 /// dropped tracks. Returns (kept, dropped).
-pub fn write_tracks(dir: &Path, tracks: &[Track], map: &[(u64, u64)]) -> Result<(u64, u64), AnalyzeError> {
+pub fn write_tracks(
+    dir: &Path,
+    tracks: &[Track],
+    map: &[(u64, u64)],
+) -> Result<(u64, u64), AnalyzeError> {
     let path = dir.join(TRACKS);
     let part = dir.join(format!("{TRACKS}.part"));
     let mut out = BufWriter::new(File::create(&part).map_err(|e| AnalyzeError::output(&part, e))?);
@@ -301,7 +343,8 @@ pub fn write_tracks(dir: &Path, tracks: &[Track], map: &[(u64, u64)]) -> Result<
     lines.sort_by_key(|l| l.track);
     for line in &lines {
         serde_json::to_writer(&mut out, line).map_err(|e| AnalyzeError::output(&part, e))?;
-        out.write_all(b"\n").map_err(|e| AnalyzeError::output(&part, e))?;
+        out.write_all(b"\n")
+            .map_err(|e| AnalyzeError::output(&part, e))?;
     }
     out.into_inner()
         .map_err(|e| AnalyzeError::output(&part, e.into_error()))?

@@ -68,7 +68,11 @@ pub struct AnalyzeOptions {
 }
 
 impl AnalyzeOptions {
-    pub fn new(ep_id: impl Into<String>, video: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        ep_id: impl Into<String>,
+        video: impl Into<PathBuf>,
+        out: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             ep_id: ep_id.into(),
             video: video.into(),
@@ -95,32 +99,60 @@ impl AnalyzeOptions {
 
     /// Checks every setting; the error names the flag.
     pub fn validate(&self) -> Result<(), AnalyzeError> {
-        let bad = |option: &'static str, reason: String| Err(AnalyzeError::Option { option, reason });
-        if self.ep_id.is_empty() || self.ep_id.len() > 256 || self.ep_id.chars().any(char::is_control) {
-            return bad("--ep-id", "must be 1 to 256 characters without control characters".into());
+        let bad =
+            |option: &'static str, reason: String| Err(AnalyzeError::Option { option, reason });
+        if self.ep_id.is_empty()
+            || self.ep_id.len() > 256
+            || self.ep_id.chars().any(char::is_control)
+        {
+            return bad(
+                "--ep-id",
+                "must be 1 to 256 characters without control characters".into(),
+            );
         }
         if self.stride == 0 || self.stride > 100_000 {
-            return bad("--stride", format!("{} is not within 1..=100000", self.stride));
+            return bad(
+                "--stride",
+                format!("{} is not within 1..=100000", self.stride),
+            );
         }
-        if !self.scene_threshold.is_finite() || !(0.0..=1.0).contains(&self.scene_threshold) || self.scene_threshold == 0.0 {
-            return bad("--scene-threshold", format!("{} is not within (0, 1]", self.scene_threshold));
+        if !self.scene_threshold.is_finite()
+            || !(0.0..=1.0).contains(&self.scene_threshold)
+            || self.scene_threshold == 0.0
+        {
+            return bad(
+                "--scene-threshold",
+                format!("{} is not within (0, 1]", self.scene_threshold),
+            );
         }
         if self.scene_warmup > 10_000 {
-            return bad("--scene-warmup", format!("{} frames is more than 10000", self.scene_warmup));
+            return bad(
+                "--scene-warmup",
+                format!("{} frames is more than 10000", self.scene_warmup),
+            );
         }
         if let Some(sec) = self.max_gap_sec {
             if !sec.is_finite() || sec <= 0.0 {
-                return bad("--max-gap-sec", format!("{sec} is not a positive number of seconds"));
+                return bad(
+                    "--max-gap-sec",
+                    format!("{sec} is not a positive number of seconds"),
+                );
             }
         }
         if self.max_gap == 0 {
             return bad("--max-gap", "must be at least 1 frame".into());
         }
         if !(1..=100).contains(&self.jpeg_quality) {
-            return bad("--jpeg-quality", format!("{} is not within 1..=100", self.jpeg_quality));
+            return bad(
+                "--jpeg-quality",
+                format!("{} is not within 1..=100", self.jpeg_quality),
+            );
         }
         if self.detect_width != 0 && self.detect_width < 64 {
-            return bad("--detect-width", format!("{} is under 64 pixels (0: full size)", self.detect_width));
+            return bad(
+                "--detect-width",
+                format!("{} is under 64 pixels (0: full size)", self.detect_width),
+            );
         }
         Ok(())
     }
@@ -167,6 +199,10 @@ mod tests {
         assert!(err.contains("--max-gap-sec"), "{err}");
         o.max_gap_sec = None;
         o.jpeg_quality = 0;
-        assert!(o.validate().expect_err("quality 0").to_string().contains("--jpeg-quality"));
+        assert!(o
+            .validate()
+            .expect_err("quality 0")
+            .to_string()
+            .contains("--jpeg-quality"));
     }
 }

@@ -47,13 +47,25 @@ impl ProgressReporter {
     }
 
     pub fn due(&self) -> bool {
-        self.last.is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        self.last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
     }
 
-    pub fn make(&self, frame: u64, total: u64, analysed: u64, detections: u64, cuts: u64) -> Progress {
+    pub fn make(
+        &self,
+        frame: u64,
+        total: u64,
+        analysed: u64,
+        detections: u64,
+        cuts: u64,
+    ) -> Progress {
         let elapsed_s = self.started.elapsed().as_secs_f64();
         let done_now = frame.saturating_sub(self.first_frame);
-        let fps = if elapsed_s > 0.0 { done_now as f64 / elapsed_s } else { 0.0 };
+        let fps = if elapsed_s > 0.0 {
+            done_now as f64 / elapsed_s
+        } else {
+            0.0
+        };
         let eta_s = (total > frame && fps > 0.0).then(|| (total - frame) as f64 / fps);
         Progress {
             frame,
@@ -83,7 +95,10 @@ impl ProgressReporter {
                 let (bar, pct) = if p.total > 0 {
                     let pct = (p.frame as f64 / p.total as f64).min(1.0);
                     let filled = (pct * 30.0).round() as usize;
-                    (format!("[{}{}]", "#".repeat(filled), "-".repeat(30 - filled)), format!("{:5.1}%", pct * 100.0))
+                    (
+                        format!("[{}{}]", "#".repeat(filled), "-".repeat(30 - filled)),
+                        format!("{:5.1}%", pct * 100.0),
+                    )
                 } else {
                     (String::new(), String::new())
                 };

@@ -69,7 +69,14 @@ impl Meter {
         }
     }
 
-    fn finish(self, name: &str, frames: u64, analysed: u64, cuts: u64, checksums: Vec<(u64, u64)>) -> LoopFigures {
+    fn finish(
+        self,
+        name: &str,
+        frames: u64,
+        analysed: u64,
+        cuts: u64,
+        checksums: Vec<(u64, u64)>,
+    ) -> LoopFigures {
         let wall_s = self.wall.elapsed().as_secs_f64();
         LoopFigures {
             name: name.into(),
@@ -77,7 +84,11 @@ impl Meter {
             analysed,
             wall_s,
             cpu_s: cpu_seconds() - self.cpu,
-            fps: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
+            fps: if wall_s > 0.0 {
+                frames as f64 / wall_s
+            } else {
+                0.0
+            },
             cuts,
             checksums,
         }
@@ -87,7 +98,11 @@ impl Meter {
 /// The analysis's walk without detection: signature and cut detection on every frame, BGR
 /// conversion of the frames the rules select (stride and cuts, no warm-up here so the three
 /// loops analyse the same frames when the video has no cuts).
-pub fn framelane_loop(path: &Path, stride: u64, threshold: f64) -> Result<LoopFigures, AnalyzeError> {
+pub fn framelane_loop(
+    path: &Path,
+    stride: u64,
+    threshold: f64,
+) -> Result<LoopFigures, AnalyzeError> {
     let meter = Meter::start();
     let mut decoder = EpisodeDecoder::open(path)?;
     let mut scene = SceneDetector::new(threshold, 6, 24);
@@ -98,7 +113,10 @@ pub fn framelane_loop(path: &Path, stride: u64, threshold: f64) -> Result<LoopFi
     while let Some(stamp) = decoder.next_frame()? {
         frames += 1;
         decoder.signature(&mut signature)?;
-        if scene.observe(stamp.number, stamp.time, &signature).is_some() {
+        if scene
+            .observe(stamp.number, stamp.time, &signature)
+            .is_some()
+        {
             cuts += 1;
         }
         if stamp.number % stride == 0 {
@@ -107,7 +125,13 @@ pub fn framelane_loop(path: &Path, stride: u64, threshold: f64) -> Result<LoopFi
         }
     }
     let analysed = checksums.len() as u64;
-    Ok(meter.finish("framelane (decode all, convert selected)", frames, analysed, cuts, checksums))
+    Ok(meter.finish(
+        "framelane (decode all, convert selected)",
+        frames,
+        analysed,
+        cuts,
+        checksums,
+    ))
 }
 
 /// Decode and convert every frame; analyse every `stride`-th.
@@ -125,7 +149,13 @@ pub fn decode_convert_all(path: &Path, stride: u64) -> Result<LoopFigures, Analy
         }
     }
     let analysed = checksums.len() as u64;
-    Ok(meter.finish("decode and convert every frame", frames, analysed, 0, checksums))
+    Ok(meter.finish(
+        "decode and convert every frame",
+        frames,
+        analysed,
+        0,
+        checksums,
+    ))
 }
 
 /// OpenCV `VideoCapture`: `grab()` every frame, `retrieve()` every `stride`-th.
@@ -165,7 +195,11 @@ pub fn full_rgb_scene_loop(path: &Path, threshold: f64) -> Result<LoopFigures, A
     while let Some(stamp) = decoder.next_frame()? {
         frames += 1;
         decoder.convert_bgr(&mut bgr)?;
-        let mat = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(bgr.height as i32, bgr.width as i32, &bgr.data)?;
+        let mat = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(
+            bgr.height as i32,
+            bgr.width as i32,
+            &bgr.data,
+        )?;
         imgproc::cvt_color(&mat, &mut hsv, imgproc::COLOR_BGR2HSV, 0)?;
         signature = Signature::default();
         for px in hsv.data_bytes()?.chunks_exact(3) {
@@ -173,7 +207,10 @@ pub fn full_rgb_scene_loop(path: &Path, threshold: f64) -> Result<LoopFigures, A
             signature.cb[((u16::from(px[0]) * 16) / 180).min(15) as usize] += 1;
             signature.cr[(px[1] >> 4) as usize] += 1;
         }
-        if scene.observe(stamp.number, stamp.time, &signature).is_some() {
+        if scene
+            .observe(stamp.number, stamp.time, &signature)
+            .is_some()
+        {
             cuts += 1;
         }
     }
@@ -191,7 +228,10 @@ pub fn signature_scene_loop(path: &Path, threshold: f64) -> Result<LoopFigures, 
     while let Some(stamp) = decoder.next_frame()? {
         frames += 1;
         decoder.signature(&mut signature)?;
-        if scene.observe(stamp.number, stamp.time, &signature).is_some() {
+        if scene
+            .observe(stamp.number, stamp.time, &signature)
+            .is_some()
+        {
             cuts += 1;
         }
     }

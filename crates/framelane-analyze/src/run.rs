@@ -122,18 +122,31 @@ pub fn analyze(options: &AnalyzeOptions, style: ProgressStyle) -> Result<Summary
         options.device,
         options.detect_width,
     )?;
-    let video_bytes = std::fs::metadata(&options.video).map(|m| m.len()).unwrap_or(0);
+    let video_bytes = std::fs::metadata(&options.video)
+        .map(|m| m.len())
+        .unwrap_or(0);
 
     // Resume when a checkpoint of the same video and settings is there.
-    let checkpoint = if options.restart { None } else { Checkpoint::load(out)? };
+    let checkpoint = if options.restart {
+        None
+    } else {
+        Checkpoint::load(out)?
+    };
     let checkpoint = match checkpoint {
         Some(c) => {
             let reason = if c.ep_id != options.ep_id {
                 Some(format!("it is of episode {:?}", c.ep_id))
             } else if c.video_bytes != video_bytes || c.video != options.video {
-                Some(format!("it is of {} ({} bytes)", c.video.display(), c.video_bytes))
+                Some(format!(
+                    "it is of {} ({} bytes)",
+                    c.video.display(),
+                    c.video_bytes
+                ))
             } else if c.fingerprint != options.fingerprint() {
-                Some(format!("it was made with other settings ({})", c.fingerprint))
+                Some(format!(
+                    "it was made with other settings ({})",
+                    c.fingerprint
+                ))
             } else {
                 None
             };
@@ -150,7 +163,10 @@ pub fn analyze(options: &AnalyzeOptions, style: ProgressStyle) -> Result<Summary
             None
         }
     };
-    for (wanted, sub) in [(options.save_frames, manifest::FRAMES_DIR), (options.save_crops, manifest::CROPS_DIR)] {
+    for (wanted, sub) in [
+        (options.save_frames, manifest::FRAMES_DIR),
+        (options.save_crops, manifest::CROPS_DIR),
+    ] {
         if wanted {
             let dir = out.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| AnalyzeError::output(&dir, e))?;
@@ -159,7 +175,11 @@ pub fn analyze(options: &AnalyzeOptions, style: ProgressStyle) -> Result<Summary
     }
 
     let mut walk = Walk {
-        scene: SceneDetector::new(options.scene_threshold, options.min_scene_len, options.scene_cut_cooldown),
+        scene: SceneDetector::new(
+            options.scene_threshold,
+            options.min_scene_len,
+            options.scene_cut_cooldown,
+        ),
         selector: FrameSelector::new(options.stride, options.scene_warmup),
         tracker: Tracker::new(TrackerConfig::new(options.max_gap, options.max_gap_sec)),
         cuts: Vec::new(),
@@ -234,7 +254,14 @@ pub fn analyze(options: &AnalyzeOptions, style: ProgressStyle) -> Result<Summary
 
     // Whatever happened, what was analysed is written out.
     let error = outcome.as_ref().err().map(ToString::to_string);
-    let finished = walk.finish(options, &decoder, info, started, checkpoint.map(|_| resume_at), error);
+    let finished = walk.finish(
+        options,
+        &decoder,
+        info,
+        started,
+        checkpoint.map(|_| resume_at),
+        error,
+    );
     match (outcome, finished) {
         (Err(e), _) => Err(e),
         (Ok(()), Err(e)) => Err(e),
@@ -244,11 +271,23 @@ pub fn analyze(options: &AnalyzeOptions, style: ProgressStyle) -> Result<Summary
 
 impl Walk {
     fn progress(&self, reporter: &ProgressReporter, frame: u64, total: u64) -> Progress {
-        reporter.make(frame, total, self.counters.analysed, self.counters.detections, self.cuts.len() as u64)
+        reporter.make(
+            frame,
+            total,
+            self.counters.analysed,
+            self.counters.detections,
+            self.cuts.len() as u64,
+        )
     }
 
     /// Everything done for one decoded frame.
-    fn frame(&mut self, decoder: &mut EpisodeDecoder, options: &AnalyzeOptions, number: u64, time: f64) -> Result<(), AnalyzeError> {
+    fn frame(
+        &mut self,
+        decoder: &mut EpisodeDecoder,
+        options: &AnalyzeOptions,
+        number: u64,
+        time: f64,
+    ) -> Result<(), AnalyzeError> {
         let t = Instant::now();
         decoder.signature(&mut self.signature)?;
         let cut = self.scene.observe(number, time, &self.signature);
@@ -272,17 +311,22 @@ impl Walk {
         let t = Instant::now();
         self.boxes.clear();
         self.boxes.extend(self.faces.iter().map(|f| f.bbox));
-        self.tracker.update(number, time, &self.boxes, &self.bgr, &mut self.ids);
+        self.tracker
+            .update(number, time, &self.boxes, &self.bgr, &mut self.ids);
         let wait_before = self.exporter_wait_ms();
         for (face, &raw_id) in self.faces.iter().zip(&self.ids) {
             let mut crop = None;
             if options.save_crops {
                 if let Some(region) = face.bbox.clip(self.bgr.width, self.bgr.height) {
-                    let name = self.tracker.add_crop(raw_id, options.track_sample_limit, || {
-                        format!("{}/t{raw_id:05}_f{number:08}.jpg", manifest::CROPS_DIR)
-                    });
+                    let name = self
+                        .tracker
+                        .add_crop(raw_id, options.track_sample_limit, || {
+                            format!("{}/t{raw_id:05}_f{number:08}.jpg", manifest::CROPS_DIR)
+                        });
                     if let Some(name) = name {
-                        let mut pixels = self.exporter.buffer(region.2 as usize * region.3 as usize * 3);
+                        let mut pixels = self
+                            .exporter
+                            .buffer(region.2 as usize * region.3 as usize * 3);
                         copy_region(&self.bgr.data, self.bgr.width, region, &mut pixels);
                         self.exporter.submit(ExportJob {
                             path: options.out.join(&name),
@@ -295,7 +339,9 @@ impl Walk {
                     }
                 }
             }
-            self.detections.push(&DetectionLine::new(number, time, &face.bbox, face.score, raw_id, crop))?;
+            self.detections.push(&DetectionLine::new(
+                number, time, &face.bbox, face.score, raw_id, crop,
+            ))?;
             self.counters.detections += 1;
         }
         let mut file = None;
@@ -335,7 +381,12 @@ impl Walk {
     }
 
     /// Makes the files agree with the state, then writes the checkpoint that points at them.
-    fn checkpoint(&mut self, options: &AnalyzeOptions, video_bytes: u64, next_frame: u64) -> Result<(), AnalyzeError> {
+    fn checkpoint(
+        &mut self,
+        options: &AnalyzeOptions,
+        video_bytes: u64,
+        next_frame: u64,
+    ) -> Result<(), AnalyzeError> {
         self.exporter.flush()?;
         let checkpoint = Checkpoint {
             version: Checkpoint::version(),
@@ -381,7 +432,12 @@ impl Walk {
         let summary = Summary {
             ep_id: options.ep_id.clone(),
             video: options.video.display().to_string(),
-            status: if error.is_some() { "failed" } else { "complete" }.into(),
+            status: if error.is_some() {
+                "failed"
+            } else {
+                "complete"
+            }
+            .into(),
             error,
             info,
             detector: self.detector.description().to_owned(),

@@ -77,7 +77,9 @@ impl SceneDetector {
                 return None;
             }
         };
-        if score < self.threshold || frame.saturating_sub(self.state.scene_start) < self.min_scene_len {
+        if score < self.threshold
+            || frame.saturating_sub(self.state.scene_start) < self.min_scene_len
+        {
             return None;
         }
         self.state.scene_start = frame;
@@ -158,7 +160,13 @@ mod tests {
         let previous = d.previous().cloned();
         let mut resumed = SceneDetector::new(0.3, 0, 0);
         resumed.restore(state, previous);
-        assert!(resumed.observe(1, 0.03, &flat(3)).is_none(), "same look is no cut");
-        assert!(resumed.observe(2, 0.06, &flat(20)).is_some(), "new look after a restore is a cut");
+        assert!(
+            resumed.observe(1, 0.03, &flat(3)).is_none(),
+            "same look is no cut"
+        );
+        assert!(
+            resumed.observe(2, 0.06, &flat(20)).is_some(),
+            "new look after a restore is a cut"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! 1. a frame where a scene cut was detected (`Cut`);
 //! 2. the `warmup` frames after a cut (`Warmup`): a new scene is looked at densely;
 //! 3. frames whose number is a multiple of the stride (`Stride`).
+//!
 //! All other frames are decoded (their signature is taken) but never converted.
 
 use serde::{Deserialize, Serialize};

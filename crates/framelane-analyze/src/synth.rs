@@ -35,7 +35,11 @@ impl Sprite {
             reason: e.to_string(),
         })?;
         let (iw, ih) = (image.width, image.height);
-        if w == 0 || h == 0 || x.checked_add(w).is_none_or(|r| r > iw) || y.checked_add(h).is_none_or(|b| b > ih) {
+        if w == 0
+            || h == 0
+            || x.checked_add(w).is_none_or(|r| r > iw)
+            || y.checked_add(h).is_none_or(|b| b > ih)
+        {
             return Err(AnalyzeError::Open {
                 path: path.to_owned(),
                 reason: format!("region {w}x{h} at ({x}, {y}) is outside the {iw}x{ih} picture"),
@@ -49,7 +53,11 @@ impl Sprite {
                 rgb.extend_from_slice(&px[..3]);
             }
         }
-        Ok(Self { width: w, height: h, rgb })
+        Ok(Self {
+            width: w,
+            height: h,
+            rgb,
+        })
     }
 }
 
@@ -169,13 +177,41 @@ impl SynthSpec {
     pub fn write(&self, path: &Path) -> Result<PathBuf, AnalyzeError> {
         let err = |reason: String| AnalyzeError::output(path, reason);
         let mut child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+            ])
             .args(["-s", &format!("{}x{}", self.width, self.height)])
             .args(["-r", &self.fps.to_string(), "-i", "-"])
-            .args(["-c:v", "libx264", "-preset", &self.preset, "-crf", &self.crf.to_string()])
-            .args(["-bf", &self.bframes.to_string(), "-g", &self.gop.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                &self.preset,
+                "-crf",
+                &self.crf.to_string(),
+            ])
+            .args([
+                "-bf",
+                &self.bframes.to_string(),
+                "-g",
+                &self.gop.to_string(),
+            ])
             // Cuts fall where the scenes say, not where x264's scene detection would put keyframes.
-            .args(["-sc_threshold", "0", "-pix_fmt", "yuv420p", "-movflags", "+faststart"])
+            .args([
+                "-sc_threshold",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                "-movflags",
+                "+faststart",
+            ])
             .arg(path)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -194,9 +230,14 @@ impl SynthSpec {
                 }
             }
         }
-        let output = child.wait_with_output().map_err(|e| err(format!("waiting for ffmpeg: {e}")))?;
+        let output = child
+            .wait_with_output()
+            .map_err(|e| err(format!("waiting for ffmpeg: {e}")))?;
         if !output.status.success() {
-            return Err(err(format!("ffmpeg failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+            return Err(err(format!(
+                "ffmpeg failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
         }
         Ok(path.to_owned())
     }
@@ -204,7 +245,14 @@ impl SynthSpec {
 
 /// Colours far apart from scene to scene.
 fn scene_colour(scene: usize) -> [u8; 3] {
-    const COLOURS: [[u8; 3]; 6] = [[20, 40, 140], [150, 30, 30], [30, 130, 40], [140, 120, 20], [100, 20, 120], [20, 120, 130]];
+    const COLOURS: [[u8; 3]; 6] = [
+        [20, 40, 140],
+        [150, 30, 30],
+        [30, 130, 40],
+        [140, 120, 20],
+        [100, 20, 120],
+        [20, 120, 130],
+    ];
     COLOURS[scene % COLOURS.len()]
 }
 

@@ -100,7 +100,12 @@ impl Appearance {
         if self.0.len() != other.0.len() || self.0.is_empty() {
             return 0.0;
         }
-        let sum: f32 = self.0.iter().zip(&other.0).map(|(a, b)| (a * b).sqrt()).sum();
+        let sum: f32 = self
+            .0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| (a * b).sqrt())
+            .sum();
         sum / 3.0
     }
 
@@ -210,7 +215,9 @@ impl Tracker {
     }
 
     fn config(&self) -> TrackerConfig {
-        self.config.clone().unwrap_or_else(|| TrackerConfig::new(30, None))
+        self.config
+            .clone()
+            .unwrap_or_else(|| TrackerConfig::new(30, None))
     }
 
     pub fn active(&self) -> &[Track] {
@@ -249,7 +256,14 @@ impl Tracker {
 
     /// Links the detections of one analysed frame; writes each detection's raw track id into
     /// `ids` (same order as `boxes`).
-    pub fn update(&mut self, frame: u64, time: f64, boxes: &[BBox], image: &BgrImage, ids: &mut Vec<u64>) {
+    pub fn update(
+        &mut self,
+        frame: u64,
+        time: f64,
+        boxes: &[BBox],
+        image: &BgrImage,
+        ids: &mut Vec<u64>,
+    ) {
         self.expire(frame, time);
         let config = self.config();
         ids.clear();
@@ -262,7 +276,8 @@ impl Tracker {
                 // A track seen once has no velocity yet: a sampled face that moved further
                 // than the overlap allows is still linked when its centre is within most of a
                 // box side (the appearance check below decides).
-                let near = track.detections == 1 && predicted.centre_distance(b) <= 0.75 * predicted.side();
+                let near = track.detections == 1
+                    && predicted.centre_distance(b) <= 0.75 * predicted.side();
                 if iou >= config.iou_min || near {
                     self.pairs.push((iou, ti, di));
                 }
@@ -330,7 +345,12 @@ impl Tracker {
     }
 
     /// Records a saved crop for a live track; false when the track has its sample limit.
-    pub fn add_crop(&mut self, raw_id: u64, limit: u32, file: impl FnOnce() -> String) -> Option<String> {
+    pub fn add_crop(
+        &mut self,
+        raw_id: u64,
+        limit: u32,
+        file: impl FnOnce() -> String,
+    ) -> Option<String> {
         let track = self.active.iter_mut().find(|t| t.raw_id == raw_id)?;
         if track.crops.len() >= limit as usize {
             return None;
@@ -355,9 +375,16 @@ impl Tracker {
 /// Final ids: tracks with at least `min_length` detections, numbered 1.. by first appearance.
 /// Returns (raw id, final id) pairs, sorted by raw id.
 pub fn remap_ids(tracks: &[Track], min_length: u32) -> Vec<(u64, u64)> {
-    let mut kept: Vec<&Track> = tracks.iter().filter(|t| t.detections >= min_length).collect();
+    let mut kept: Vec<&Track> = tracks
+        .iter()
+        .filter(|t| t.detections >= min_length)
+        .collect();
     kept.sort_by_key(|t| (t.first_frame, t.raw_id));
-    let mut map: Vec<(u64, u64)> = kept.iter().enumerate().map(|(i, t)| (t.raw_id, i as u64 + 1)).collect();
+    let mut map: Vec<(u64, u64)> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.raw_id, i as u64 + 1))
+        .collect();
     map.sort_unstable();
     map
 }
@@ -376,7 +403,12 @@ mod tests {
     }
 
     fn b(x: f32) -> BBox {
-        BBox { x, y: 10.0, w: 20.0, h: 20.0 }
+        BBox {
+            x,
+            y: 10.0,
+            w: 20.0,
+            h: 20.0,
+        }
     }
 
     #[test]
@@ -425,7 +457,10 @@ mod tests {
         let mut s = Tracker::new(TrackerConfig::new(1, Some(1.0)));
         s.update(0, 0.0, &[b(0.0)], &img, &mut ids);
         s.update(20, 0.9, &[b(0.0)], &img, &mut ids);
-        assert_eq!(s.metrics.lost, 0, "0.9 s is within a 1 s gap, whatever the frame count");
+        assert_eq!(
+            s.metrics.lost, 0,
+            "0.9 s is within a 1 s gap, whatever the frame count"
+        );
         s.reset();
         assert_eq!(s.metrics.forced_splits, 1);
         let tracks = s.finish();
@@ -455,7 +490,12 @@ mod tests {
         let mut t = Tracker::new(TrackerConfig::new(30, None));
         // 7 pixels per frame. Seen 2 frames apart (a warm-up), then every 6 frames: 42 pixels
         // apart on 60-pixel boxes, an overlap of 0.18 without a prediction.
-        let wide = |x: f32| BBox { x, y: 0.0, w: 60.0, h: 60.0 };
+        let wide = |x: f32| BBox {
+            x,
+            y: 0.0,
+            w: 60.0,
+            h: 60.0,
+        };
         let mut first = None;
         for frame in [0u64, 2, 8, 14, 20] {
             t.update(frame, 0.0, &[wide(frame as f32 * 7.0)], &img, &mut ids);

@@ -12,14 +12,20 @@ use framelane_analyze::{analyze, AnalyzeError, AnalyzeOptions};
 
 /// The face photograph the setup script fetches (scikit-image's public-domain astronaut).
 fn face_image() -> PathBuf {
-    let path = std::env::var_os("FRAMELANE_FACE_IMAGE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .expect("HOME or XDG_CACHE_HOME is set");
-        home.join("framelane/testdata/astronaut.png")
-    });
-    assert!(path.is_file(), "{} is missing: run ./scripts/setup-debian.sh", path.display());
+    let path = std::env::var_os("FRAMELANE_FACE_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .expect("HOME or XDG_CACHE_HOME is set");
+            home.join("framelane/testdata/astronaut.png")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run ./scripts/setup-debian.sh",
+        path.display()
+    );
     path
 }
 
@@ -48,8 +54,18 @@ fn episode_spec() -> SynthSpec {
     let mut spec = SynthSpec::new(640, 360, 30, vec![60, 40, 8, 10, 70, 52]);
     spec.face = Some(Sprite::from_png(&face_image(), SPRITE_REGION).expect("face sprite"));
     spec.shots = vec![
-        FaceShot { start: 5, end: 55, from: (20, 100), to: (420, 120) },
-        FaceShot { start: 130, end: 180, from: (450, 40), to: (60, 170) },
+        FaceShot {
+            start: 5,
+            end: 55,
+            from: (20, 100),
+            to: (420, 120),
+        },
+        FaceShot {
+            start: 130,
+            end: 180,
+            from: (450, 40),
+            to: (60, 170),
+        },
     ];
     spec
 }
@@ -57,16 +73,34 @@ fn episode_spec() -> SynthSpec {
 fn expected_face(spec: &SynthSpec, frame: u64) -> Option<BBox> {
     let (x, y) = spec.face_at(frame)?;
     let (fx, fy, side) = FACE_IN_SPRITE;
-    Some(BBox { x: x as f32 + fx, y: y as f32 + fy, w: side, h: side })
+    Some(BBox {
+        x: x as f32 + fx,
+        y: y as f32 + fy,
+        w: side,
+        h: side,
+    })
 }
 
 fn has_b_frames(path: &Path) -> bool {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=has_b_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=has_b_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap_or(0) > 0
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+        > 0
 }
 
 #[test]
@@ -87,9 +121,20 @@ fn cuts_resets_frames_faces_tracks_and_exports_follow_the_rules() {
     assert_eq!(summary.frames_decoded, spec.frames());
 
     // Every cut found, each at its frame; resets only outside the cooldown.
-    let cuts: Vec<SceneCut> = serde_json::from_slice(&std::fs::read(out.join("scene_cuts.json")).expect("cuts")).expect("json");
+    let cuts: Vec<SceneCut> =
+        serde_json::from_slice(&std::fs::read(out.join("scene_cuts.json")).expect("cuts"))
+            .expect("json");
     let found: Vec<(u64, bool)> = cuts.iter().map(|c| (c.frame, c.tracker_reset)).collect();
-    assert_eq!(found, vec![(60, true), (100, true), (108, false), (118, false), (188, true)]);
+    assert_eq!(
+        found,
+        vec![
+            (60, true),
+            (100, true),
+            (108, false),
+            (118, false),
+            (188, true)
+        ]
+    );
     assert_eq!(summary.scene.resets, 3);
     assert_eq!(summary.scene.resets_skipped, 2);
 
@@ -113,11 +158,29 @@ fn cuts_resets_frames_faces_tracks_and_exports_follow_the_rules() {
             Some(face) => {
                 let best = here
                     .iter()
-                    .map(|d| BBox { x: d.bbox[0], y: d.bbox[1], w: d.bbox[2], h: d.bbox[3] }.iou(&face))
+                    .map(|d| {
+                        BBox {
+                            x: d.bbox[0],
+                            y: d.bbox[1],
+                            w: d.bbox[2],
+                            h: d.bbox[3],
+                        }
+                        .iou(&face)
+                    })
                     .fold(0.0, f32::max);
-                assert!(best > 0.5, "frame {}: face at {face:?} not found (best IoU {best}, {} boxes)", a.frame, here.len());
+                assert!(
+                    best > 0.5,
+                    "frame {}: face at {face:?} not found (best IoU {best}, {} boxes)",
+                    a.frame,
+                    here.len()
+                );
             }
-            None => assert!(here.is_empty(), "frame {}: {} boxes where no face is", a.frame, here.len()),
+            None => assert!(
+                here.is_empty(),
+                "frame {}: {} boxes where no face is",
+                a.frame,
+                here.len()
+            ),
         }
     }
 
@@ -125,10 +188,21 @@ fn cuts_resets_frames_faces_tracks_and_exports_follow_the_rules() {
     let tracks: Vec<TrackLine> = read_lines(&out.join("tracks.jsonl"));
     assert_eq!(tracks.len(), 2, "{tracks:?}");
     assert_eq!(tracks[0].track, 1);
-    assert!(tracks[0].first_frame >= 5 && tracks[0].last_frame < 55, "{:?}", tracks[0]);
-    assert!(tracks[1].first_frame >= 130 && tracks[1].last_frame < 180, "{:?}", tracks[1]);
+    assert!(
+        tracks[0].first_frame >= 5 && tracks[0].last_frame < 55,
+        "{:?}",
+        tracks[0]
+    );
+    assert!(
+        tracks[1].first_frame >= 130 && tracks[1].last_frame < 180,
+        "{:?}",
+        tracks[1]
+    );
     for d in &detections {
-        let id = d.track.expect("stamped").expect("every detection belongs to a kept track");
+        let id = d
+            .track
+            .expect("stamped")
+            .expect("every detection belongs to a kept track");
         assert!(id == 1 || id == 2);
     }
     // Crops: at most the sample limit per track, every listed crop on disk.
@@ -147,8 +221,14 @@ fn cuts_resets_frames_faces_tracks_and_exports_follow_the_rules() {
         let rgba = image.into_rgba();
         assert_eq!(read_stamp(&rgba, 640, 360, 4), Some(a.frame), "{file}");
     }
-    assert_eq!(summary.export.written, summary.frames.frames_saved + summary.frames.crops_saved);
-    assert!(!out.join("checkpoint.json").exists(), "a complete run leaves no checkpoint");
+    assert_eq!(
+        summary.export.written,
+        summary.frames.frames_saved + summary.frames.crops_saved
+    );
+    assert!(
+        !out.join("checkpoint.json").exists(),
+        "a complete run leaves no checkpoint"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -174,20 +254,44 @@ fn a_damaged_video_names_the_frame_and_keeps_what_came_before() {
     };
     assert!(frame > 0 && frame < 150, "{frame}");
     let analysed: Vec<AnalysedLine> = read_lines(&dir.join("out/analysed.jsonl"));
-    assert_eq!(analysed.len() as u64, frame, "every frame before the damage is kept");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("out/summary.json")).expect("summary")).expect("json");
+    assert_eq!(
+        analysed.len() as u64,
+        frame,
+        "every frame before the damage is kept"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/summary.json")).expect("summary"))
+            .expect("json");
     assert_eq!(summary["status"], "failed");
-    assert!(summary["error"].as_str().is_some_and(|e| e.contains(&format!("frame {frame}"))), "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("frame {frame}"))),
+        "{summary}"
+    );
 
     // Truncated: the second half of the file is gone.
     let truncated = dir.join("truncated.mp4");
-    std::fs::write(&truncated, &std::fs::read(&video).expect("read")[..bytes.len() / 2]).expect("write");
+    std::fs::write(
+        &truncated,
+        &std::fs::read(&video).expect("read")[..bytes.len() / 2],
+    )
+    .expect("write");
     let mut options = AnalyzeOptions::new("ep", &truncated, dir.join("out2"));
     options.stride = 1;
-    let err = analyze(&options, ProgressStyle::Quiet).expect_err("truncated").to_string();
-    assert!(err.contains("truncated") || err.contains("damaged at frame"), "{err}");
+    let err = analyze(&options, ProgressStyle::Quiet)
+        .expect_err("truncated")
+        .to_string();
+    assert!(
+        err.contains("truncated") || err.contains("damaged at frame"),
+        "{err}"
+    );
     let kept: Vec<AnalysedLine> = read_lines(&dir.join("out2/analysed.jsonl"));
-    assert!(!kept.is_empty() && kept.len() < 150, "{} frames kept", kept.len());
+    assert!(
+        !kept.is_empty() && kept.len() < 150,
+        "{} frames kept",
+        kept.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -196,18 +300,53 @@ fn files_that_are_not_videos_get_a_clear_error() {
     let dir = scratch("novideo");
     let audio = dir.join("tone.m4a");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=1",
+            "-c:a",
+            "aac",
+        ])
         .arg(&audio)
         .status()
         .expect("ffmpeg runs");
     assert!(status.success());
-    let err = analyze(&AnalyzeOptions::new("ep", &audio, dir.join("a")), ProgressStyle::Quiet).expect_err("no video").to_string();
-    assert!(err.contains("no video stream") && err.contains("tone.m4a"), "{err}");
+    let err = analyze(
+        &AnalyzeOptions::new("ep", &audio, dir.join("a")),
+        ProgressStyle::Quiet,
+    )
+    .expect_err("no video")
+    .to_string();
+    assert!(
+        err.contains("no video stream") && err.contains("tone.m4a"),
+        "{err}"
+    );
     let text = dir.join("notes.mp4");
     std::fs::write(&text, b"these are not the frames you are looking for").expect("write");
-    let err = analyze(&AnalyzeOptions::new("ep", &text, dir.join("b")), ProgressStyle::Quiet).expect_err("text").to_string();
-    assert!(err.contains("notes.mp4") && err.contains("not a readable video"), "{err}");
-    let err = analyze(&AnalyzeOptions::new("ep", dir.join("missing.mp4"), dir.join("c")), ProgressStyle::Quiet).expect_err("missing").to_string();
-    assert!(err.contains("missing.mp4") && err.contains("no such file"), "{err}");
+    let err = analyze(
+        &AnalyzeOptions::new("ep", &text, dir.join("b")),
+        ProgressStyle::Quiet,
+    )
+    .expect_err("text")
+    .to_string();
+    assert!(
+        err.contains("notes.mp4") && err.contains("not a readable video"),
+        "{err}"
+    );
+    let err = analyze(
+        &AnalyzeOptions::new("ep", dir.join("missing.mp4"), dir.join("c")),
+        ProgressStyle::Quiet,
+    )
+    .expect_err("missing")
+    .to_string();
+    assert!(
+        err.contains("missing.mp4") && err.contains("no such file"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
