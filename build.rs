@@ -12,6 +12,7 @@ fn main() {
         "qml/TelemetryRuns.qml",
         "qml/RunPlotView.qml",
         "qml/ReplayPanel.qml",
+        "qml/AnalysisPanel.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -28,6 +29,7 @@ fn main() {
             "src/ui/replay_view.rs",
             "src/ui/replay_plot.rs",
             "src/ui/replay_episodes.rs",
+            "src/ui/analysis_view.rs",
         ])
         .cpp_files([
             "cpp/frame_source.h",

@@ -87,6 +87,12 @@ statsOf(QObject* root, QQuickWindow* window)
     }
     stats.insert(QStringLiteral("replay"), r);
   }
+  if (auto* analysis = root->findChild<QObject*>(QStringLiteral("analysisView"))) {
+    QJsonObject a;
+    for (const char* name : { "folder", "count", "position", "frame", "shownFrame", "faces", "cutCount", "trackCount", "reason", "note", "loading" })
+      a.insert(QString::fromLatin1(name), QJsonValue::fromVariant(analysis->property(name)));
+    stats.insert(QStringLiteral("analysis"), a);
+  }
   if (auto* catalog = root->findChild<QObject*>(QStringLiteral("runCatalog")))
     stats.insert(QStringLiteral("fastlane_runs"), catalog->property("count").toInt());
   if (auto* list = root->findChild<QObject*>(QStringLiteral("runList")))
@@ -139,6 +145,7 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialPlotRunId"), toQString(options.plot_run_id) },
     { QStringLiteral("dataDir"), toQString(options.data_dir) },
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
+    { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
     { QStringLiteral("width"), int(options.window_width) },
     { QStringLiteral("height"), int(options.window_height) },
     { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },

@@ -17,7 +17,11 @@ ApplicationWindow {
     // Store directory for replay (empty: replay unavailable).
     property string dataDir: ""
     property string initialReplayRunId: ""
+    // Output folder of `framelane analyze` opened in the Replay tab (empty: none).
+    property string initialAnalysis: ""
     readonly property bool replaying: modeBar.currentIndex === 1
+    // The Replay tab shows an episode analysis instead of a recorded run.
+    readonly property bool analysing: replaying && analysisView.folder !== ""
 
     width: 1280
     height: 760
@@ -47,6 +51,12 @@ ApplicationWindow {
         objectName: "replayView"
         dataDir: root.dataDir
         runId: root.initialReplayRunId
+    }
+
+    AnalysisView {
+        id: analysisView
+        objectName: "analysisView"
+        folder: root.initialAnalysis
     }
 
     LiveView {
@@ -103,12 +113,14 @@ ApplicationWindow {
                 id: modeBar
                 objectName: "modeBar"
                 Layout.fillWidth: true
-                // --replay-run opens the Replay tab; the demo run is replayable but opens live.
-                currentIndex: root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId ? 1 : 0
+                // --replay-run and --analysis open the Replay tab; the demo run is replayable but
+                // opens live.
+                currentIndex: root.initialAnalysis !== ""
+                              || (root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId) ? 1 : 0
                 TabButton { text: "Live" }
                 TabButton {
+                    // Recorded runs need the store; an analysis needs only its folder.
                     text: "Replay"
-                    enabled: root.dataDir !== ""
                 }
             }
 
@@ -142,7 +154,7 @@ ApplicationWindow {
                 objectName: "frameItem"
                 anchors.fill: parent
                 anchors.margins: 8
-                source: root.replaying ? replayView : liveView
+                source: root.analysing ? analysisView : root.replaying ? replayView : liveView
                 pollIntervalMs: root.pollIntervalMs
                 maxFps: root.maxFps
             }
@@ -170,8 +182,9 @@ ApplicationWindow {
             Label {
                 objectName: "replayPlaceholder"
                 anchors.centerIn: parent
-                visible: root.replaying && replayView.runId === ""
-                text: "Nothing to replay yet.\nPick a recorded run in the list on the left."
+                visible: root.replaying && !root.analysing && replayView.runId === ""
+                text: root.dataDir === "" ? "No recorded runs here (no data directory).\nOpen an analysis folder below."
+                      : "Nothing to replay yet.\nPick a recorded run in the list on the left,\nor open an analysis folder below."
                 horizontalAlignment: Text.AlignHCenter
                 color: "#8b949e"
                 font.pixelSize: 18
@@ -185,10 +198,17 @@ ApplicationWindow {
             runPlot: runPlot
         }
 
+        AnalysisPanel {
+            Layout.fillWidth: true
+            Layout.preferredHeight: root.analysing ? 150 : 44
+            visible: root.replaying
+            analysis: analysisView
+        }
+
         ReplayPanel {
             Layout.fillWidth: true
             Layout.preferredHeight: 260
-            visible: root.replaying
+            visible: root.replaying && !root.analysing
             replay: replayView
         }
         }

@@ -261,6 +261,9 @@ struct GuiArgs {
     /// Recorded run to open in the replay view when the window opens.
     #[arg(long, value_name = "RUN")]
     replay_run: Option<String>,
+    /// Output folder of `framelane analyze` to open in the Replay tab when the window opens.
+    #[arg(long, value_name = "DIR")]
+    analysis: Option<PathBuf>,
     /// Data directory of the embedded daemon, and of replay (default: the platform's data
     /// directory; with --connect, replay needs it given).
     #[arg(long, value_name = "DIR")]
@@ -527,6 +530,11 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .replay_run
             .clone()
             .or_else(|| demo_recorded.then(|| run_id.clone()))
+            .unwrap_or_default(),
+        analysis_dir: args
+            .analysis
+            .as_ref()
+            .map(|dir| dir.display().to_string())
             .unwrap_or_default(),
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");

@@ -627,6 +627,113 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     }
 }
 
+/// An episode analysis opens in the Replay tab: the frame its manifest names, with the face's
+/// box drawn in its track's colour.
+fn analysis_opens_in_the_replay_tab(failures: &mut Vec<String>) {
+    use framelane_analyze::manifest::DetectionLine;
+    use framelane_analyze::review::track_colour;
+    use framelane_analyze::synth::{read_stamp, FaceShot, Sprite, SynthSpec};
+    println!("offscreen: an episode analysis in the Replay tab");
+    const W: u32 = 480;
+    const H: u32 = 270;
+    let dir = std::env::temp_dir().join(format!("framelane-gui-analysis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let face = std::env::var_os("FRAMELANE_FACE_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/framelane/testdata/astronaut.png")
+        });
+    let mut spec = SynthSpec::new(W, H, 30, vec![36, 36]);
+    spec.face = Some(Sprite::from_png(&face, (150, 35, 150, 150)).expect("face image"));
+    spec.shots = vec![FaceShot {
+        start: 0,
+        end: 36,
+        from: (40, 30),
+        to: (120, 40),
+    }];
+    let video = spec.write(&dir.join("episode.mp4")).expect("video");
+    let out = dir.join("analysis");
+    let options = framelane_analyze::AnalyzeOptions::new("gui-ep", &video, &out);
+    let summary =
+        framelane_analyze::analyze(&options, framelane_analyze::progress::ProgressStyle::Quiet)
+            .expect("analysis");
+    let first_box = std::fs::read_to_string(out.join("detections.jsonl"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_owned))
+        .and_then(|l| serde_json::from_str::<DetectionLine>(&l).ok())
+        .filter(|d| d.frame == 0);
+    let stats_path = artifacts().join("analysis-stats.json");
+    let shot = artifacts().join("analysis.ppm");
+    let mut command = Display::Offscreen.command();
+    command
+        .args(["--no-demo", "--no-daemon", "--analysis"])
+        .arg(&out)
+        .arg("--screenshot")
+        .arg(&shot);
+    let analysed = summary.frames.analysed as i64;
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        number(&stats["analysis"]["shownFrame"]) == Some(0)
+            && stats["analysis"]["count"].as_i64() == Some(analysed)
+    });
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let analysis = &stats["analysis"];
+    check(
+        number(&analysis["shownFrame"]) == Some(0)
+            && analysis["count"].as_i64() == Some(analysed)
+            && analysis["cutCount"].as_i64() == Some(1)
+            && analysis["trackCount"].as_i64() == Some(1),
+        format!(
+            "the analysis opened: {analysed} frames, 1 cut, 1 track, frame 0 shown ({analysis})"
+        ),
+        failures,
+    );
+    match (rect(&stats["painted_rect"]), first_box) {
+        (Some(painted), Some(face)) => {
+            let (w, _, pixels) = read_ppm(&shot);
+            let sample = |x: f64, y: f64| {
+                let sx = (painted[0] + (x + 0.5) * painted[2] / W as f64) as usize;
+                let sy = (painted[1] + (y + 0.5) * painted[3] / H as f64) as usize;
+                let at = (sy * w + sx) * 3;
+                [pixels[at], pixels[at + 1], pixels[at + 2]]
+            };
+            let mut rgb = vec![0u8; (W * H * 3) as usize];
+            for y in 0..H {
+                for x in 0..W {
+                    let px = sample(f64::from(x), f64::from(y));
+                    rgb[((y * W + x) * 3) as usize..][..3].copy_from_slice(&px);
+                }
+            }
+            let shown = read_stamp(&rgb, W, H, 3);
+            check(
+                shown == Some(0),
+                format!("the window shows frame 0 of the video (it shows {shown:?})"),
+                failures,
+            );
+            let edge = sample(
+                f64::from(face.bbox[0].max(0.0).floor()),
+                f64::from(face.bbox[1] + face.bbox[3] / 2.0),
+            );
+            let want = track_colour(Some(1));
+            let close = edge.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 40);
+            check(
+                close,
+                format!("the face's box is drawn in track 1's colour {want:?} (pixel {edge:?})"),
+                failures,
+            );
+        }
+        (painted, face) => check(
+            false,
+            format!(
+                "the analysed frame was painted ({painted:?}) and frame 0 has a face ({face:?})"
+            ),
+            failures,
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn smoke_test(failures: &mut Vec<String>) {
     println!("offscreen: --smoke-test");
     let out = Display::Offscreen
@@ -764,6 +871,7 @@ fn main() {
     first_run_fills_every_lane(&mut failures);
     recorded_runs_are_listed_and_plotted(&mut failures);
     recorded_video_replays_in_the_window(&mut failures);
+    analysis_opens_in_the_replay_tab(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
     fps_cap_holds(&mut failures);
     if Command::new("xvfb-run")

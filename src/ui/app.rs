@@ -36,6 +36,8 @@ pub mod ffi {
         data_dir: String,
         /// Recorded run opened in the replay view when the window opens (empty: none).
         replay_run_id: String,
+        /// Analysis output folder opened in the Replay tab when the window opens (empty: none).
+        analysis_dir: String,
     }
 
     unsafe extern "C++" {

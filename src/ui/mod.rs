@@ -1,6 +1,7 @@
 //! Everything Qt-facing in Rust: the cxx-qt QObjects QML uses and the entry into the Qt event
 //! loop. No other part of the crate knows Qt.
 
+pub mod analysis_view;
 pub mod app;
 pub mod follower;
 pub mod list_rows;

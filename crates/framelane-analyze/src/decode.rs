@@ -18,8 +18,8 @@ pub const LUMA_BINS: usize = 32;
 /// Bins of each chroma histogram.
 pub const CHROMA_BINS: usize = 16;
 /// Samples a signature takes across a row and down a column, at most.
-const SAMPLES_ACROSS: u32 = 192;
-const SAMPLES_DOWN: u32 = 108;
+const SAMPLES_ACROSS: u32 = 128;
+const SAMPLES_DOWN: u32 = 72;
 
 /// A cheap per-frame summary: histograms of subsampled Y, U and V.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +150,6 @@ pub struct EpisodeDecoder {
     signature_scaler: Option<ff::software::scaling::Context>,
     small: ff::frame::Video,
     bgr_scaler: Option<ff::software::scaling::Context>,
-    bgr: ff::frame::Video,
 }
 
 // SAFETY: the FFmpeg contexts belong to this value alone and are used through `&mut self` only,
@@ -241,7 +240,6 @@ impl EpisodeDecoder {
             signature_scaler: None,
             small: ff::frame::Video::empty(),
             bgr_scaler: None,
-            bgr: ff::frame::Video::empty(),
         })
     }
 
@@ -408,26 +406,48 @@ impl EpisodeDecoder {
             })?;
             self.bgr_scaler = Some(scaler);
         }
-        let frame = self.frames.saturating_sub(1);
-        if let Some(scaler) = self.bgr_scaler.as_mut() {
-            scaler
-                .run(&self.decoded, &mut self.bgr)
-                .map_err(|e| AnalyzeError::Corrupt {
-                    path: self.path.clone(),
-                    frame,
-                    time: self.last_time,
-                    reason: format!("BGR conversion: {e}"),
-                })?;
-        }
         let row = width as usize * 3;
         out.width = width;
         out.height = height;
         out.data.resize(row * height as usize, 0);
-        let stride = self.bgr.stride(0);
-        let src = self.bgr.data(0);
-        for (y, dst) in out.data.chunks_exact_mut(row).enumerate() {
-            let start = y * stride;
-            dst.copy_from_slice(&src[start..start + row]);
+        let (Ok(h), Ok(stride)) = (i32::try_from(height), i32::try_from(row)) else {
+            return Err(self.corrupt(format!("{width}x{height} is too large to convert")));
+        };
+        let Some(scaler) = self.bgr_scaler.as_mut() else {
+            return Err(self.corrupt("no BGR conversion".into()));
+        };
+        // Straight into the caller's packed buffer: no intermediate frame, no second copy.
+        // SAFETY: the scaler was made for this frame's format and size (checked above); the
+        // source pointers and line sizes are the decoded frame's own; the destination holds
+        // `height` rows of `row` bytes, exactly what a BGR24 picture of this size needs, and
+        // BGR24 has one plane, so the other destination pointers are never read.
+        let ret = unsafe {
+            let src = self.decoded.as_ptr();
+            let dst_data: [*mut u8; 4] = [
+                out.data.as_mut_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ];
+            let dst_stride: [i32; 4] = [stride, 0, 0, 0];
+            ffi::sws_scale(
+                scaler.as_mut_ptr(),
+                (*src).data.as_ptr() as *const *const u8,
+                (*src).linesize.as_ptr(),
+                0,
+                h,
+                dst_data.as_ptr(),
+                dst_stride.as_ptr(),
+            )
+        };
+        if ret != h {
+            let frame = self.frames.saturating_sub(1);
+            return Err(AnalyzeError::Corrupt {
+                path: self.path.clone(),
+                frame,
+                time: self.last_time,
+                reason: format!("BGR conversion gave {ret} of {h} rows"),
+            });
         }
         Ok(())
     }

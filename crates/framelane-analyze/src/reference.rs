@@ -32,7 +32,7 @@ pub struct LoopFigures {
     pub fps: f64,
     /// Scene cuts found (scene loops only).
     pub cuts: u64,
-    /// (frame, FNV-1a of its BGR pixels) of every analysed frame.
+    /// (frame, checksum of its BGR pixels) of every analysed frame.
     #[serde(skip)]
     pub checksums: Vec<(u64, u64)>,
 }
@@ -47,13 +47,21 @@ fn cpu_seconds() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// A fast 64-bit checksum of a picture (8 bytes at a time, multiply-rotate mixing): cheap
+/// enough that it does not weigh on the loops it checks, strong enough to tell frames apart.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = bytes.len() as u64 ^ K;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(word);
+        h = (h ^ u64::from_le_bytes(v)).wrapping_mul(K).rotate_left(29);
     }
-    h
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(K).rotate_left(29);
+    }
+    h ^ (h >> 31)
 }
 
 struct Meter {
@@ -121,7 +129,7 @@ pub fn framelane_loop(
         }
         if stamp.number % stride == 0 {
             decoder.convert_bgr(&mut bgr)?;
-            checksums.push((stamp.number, fnv1a(&bgr.data)));
+            checksums.push((stamp.number, checksum(&bgr.data)));
         }
     }
     let analysed = checksums.len() as u64;
@@ -145,7 +153,7 @@ pub fn decode_convert_all(path: &Path, stride: u64) -> Result<LoopFigures, Analy
         frames += 1;
         decoder.convert_bgr(&mut bgr)?;
         if stamp.number % stride == 0 {
-            checksums.push((stamp.number, fnv1a(&bgr.data)));
+            checksums.push((stamp.number, checksum(&bgr.data)));
         }
     }
     let analysed = checksums.len() as u64;
@@ -175,7 +183,7 @@ pub fn opencv_grab_retrieve(path: &Path, stride: u64) -> Result<LoopFigures, Ana
         if frames % stride == 0 {
             capture.retrieve(&mut frame, 0)?;
             let bytes = frame.data_bytes()?;
-            checksums.push((frames, fnv1a(bytes)));
+            checksums.push((frames, checksum(bytes)));
         }
         frames += 1;
     }

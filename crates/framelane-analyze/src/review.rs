@@ -57,14 +57,18 @@ impl Review {
     /// Reads the output folder of a finished (or failed) analysis.
     pub fn open(dir: &Path) -> Result<Self, AnalyzeError> {
         let summary_path = dir.join(manifest::SUMMARY);
-        let summary: serde_json::Value = serde_json::from_str(&read_text(&summary_path)?).map_err(|e| AnalyzeError::Open {
-            path: summary_path.clone(),
-            reason: format!("not an analysis summary: {e}"),
-        })?;
-        let video = summary["video"].as_str().map(PathBuf::from).ok_or_else(|| AnalyzeError::Open {
-            path: summary_path.clone(),
-            reason: "names no video".into(),
-        })?;
+        let summary: serde_json::Value =
+            serde_json::from_str(&read_text(&summary_path)?).map_err(|e| AnalyzeError::Open {
+                path: summary_path.clone(),
+                reason: format!("not an analysis summary: {e}"),
+            })?;
+        let video = summary["video"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| AnalyzeError::Open {
+                path: summary_path.clone(),
+                reason: "names no video".into(),
+            })?;
         let fps = summary["info"]["fps"].as_f64().unwrap_or(0.0);
         let ep_id = summary["ep_id"].as_str().unwrap_or_default().to_owned();
         let frames: Vec<AnalysedLine> = lines(&dir.join(manifest::ANALYSED))?;
@@ -88,10 +92,11 @@ impl Review {
             .collect();
         boxes.sort_by_key(|b| b.0);
         let cuts_path = dir.join(manifest::SCENE_CUTS);
-        let cuts: Vec<SceneCut> = serde_json::from_str(&read_text(&cuts_path)?).map_err(|e| AnalyzeError::Open {
-            path: cuts_path,
-            reason: e.to_string(),
-        })?;
+        let cuts: Vec<SceneCut> =
+            serde_json::from_str(&read_text(&cuts_path)?).map_err(|e| AnalyzeError::Open {
+                path: cuts_path,
+                reason: e.to_string(),
+            })?;
         let tracks = boxes.iter().filter_map(|b| b.1.track).max().unwrap_or(0);
         Ok(Self {
             video,
@@ -127,7 +132,11 @@ impl Review {
     /// Position of the next analysed frame after `position` where `track` appears.
     pub fn next_appearance(&self, position: usize, track: u64) -> Option<usize> {
         let current = self.frames.get(position)?.frame;
-        let next = self.boxes.iter().find(|b| b.0 > current && b.1.track == Some(track))?.0;
+        let next = self
+            .boxes
+            .iter()
+            .find(|b| b.0 > current && b.1.track == Some(track))?
+            .0;
         self.position_at_or_after(next)
     }
 
@@ -141,7 +150,14 @@ impl Review {
 
 /// A colour per track (none: grey).
 pub fn track_colour(track: Option<u64>) -> [u8; 3] {
-    const COLOURS: [[u8; 3]; 6] = [[255, 80, 80], [80, 220, 80], [80, 160, 255], [255, 210, 40], [230, 90, 230], [60, 230, 230]];
+    const COLOURS: [[u8; 3]; 6] = [
+        [255, 80, 80],
+        [80, 220, 80],
+        [80, 160, 255],
+        [255, 210, 40],
+        [230, 90, 230],
+        [60, 230, 230],
+    ];
     match track {
         Some(id) => COLOURS[(id as usize).wrapping_sub(1) % COLOURS.len()],
         None => [160, 160, 160],
@@ -184,7 +200,12 @@ pub fn draw_overlay(rgba: &mut [u8], width: u32, height: u32, boxes: &[(u64, Rev
         let Some((x, y, w, h)) = b.bbox.clip(width, height) else {
             continue;
         };
-        let (x0, y0, x1, y1) = (i64::from(x), i64::from(y), i64::from(x + w) - 1, i64::from(y + h) - 1);
+        let (x0, y0, x1, y1) = (
+            i64::from(x),
+            i64::from(y),
+            i64::from(x + w) - 1,
+            i64::from(y + h) - 1,
+        );
         for t in 0..2 {
             for px in x0..=x1 {
                 put(rgba, width, height, px, y0 + t, colour);
@@ -211,7 +232,14 @@ pub fn draw_overlay(rgba: &mut [u8], width: u32, height: u32, boxes: &[(u64, Rev
                     }
                     for dy in 0..scale {
                         for dx in 0..scale {
-                            put(rgba, width, height, left + col * scale + dx, top + row as i64 * scale + dy, colour);
+                            put(
+                                rgba,
+                                width,
+                                height,
+                                left + col * scale + dx,
+                                top + row as i64 * scale + dy,
+                                colour,
+                            );
                         }
                     }
                 }
@@ -236,7 +264,12 @@ mod tests {
             (
                 frame,
                 ReviewBox {
-                    bbox: BBox { x: 10.0, y: 10.0, w: 20.0, h: 20.0 },
+                    bbox: BBox {
+                        x: 10.0,
+                        y: 10.0,
+                        w: 20.0,
+                        h: 20.0,
+                    },
                     track,
                 },
             )
@@ -246,8 +279,18 @@ mod tests {
             ep_id: "e".into(),
             fps: 30.0,
             frames: (0..10).map(|i| line(i * 6)).collect(),
-            boxes: vec![face(6, Some(1)), face(12, Some(1)), face(30, Some(2)), face(48, Some(1))],
-            cuts: vec![SceneCut { frame: 25, time: 0.8, score: 0.9, tracker_reset: true }],
+            boxes: vec![
+                face(6, Some(1)),
+                face(12, Some(1)),
+                face(30, Some(2)),
+                face(48, Some(1)),
+            ],
+            cuts: vec![SceneCut {
+                frame: 25,
+                time: 0.8,
+                score: 0.9,
+                tracker_reset: true,
+            }],
             tracks: 2,
         }
     }
@@ -271,7 +314,12 @@ mod tests {
         let (w, h) = (64u32, 64u32);
         let mut rgba = vec![0u8; (w * h * 4) as usize];
         let b = ReviewBox {
-            bbox: BBox { x: 10.0, y: 30.0, w: 20.0, h: 20.0 },
+            bbox: BBox {
+                x: 10.0,
+                y: 30.0,
+                w: 20.0,
+                h: 20.0,
+            },
             track: Some(1),
         };
         draw_overlay(&mut rgba, w, h, &[(0, b)]);
@@ -285,6 +333,22 @@ mod tests {
         // The "1" glyph's middle column sits above the box.
         assert_eq!(at(10 + 4, 30 - 18 + 1), track_colour(Some(1)));
         // A box far outside the picture is ignored, not a panic.
-        draw_overlay(&mut rgba, w, h, &[(0, ReviewBox { bbox: BBox { x: 1e9, y: -1e9, w: 5.0, h: f32::NAN }, track: Some(3) })]);
+        draw_overlay(
+            &mut rgba,
+            w,
+            h,
+            &[(
+                0,
+                ReviewBox {
+                    bbox: BBox {
+                        x: 1e9,
+                        y: -1e9,
+                        w: 5.0,
+                        h: f32::NAN,
+                    },
+                    track: Some(3),
+                },
+            )],
+        );
     }
 }
