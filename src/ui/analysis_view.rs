@@ -86,35 +86,30 @@ pub mod qobject {
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
 use framelane_analyze::review::{draw_overlay, Review};
-use framelane_core::fastlane::PixelFormat;
-use framelane_core::media::copy_rows;
-use framelane_core::replay::{RgbaFrame, VideoReader};
+use framelane_core::replay::VideoReader;
+
+use super::view_worker::{FrameSlot, RequestSlots, Requests};
 
 /// Frames a forward step decodes on instead of seeking.
 const FORWARD_WINDOW: u32 = 60;
 
+/// What the GUI asked for; each slot holds only the newest request.
 #[derive(Default)]
-struct Requests {
+struct Asked {
     open: Option<PathBuf>,
     frame: Option<u64>,
-    stop: bool,
 }
 
-#[derive(Default)]
-struct Shown {
-    frame: Option<RgbaFrame>,
-    fresh: bool,
-}
-
-struct Worker {
-    requests: Mutex<Requests>,
-    wake: Condvar,
+impl RequestSlots for Asked {
+    fn is_empty(&self) -> bool {
+        self.open.is_none() && self.frame.is_none()
+    }
 }
 
 enum Outcome {
@@ -138,8 +133,8 @@ pub struct AnalysisViewRust {
     note: QString,
     loading: bool,
     review: Option<Arc<Review>>,
-    shown: Arc<Mutex<Shown>>,
-    worker: Option<Arc<Worker>>,
+    shown: Arc<FrameSlot>,
+    worker: Option<Arc<Requests<Asked>>>,
 }
 
 impl Default for AnalysisViewRust {
@@ -159,7 +154,7 @@ impl Default for AnalysisViewRust {
             note: QString::default(),
             loading: false,
             review: None,
-            shown: Arc::new(Mutex::new(Shown::default())),
+            shown: Arc::new(FrameSlot::default()),
             worker: None,
         }
     }
@@ -168,34 +163,16 @@ impl Default for AnalysisViewRust {
 impl Drop for AnalysisViewRust {
     fn drop(&mut self) {
         if let Some(worker) = &self.worker {
-            lock(&worker.requests).stop = true;
-            worker.wake.notify_all();
+            worker.stop();
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn review_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outcome)) {
+fn review_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl Fn(Outcome)) {
     let mut review: Option<Arc<Review>> = None;
     let mut reader: Option<VideoReader> = None;
-    loop {
-        let (open, frame) = {
-            let mut requests = lock(&worker.requests);
-            while requests.open.is_none() && requests.frame.is_none() && !requests.stop {
-                requests = worker
-                    .wake
-                    .wait(requests)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-            if requests.stop {
-                return;
-            }
-            (requests.open.take(), requests.frame.take())
-        };
-        if let Some(dir) = open {
+    while let Some(asked) = requests.next() {
+        if let Some(dir) = asked.open {
             reader = None;
             review = None;
             let opened = Review::open(&dir).map_err(|e| e.to_string()).and_then(|r| {
@@ -213,8 +190,8 @@ fn review_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
                 Err(err) => post(Outcome::Failed(err)),
             }
         }
-        if let (Some(n), Some(video), Some(r)) = (frame, reader.as_mut(), review.as_ref()) {
-            match video.frame(n) {
+        if let (Some(n), Some(video), Some(r)) = (asked.frame, reader.as_mut(), review.as_ref()) {
+            let note = match video.frame(n) {
                 Ok(Some(mut picture)) => {
                     draw_overlay(
                         &mut picture.rgba,
@@ -222,66 +199,47 @@ fn review_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
                         picture.height,
                         r.boxes_of(n),
                     );
-                    let mut s = lock(&shown);
-                    s.frame = Some(picture);
-                    s.fresh = true;
-                    drop(s);
-                    post(Outcome::Frame {
-                        frame: n,
-                        note: String::new(),
-                    });
+                    shown.show(Arc::new(picture));
+                    String::new()
                 }
-                Ok(None) => post(Outcome::Frame {
-                    frame: n,
-                    note: format!("frame {n} is past the end of the video"),
-                }),
-                Err(err) => post(Outcome::Frame {
-                    frame: n,
-                    note: err.to_string(),
-                }),
-            }
+                Ok(None) => format!("frame {n} is past the end of the video"),
+                Err(err) => err.to_string(),
+            };
+            post(Outcome::Frame { frame: n, note });
         }
     }
 }
 
 impl qobject::AnalysisView {
-    fn worker(mut self: Pin<&mut Self>) -> Arc<Worker> {
-        if let Some(worker) = &self.worker {
-            return worker.clone();
-        }
-        let worker = Arc::new(Worker {
-            requests: Mutex::new(Requests::default()),
-            wake: Condvar::new(),
-        });
-        let qt = self.qt_thread();
-        let shown = self.shown.clone();
-        let w = worker.clone();
-        let spawned = std::thread::Builder::new()
-            .name("analysis-review".into())
-            .spawn(move || {
-                review_loop(w, shown, move |outcome| {
+    fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
+        if self.worker.is_none() {
+            let qt = self.qt_thread();
+            let shown = self.shown.clone();
+            let spawned = Requests::spawn("analysis-review", move |requests| {
+                review_loop(requests, shown, move |outcome| {
                     let _ = qt.queue(move |view| view.receive(outcome));
                 })
             });
-        if let Err(err) = spawned {
-            self.as_mut().set_note(QString::from(&format!(
-                "analysis review cannot start its thread: {err}"
-            )));
+            match spawned {
+                Ok(worker) => self.as_mut().rust_mut().worker = Some(worker),
+                Err(err) => {
+                    self.as_mut().set_loading(false);
+                    self.as_mut().set_note(QString::from(&format!(
+                        "analysis review cannot start its thread: {err}"
+                    )));
+                    return;
+                }
+            }
         }
-        self.as_mut().rust_mut().worker = Some(worker.clone());
-        worker
-    }
-
-    fn request(self: Pin<&mut Self>, fill: impl FnOnce(&mut Requests)) {
-        let worker = self.worker();
-        fill(&mut lock(&worker.requests));
-        worker.wake.notify_one();
+        if let Some(worker) = &self.worker {
+            worker.post(fill);
+        }
     }
 
     fn open(mut self: Pin<&mut Self>) {
         let folder = self.folder.to_string();
         self.as_mut().rust_mut().review = None;
-        *lock(&self.shown) = Shown::default();
+        self.shown.clear();
         self.as_mut().set_count(0);
         self.as_mut().set_position(0);
         self.as_mut().set_frame(-1);
@@ -403,28 +361,11 @@ impl qobject::AnalysisView {
     }
 
     fn frame_shape(&self, width: &mut u32, height: &mut u32, format: &mut u32) {
-        (*width, *height, *format) = match &lock(&self.shown).frame {
-            Some(frame) => (frame.width, frame.height, PixelFormat::Rgba8.code()),
-            None => (0, 0, 0),
-        };
+        self.shown.shape(width, height, format);
     }
 
     fn grab_frame(&self, dst: &mut [u8], stride: usize) -> bool {
-        let mut shown = lock(&self.shown);
-        if !shown.fresh {
-            return false;
-        }
-        shown.fresh = false;
-        let Some(frame) = shown.frame.as_ref() else {
-            return false;
-        };
-        match copy_rows(&frame.rgba, frame.width, frame.height, 4, dst, stride) {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(error = %err, "analysis frame not shown");
-                false
-            }
-        }
+        self.shown.grab(dst, stride)
     }
 }
 

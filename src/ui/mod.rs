@@ -12,6 +12,7 @@ pub mod replay_view;
 pub mod run_catalog;
 pub mod run_plot;
 pub mod runs_panel;
+pub mod view_worker;
 
 /// Errors of the GUI part, worded for the user.
 #[derive(Debug, thiserror::Error)]

@@ -78,39 +78,32 @@ pub mod qobject {
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
-use framelane_core::fastlane::PixelFormat;
-use framelane_core::media::copy_rows;
-use framelane_core::replay::{FrameResolver, RgbaFrame, StepFrame};
+use framelane_core::replay::{FrameResolver, StepFrame};
 use framelane_core::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
+
+use super::view_worker::{FrameSlot, RequestSlots, Requests};
 
 /// Decoded frames kept for smooth scrubbing.
 const CACHE_BYTES: usize = 256 << 20;
 
 /// What the GUI asked for; each slot holds only the newest request.
 #[derive(Default)]
-struct Requests {
+struct Asked {
     open: Option<(PathBuf, String)>,
     episode: Option<(String, u64)>,
     frame: Option<(String, u64, u64)>,
-    stop: bool,
 }
 
-/// Shared between the GUI thread, the render thread and the replay thread.
-#[derive(Default)]
-struct Shown {
-    frame: Option<Arc<RgbaFrame>>,
-    fresh: bool,
-}
-
-struct Worker {
-    requests: Mutex<Requests>,
-    wake: Condvar,
+impl RequestSlots for Asked {
+    fn is_empty(&self) -> bool {
+        self.open.is_none() && self.episode.is_none() && self.frame.is_none()
+    }
 }
 
 pub struct ReplayViewRust {
@@ -127,8 +120,8 @@ pub struct ReplayViewRust {
     open_ms: f64,
     /// Steps of the shown episode: (step, reward).
     steps: Vec<(u64, f64)>,
-    shown: Arc<Mutex<Shown>>,
-    worker: Option<Arc<Worker>>,
+    shown: Arc<FrameSlot>,
+    worker: Option<Arc<Requests<Asked>>>,
     opened_at: Option<Instant>,
 }
 
@@ -147,7 +140,7 @@ impl Default for ReplayViewRust {
             loading: false,
             open_ms: 0.0,
             steps: Vec::new(),
-            shown: Arc::new(Mutex::new(Shown::default())),
+            shown: Arc::new(FrameSlot::default()),
             worker: None,
             opened_at: None,
         }
@@ -157,14 +150,9 @@ impl Default for ReplayViewRust {
 impl Drop for ReplayViewRust {
     fn drop(&mut self) {
         if let Some(worker) = &self.worker {
-            lock(&worker.requests).stop = true;
-            worker.wake.notify_all();
+            worker.stop();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What the replay thread hands back to the GUI thread.
@@ -184,33 +172,17 @@ enum Outcome {
     Failed(String),
 }
 
-fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outcome)) {
+fn replay_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl Fn(Outcome)) {
     let mut resolver: Option<FrameResolver> = None;
     let mut reader: Option<StoreReader> = None;
     // The (database, run) the reader and resolver belong to.
     let mut opened: Option<(PathBuf, String)> = None;
-    loop {
-        let (open, episode, frame) = {
-            let mut requests = lock(&worker.requests);
-            while requests.open.is_none()
-                && requests.episode.is_none()
-                && requests.frame.is_none()
-                && !requests.stop
-            {
-                requests = worker
-                    .wake
-                    .wait(requests)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-            if requests.stop {
-                return;
-            }
-            (
-                requests.open.take(),
-                requests.episode.take(),
-                requests.frame.take(),
-            )
-        };
+    while let Some(Asked {
+        open,
+        episode,
+        frame,
+    }) = requests.next()
+    {
         if let Some(request) = open {
             // A refresh of the run already open keeps its reader, resolver and frame cache and
             // reloads only the episode list; another run (or store) opens afresh.
@@ -246,10 +218,7 @@ fn replay_loop(worker: Arc<Worker>, shown: Arc<Mutex<Shown>>, post: impl Fn(Outc
         if let (Some((run, ep, step)), Some(resolver)) = (frame, resolver.as_mut()) {
             match resolver.frame(&run, ep, step) {
                 Ok(StepFrame::Found { origin, frame }) => {
-                    let mut s = lock(&shown);
-                    s.frame = Some(frame);
-                    s.fresh = true;
-                    drop(s);
+                    shown.show(frame);
                     post(Outcome::Frame {
                         step,
                         origin: origin.label(),
@@ -281,39 +250,30 @@ fn open_run(database: &std::path::Path, run: &str) -> Result<Opened, String> {
 }
 
 impl qobject::ReplayView {
-    fn worker(mut self: Pin<&mut Self>) -> Arc<Worker> {
-        if let Some(worker) = &self.worker {
-            return worker.clone();
-        }
-        let worker = Arc::new(Worker {
-            requests: Mutex::new(Requests::default()),
-            wake: Condvar::new(),
-        });
-        let qt = self.qt_thread();
-        let shown = self.shown.clone();
-        let w = worker.clone();
-        let spawned = std::thread::Builder::new()
-            .name("replay".into())
-            .spawn(move || {
-                replay_loop(w, shown, move |outcome| {
+    fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
+        if self.worker.is_none() {
+            let qt = self.qt_thread();
+            let shown = self.shown.clone();
+            let spawned = Requests::spawn("replay", move |requests| {
+                replay_loop(requests, shown, move |outcome| {
                     let _ = qt.queue(move |view| view.receive(outcome));
                 })
             });
-        if let Err(err) = spawned {
-            tracing::error!(error = %err, "could not start the replay thread");
-            self.as_mut().set_loading(false);
-            self.as_mut().set_note(QString::from(&format!(
-                "replay cannot start its thread: {err}"
-            )));
+            match spawned {
+                Ok(worker) => self.as_mut().rust_mut().worker = Some(worker),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not start the replay thread");
+                    self.as_mut().set_loading(false);
+                    self.as_mut().set_note(QString::from(&format!(
+                        "replay cannot start its thread: {err}"
+                    )));
+                    return;
+                }
+            }
         }
-        self.as_mut().rust_mut().worker = Some(worker.clone());
-        worker
-    }
-
-    fn request(self: Pin<&mut Self>, fill: impl FnOnce(&mut Requests)) {
-        let worker = self.worker();
-        fill(&mut lock(&worker.requests));
-        worker.wake.notify_one();
+        if let Some(worker) = &self.worker {
+            worker.post(fill);
+        }
     }
 
     fn open(mut self: Pin<&mut Self>) {
@@ -324,10 +284,7 @@ impl qobject::ReplayView {
             rust.steps.clear();
             rust.opened_at = Some(Instant::now());
         }
-        {
-            let mut shown = lock(&self.shown);
-            *shown = Shown::default();
-        }
+        self.shown.clear();
         self.as_mut().set_episode(-1);
         self.as_mut().set_step(-1);
         self.as_mut().set_step_count(0);
@@ -438,28 +395,11 @@ impl qobject::ReplayView {
     }
 
     fn frame_shape(&self, width: &mut u32, height: &mut u32, format: &mut u32) {
-        (*width, *height, *format) = match &lock(&self.shown).frame {
-            Some(frame) => (frame.width, frame.height, PixelFormat::Rgba8.code()),
-            None => (0, 0, 0),
-        };
+        self.shown.shape(width, height, format);
     }
 
     fn grab_frame(&self, dst: &mut [u8], stride: usize) -> bool {
-        let mut shown = lock(&self.shown);
-        if !shown.fresh {
-            return false;
-        }
-        let Some(frame) = shown.frame.clone() else {
-            return false;
-        };
-        shown.fresh = false;
-        match copy_rows(&frame.rgba, frame.width, frame.height, 4, dst, stride) {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(error = %err, "replay frame not shown");
-                false
-            }
-        }
+        self.shown.grab(dst, stride)
     }
 }
 
