@@ -212,27 +212,25 @@ fn review_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
 
 impl qobject::AnalysisView {
     fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
-        if self.worker.is_none() {
-            let qt = self.qt_thread();
-            let shown = self.shown.clone();
-            let spawned = Requests::spawn("analysis-review", move |requests| {
+        let qt = self.qt_thread();
+        let shown = self.shown.clone();
+        let started = Requests::started(
+            &mut self.as_mut().rust_mut().worker,
+            "analysis-review",
+            move |requests| {
                 review_loop(requests, shown, move |outcome| {
                     let _ = qt.queue(move |view| view.receive(outcome));
                 })
-            });
-            match spawned {
-                Ok(worker) => self.as_mut().rust_mut().worker = Some(worker),
-                Err(err) => {
-                    self.as_mut().set_loading(false);
-                    self.as_mut().set_note(QString::from(&format!(
-                        "analysis review cannot start its thread: {err}"
-                    )));
-                    return;
-                }
+            },
+        );
+        match started {
+            Ok(worker) => worker.post(fill),
+            Err(err) => {
+                self.as_mut().set_loading(false);
+                self.as_mut().set_note(QString::from(&format!(
+                    "analysis review cannot start its thread: {err}"
+                )));
             }
-        }
-        if let Some(worker) = &self.worker {
-            worker.post(fill);
         }
     }
 

@@ -251,28 +251,26 @@ fn open_run(database: &std::path::Path, run: &str) -> Result<Opened, String> {
 
 impl qobject::ReplayView {
     fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
-        if self.worker.is_none() {
-            let qt = self.qt_thread();
-            let shown = self.shown.clone();
-            let spawned = Requests::spawn("replay", move |requests| {
+        let qt = self.qt_thread();
+        let shown = self.shown.clone();
+        let started = Requests::started(
+            &mut self.as_mut().rust_mut().worker,
+            "replay",
+            move |requests| {
                 replay_loop(requests, shown, move |outcome| {
                     let _ = qt.queue(move |view| view.receive(outcome));
                 })
-            });
-            match spawned {
-                Ok(worker) => self.as_mut().rust_mut().worker = Some(worker),
-                Err(err) => {
-                    tracing::error!(error = %err, "could not start the replay thread");
-                    self.as_mut().set_loading(false);
-                    self.as_mut().set_note(QString::from(&format!(
-                        "replay cannot start its thread: {err}"
-                    )));
-                    return;
-                }
+            },
+        );
+        match started {
+            Ok(worker) => worker.post(fill),
+            Err(err) => {
+                tracing::error!(error = %err, "could not start the replay thread");
+                self.as_mut().set_loading(false);
+                self.as_mut().set_note(QString::from(&format!(
+                    "replay cannot start its thread: {err}"
+                )));
             }
-        }
-        if let Some(worker) = &self.worker {
-            worker.post(fill);
         }
     }
 

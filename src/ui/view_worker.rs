@@ -40,6 +40,20 @@ impl<R: RequestSlots> Requests<R> {
         Ok(requests)
     }
 
+    /// The worker in `slot`, started (as thread `name` running `body`) on first use.
+    pub fn started(
+        slot: &mut Option<Arc<Self>>,
+        name: &str,
+        body: impl FnOnce(Arc<Requests<R>>) + Send + 'static,
+    ) -> std::io::Result<Arc<Self>> {
+        if let Some(worker) = slot {
+            return Ok(worker.clone());
+        }
+        let worker = Self::spawn(name, body)?;
+        *slot = Some(worker.clone());
+        Ok(worker)
+    }
+
     /// Fills slots (a newer request replaces an unanswered one) and wakes the worker.
     pub fn post(&self, fill: impl FnOnce(&mut R)) {
         fill(&mut lock(&self.slots).0);

@@ -103,21 +103,17 @@ impl Meter {
     }
 }
 
-/// The analysis's walk without detection: signature and cut detection on every frame, BGR
-/// conversion of the frames the rules select (stride and cuts, no warm-up here so the three
-/// loops analyse the same frames when the video has no cuts).
-pub fn framelane_loop(
+/// Decodes every frame of `path`, takes its signature and looks for cuts, and hands each frame
+/// to `each`; returns (frames, cuts).
+fn walk_with_cuts(
     path: &Path,
-    stride: u64,
     threshold: f64,
-) -> Result<LoopFigures, AnalyzeError> {
-    let meter = Meter::start();
+    mut each: impl FnMut(&mut EpisodeDecoder, u64) -> Result<(), AnalyzeError>,
+) -> Result<(u64, u64), AnalyzeError> {
     let mut decoder = EpisodeDecoder::open(path)?;
     let mut scene = SceneDetector::new(threshold, 6, 24);
     let mut signature = Signature::default();
-    let mut bgr = BgrImage::default();
     let (mut frames, mut cuts) = (0, 0);
-    let mut checksums = Vec::new();
     while let Some(stamp) = decoder.next_frame()? {
         frames += 1;
         decoder.signature(&mut signature)?;
@@ -127,11 +123,29 @@ pub fn framelane_loop(
         {
             cuts += 1;
         }
-        if stamp.number % stride == 0 {
-            decoder.convert_bgr(&mut bgr)?;
-            checksums.push((stamp.number, checksum(&bgr.data)));
-        }
+        each(&mut decoder, stamp.number)?;
     }
+    Ok((frames, cuts))
+}
+
+/// The analysis's walk without detection: signature and cut detection on every frame, BGR
+/// conversion of the frames the rules select (stride and cuts, no warm-up here so the three
+/// loops analyse the same frames when the video has no cuts).
+pub fn framelane_loop(
+    path: &Path,
+    stride: u64,
+    threshold: f64,
+) -> Result<LoopFigures, AnalyzeError> {
+    let meter = Meter::start();
+    let mut bgr = BgrImage::default();
+    let mut checksums = Vec::new();
+    let (frames, cuts) = walk_with_cuts(path, threshold, |decoder, number| {
+        if number % stride == 0 {
+            decoder.convert_bgr(&mut bgr)?;
+            checksums.push((number, checksum(&bgr.data)));
+        }
+        Ok(())
+    })?;
     let analysed = checksums.len() as u64;
     Ok(meter.finish(
         "framelane (decode all, convert selected)",
@@ -229,19 +243,6 @@ pub fn full_rgb_scene_loop(path: &Path, threshold: f64) -> Result<LoopFigures, A
 /// Scene detection alone through the analysis's signatures (no conversion at all).
 pub fn signature_scene_loop(path: &Path, threshold: f64) -> Result<LoopFigures, AnalyzeError> {
     let meter = Meter::start();
-    let mut decoder = EpisodeDecoder::open(path)?;
-    let mut scene = SceneDetector::new(threshold, 6, 24);
-    let mut signature = Signature::default();
-    let (mut frames, mut cuts) = (0, 0);
-    while let Some(stamp) = decoder.next_frame()? {
-        frames += 1;
-        decoder.signature(&mut signature)?;
-        if scene
-            .observe(stamp.number, stamp.time, &signature)
-            .is_some()
-        {
-            cuts += 1;
-        }
-    }
+    let (frames, cuts) = walk_with_cuts(path, threshold, |_, _| Ok(()))?;
     Ok(meter.finish("framelane plane signatures", frames, 0, cuts, Vec::new()))
 }
