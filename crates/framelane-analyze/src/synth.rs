@@ -10,11 +10,6 @@ use std::process::{Command, Stdio};
 
 use crate::AnalyzeError;
 
-/// Bits of the frame number stamped into each frame.
-pub const STAMP_BITS: u32 = 16;
-/// Side of one stamp block in pixels.
-pub const STAMP_BLOCK: u32 = 16;
-
 /// A packed RGB picture.
 #[derive(Debug, Clone)]
 pub struct Sprite {
@@ -256,42 +251,14 @@ fn scene_colour(scene: usize) -> [u8; 3] {
     COLOURS[scene % COLOURS.len()]
 }
 
-/// Writes `n` into the bottom-left corner as `STAMP_BITS` blocks, most significant bit first:
-/// white for 1, black for 0.
+pub use framelane_core::media::stamp::{STAMP_BITS, STAMP_BLOCK};
+
+/// Writes frame number `n` into the bottom stamp row.
 pub fn stamp(n: u64, rgb: &mut [u8], width: u32, height: u32) {
-    let (w, h) = (width as usize, height as usize);
-    let block = STAMP_BLOCK as usize;
-    if h < block || w < block * STAMP_BITS as usize {
-        return;
-    }
-    for bit in 0..STAMP_BITS as usize {
-        let on = (n >> (STAMP_BITS as usize - 1 - bit)) & 1 == 1;
-        let v = if on { 255 } else { 0 };
-        for y in h - block..h {
-            for x in bit * block..(bit + 1) * block {
-                let i = (y * w + x) * 3;
-                rgb[i..i + 3].fill(v);
-            }
-        }
-    }
+    framelane_core::media::stamp::stamp(n, 0, rgb, width, height);
 }
 
-/// Reads the number [`stamp`] wrote, from packed pixels of `channels` bytes each (3 or 4),
-/// sampling each block's centre.
+/// Reads the frame number [`stamp`] wrote.
 pub fn read_stamp(pixels: &[u8], width: u32, height: u32, channels: usize) -> Option<u64> {
-    let (w, h) = (width as usize, height as usize);
-    let block = STAMP_BLOCK as usize;
-    if h < block || w < block * STAMP_BITS as usize {
-        return None;
-    }
-    let y = h - block / 2;
-    let mut n = 0u64;
-    for bit in 0..STAMP_BITS as usize {
-        let x = bit * block + block / 2;
-        let i = (y * w + x) * channels;
-        let v = pixels.get(i..i + 3)?;
-        let luma = (u32::from(v[0]) + u32::from(v[1]) + u32::from(v[2])) / 3;
-        n = (n << 1) | u64::from(luma > 128);
-    }
-    Some(n)
+    framelane_core::media::stamp::read_stamp(pixels, width, height, channels, 0)
 }

@@ -12,6 +12,7 @@
 
 pub mod convert;
 pub mod dataset;
+pub mod packets;
 pub mod probe;
 pub mod queue;
 pub mod service;

@@ -89,8 +89,10 @@ pub(crate) fn open_encoder(
         }
     }
     if name == "libx264" {
-        // Keyframes exactly every GOP so seeks land where the index expects them.
+        // Keyframes exactly every GOP so seeks land where the index expects them; a frame
+        // marked as I (a rig aligning keyframes across cameras) becomes a real IDR frame.
         options.set("sc_threshold", "0");
+        options.set("forced-idr", "1");
     }
     video
         .open_as_with(codec, options)

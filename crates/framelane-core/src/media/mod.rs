@@ -5,6 +5,7 @@
 pub mod image;
 pub mod paths;
 pub mod rows;
+pub mod stamp;
 
 pub use image::{
     decode_image, decode_jpeg, decode_png, raw_to_rgba, DecodedImage, ImageCodec, ImageError,

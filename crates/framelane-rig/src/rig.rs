@@ -1,0 +1,386 @@
+//! The rig: its cameras, the trigger queue, the clip thread (`rig-clip`) and the control
+//! socket (`rig-control`, `<output>/rig.sock`: one line per command, `trigger` or `status`).
+//!
+//! Overlapping triggers follow the config's policy: `extend` (a trigger before the running
+//! clip's end moves its end to that trigger's post-roll; one clip, no frame lost) or `next`
+//! (every trigger is a clip of its own; their frames overlap). The trigger queue holds
+//! `TRIGGER_QUEUE` triggers; beyond that a trigger is refused and counted (a stuck disk must
+//! not grow memory without bound). Before a clip is written the free space of the output folder
+//! is checked against `disk_reserve_mb`: below it the clip is not written and the error says so.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use framelane_core::fastlane::shm::monotonic_ns;
+use serde::Serialize;
+
+use crate::camera::{lock, Camera, CameraStatus};
+use crate::clip::{self, ClipDescription};
+use crate::config::{OverlapPolicy, RigConfig};
+use crate::RigError;
+
+/// Triggers waiting for their clip, at most.
+pub const TRIGGER_QUEUE: usize = 64;
+/// The control socket's file name in the output folder.
+pub const SOCKET: &str = "rig.sock";
+/// A clip is written this long after its end at the latest, even if a camera lags or failed.
+const CAMERA_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RigStatus {
+    pub cameras: Vec<CameraStatus>,
+    pub triggers: u64,
+    pub triggers_refused: u64,
+    pub clips_written: u64,
+    pub clips_failed: u64,
+    pub pending: usize,
+    pub errors: Vec<String>,
+    pub output_dir: String,
+    pub disk_free_mb: u64,
+    pub last_clip: Option<ClipDescription>,
+}
+
+#[derive(Default)]
+struct State {
+    triggers: u64,
+    refused: u64,
+    written: u64,
+    failed: u64,
+    pending: usize,
+    errors: Vec<String>,
+    last_clip: Option<ClipDescription>,
+}
+
+pub struct Rig {
+    config: RigConfig,
+    cameras: Arc<Vec<Camera>>,
+    triggers: SyncSender<u64>,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+/// Free megabytes of the file system holding `dir`.
+pub fn free_mb(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64) >> 20)
+}
+
+struct Pending {
+    triggers: Vec<u64>,
+    from_ns: u64,
+    to_ns: u64,
+}
+
+impl Rig {
+    pub fn start(config: RigConfig) -> Result<Self, RigError> {
+        let out = config.output_dir();
+        std::fs::create_dir_all(&out).map_err(|e| RigError::Output {
+            path: out.clone(),
+            reason: e.to_string(),
+        })?;
+        let socket = out.join(SOCKET);
+        if UnixStream::connect(&socket).is_ok() {
+            return Err(RigError::Output {
+                path: socket,
+                reason: "another rig records into this folder".into(),
+            });
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(|e| RigError::Output {
+            path: socket.clone(),
+            reason: format!("control socket: {e}"),
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| RigError::Output {
+                path: socket.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut cameras = Vec::new();
+        for (i, camera) in config.cameras.iter().enumerate() {
+            cameras.push(Camera::start(i as u64, camera, &config.recording)?);
+        }
+        let cameras = Arc::new(cameras);
+        let (triggers, received) = mpsc::sync_channel::<u64>(TRIGGER_QUEUE);
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let (cameras, state, stop, config) =
+                (cameras.clone(), state.clone(), stop.clone(), config.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("rig-clip".into())
+                    .spawn(move || clip_loop(&config, &cameras, &received, &state, &stop))
+                    .map_err(|source| RigError::Thread {
+                        name: "rig-clip".into(),
+                        source,
+                    })?,
+            );
+        }
+        let rig_for_control = ControlHandle {
+            triggers: triggers.clone(),
+            state: state.clone(),
+            cameras: cameras.clone(),
+            config: config.clone(),
+            seq: Arc::new(AtomicU64::new(0)),
+        };
+        {
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("rig-control".into())
+                    .spawn(move || control_loop(&listener, &rig_for_control, &stop))
+                    .map_err(|source| RigError::Thread {
+                        name: "rig-control".into(),
+                        source,
+                    })?,
+            );
+        }
+        Ok(Self {
+            config,
+            cameras,
+            triggers,
+            state,
+            stop,
+            threads,
+            socket,
+        })
+    }
+
+    /// Triggers a clip now; false when the trigger queue is full (counted).
+    pub fn trigger(&self) -> bool {
+        trigger(&self.triggers, &self.state)
+    }
+
+    pub fn status(&self) -> RigStatus {
+        status(&self.cameras, &self.state, &self.config)
+    }
+
+    /// Finished clips, oldest first.
+    pub fn clips(&self) -> Vec<(PathBuf, ClipDescription)> {
+        clip::list(&self.config.output_dir())
+    }
+
+    /// Stops: cameras first, then the clip thread writes what is pending, then the control
+    /// socket goes.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for camera in self.cameras.iter() {
+            camera.stop();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn trigger(triggers: &SyncSender<u64>, state: &Mutex<State>) -> bool {
+    let ok = triggers.try_send(monotonic_ns()).is_ok();
+    let mut s = lock(state);
+    if ok {
+        s.triggers += 1;
+    } else {
+        s.refused += 1;
+    }
+    ok
+}
+
+fn status(cameras: &[Camera], state: &Mutex<State>, config: &RigConfig) -> RigStatus {
+    let s = lock(state);
+    RigStatus {
+        cameras: cameras.iter().map(Camera::status).collect(),
+        triggers: s.triggers,
+        triggers_refused: s.refused,
+        clips_written: s.written,
+        clips_failed: s.failed,
+        pending: s.pending,
+        errors: s.errors.clone(),
+        output_dir: config.output_dir().display().to_string(),
+        disk_free_mb: free_mb(&config.output_dir()).unwrap_or(0),
+        last_clip: s.last_clip.clone(),
+    }
+}
+
+fn clip_loop(
+    config: &RigConfig,
+    cameras: &[Camera],
+    received: &Receiver<u64>,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+) {
+    let pre = config.recording.pre_roll_ms * 1_000_000;
+    let post = config.recording.post_roll_ms * 1_000_000;
+    let out = config.output_dir();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut seq = 0u64;
+    loop {
+        match received.recv_timeout(Duration::from_millis(20)) {
+            Ok(t) => {
+                let extend = config.recording.overlap == OverlapPolicy::Extend;
+                match pending.back_mut() {
+                    Some(last) if extend && t <= last.to_ns => {
+                        last.triggers.push(t);
+                        last.to_ns = t + post;
+                    }
+                    _ => pending.push_back(Pending {
+                        triggers: vec![t],
+                        from_ns: t.saturating_sub(pre),
+                        to_ns: t + post,
+                    }),
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let stopping = stop.load(Ordering::Relaxed);
+        lock(state).pending = pending.len();
+        while let Some(front) = pending.front() {
+            let now = monotonic_ns();
+            let caught_up = cameras.iter().all(|c| {
+                c.newest_ns().is_some_and(|n| n >= front.to_ns) || c.status().state != "live"
+            });
+            let overdue = now > front.to_ns + CAMERA_GRACE.as_nanos() as u64;
+            if !(caught_up || overdue || stopping) {
+                break;
+            }
+            let Some(job) = pending.pop_front() else {
+                break;
+            };
+            seq += 1;
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let id = format!("clip-{unix_ms}-{seq:04}");
+            let started = Instant::now();
+            let reserve = config.recording.disk_reserve_mb;
+            let result = match free_mb(&out) {
+                Some(free) if free < reserve => Err(format!(
+                    "{id}: not written: {free} MB free in {}, below the {reserve} MB reserve",
+                    out.display()
+                )),
+                _ => clip::write(
+                    &out,
+                    &id,
+                    cameras,
+                    &job.triggers,
+                    job.from_ns,
+                    job.to_ns,
+                    config.recording.pre_roll_ms,
+                    config.recording.post_roll_ms,
+                    &config.recording.codec,
+                )
+                .map_err(|e| format!("{id}: {e}")),
+            };
+            let mut s = lock(state);
+            match result {
+                Ok(description) => {
+                    tracing::info!(clip = %id, ms = started.elapsed().as_millis() as u64, "clip written");
+                    s.written += 1;
+                    s.last_clip = Some(description);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "clip failed");
+                    s.failed += 1;
+                    if s.errors.len() >= 32 {
+                        s.errors.remove(0);
+                    }
+                    s.errors.push(error);
+                }
+            }
+        }
+        if stopping && pending.is_empty() {
+            return;
+        }
+    }
+}
+
+struct ControlHandle {
+    triggers: SyncSender<u64>,
+    state: Arc<Mutex<State>>,
+    cameras: Arc<Vec<Camera>>,
+    config: RigConfig,
+    seq: Arc<AtomicU64>,
+}
+
+fn control_loop(listener: &UnixListener, rig: &ControlHandle, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                let mut reader = BufReader::new(&stream);
+                if reader.read_line(&mut line).is_err() || line.len() > 256 {
+                    continue;
+                }
+                let reply = match line.trim() {
+                    "trigger" => {
+                        if trigger(&rig.triggers, &rig.state) {
+                            format!("ok trigger {}", rig.seq.fetch_add(1, Ordering::Relaxed) + 1)
+                        } else {
+                            "error: the trigger queue is full".into()
+                        }
+                    }
+                    "status" => {
+                        serde_json::to_string(&status(&rig.cameras, &rig.state, &rig.config))
+                            .unwrap_or_default()
+                    }
+                    other => format!("error: unknown command {other:?} (trigger, status)"),
+                };
+                let mut writer = &stream;
+                let _ = writeln!(writer, "{reply}");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Sends one command to the rig recording into `output_dir` and returns its reply.
+pub fn send_command(output_dir: &Path, command: &str) -> Result<String, RigError> {
+    let socket = output_dir.join(SOCKET);
+    let err = |reason: String| RigError::Output {
+        path: socket.clone(),
+        reason,
+    };
+    let mut stream =
+        UnixStream::connect(&socket).map_err(|e| err(format!("no rig is running here ({e})")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| err(e.to_string()))?;
+    writeln!(stream, "{command}").map_err(|e| err(e.to_string()))?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(reply.trim().to_owned())
+}

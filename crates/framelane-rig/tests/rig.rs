@@ -1,0 +1,221 @@
+//! The rig end to end with synthetic cameras: real capture and encode threads, real H.264
+//! packets in the rings, real clip files read back frame by frame.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use framelane_core::fastlane::shm::monotonic_ns;
+use framelane_core::media::stamp::read_stamp;
+use framelane_core::replay::VideoReader;
+use framelane_rig::clip::ClipDescription;
+use framelane_rig::{Rig, RigConfig};
+
+const FPS: u32 = 30;
+const PERIOD_MS: f64 = 1000.0 / FPS as f64;
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("framelane-rig-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    dir
+}
+
+fn config(dir: &Path, cameras: &[(&str, &str)], overlap: &str) -> RigConfig {
+    let mut yaml = String::from("cameras:\n");
+    for (name, source) in cameras {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    source: {source}\n    size: 320x240\n    fps: {FPS}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "recording:\n  pre_roll_ms: 1000\n  post_roll_ms: 600\n  gop_ms: 250\n  output_dir: {}\n  disk_reserve_mb: 1\n  overlap: {overlap}\n",
+        dir.join("clips").display()
+    ));
+    RigConfig::parse(&yaml, &dir.join("rig.yaml")).expect("config")
+}
+
+fn wait_for<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (frame number, camera id) of every frame in a clip file.
+fn stamps(path: &Path) -> Vec<(u64, u64)> {
+    let mut reader = VideoReader::open(path, FPS, 8).expect("clip opens");
+    let mut out = Vec::new();
+    for n in 0.. {
+        match reader.frame(n).expect("frame decodes") {
+            Some(f) => out.push((
+                read_stamp(&f.rgba, f.width, f.height, 4, 0).expect("frame stamp"),
+                read_stamp(&f.rgba, f.width, f.height, 4, 1).expect("camera stamp"),
+            )),
+            None => break,
+        }
+    }
+    out
+}
+
+fn warm(rig: &Rig) {
+    wait_for("1.5 s of pre-roll in every ring", 30, || {
+        rig.status()
+            .cameras
+            .iter()
+            .all(|c| c.ring_seconds >= 1.5)
+            .then_some(())
+    });
+}
+
+fn one_clip(rig: &Rig, count: usize) -> Vec<(PathBuf, ClipDescription)> {
+    wait_for("the clip", 30, || {
+        let clips = rig.clips();
+        (clips.len() >= count).then_some(clips)
+    })
+}
+
+#[test]
+fn a_trigger_saves_every_camera_from_before_to_after_it() {
+    let dir = scratch("trigger");
+    let rig = Rig::start(config(
+        &dir,
+        &[("left", "synthetic"), ("right", "synthetic")],
+        "extend",
+    ))
+    .expect("rig");
+    warm(&rig);
+    let before = monotonic_ns();
+    assert!(rig.trigger());
+    let clips = one_clip(&rig, 1);
+    let (folder, clip) = &clips[0];
+    assert_eq!(clip.cameras.len(), 2, "{clip:?}");
+    assert!(clip.missing.is_empty(), "{:?}", clip.missing);
+    assert!(clip.triggers_ns[0] >= before);
+    for (i, cam) in clip.cameras.iter().enumerate() {
+        // Starts at the keyframe at or before t - pre-roll (by at most one GOP and a frame).
+        assert!(
+            cam.start_offset_ms <= -1000.0,
+            "{}: starts {} ms",
+            cam.name,
+            cam.start_offset_ms
+        );
+        assert!(
+            cam.start_offset_ms >= -(1000.0 + 250.0 + PERIOD_MS + 5.0),
+            "{}: starts {} ms",
+            cam.name,
+            cam.start_offset_ms
+        );
+        assert!(
+            cam.end_offset_ms >= 600.0,
+            "{}: ends {} ms",
+            cam.name,
+            cam.end_offset_ms
+        );
+        let frames = stamps(&folder.join(&cam.file));
+        assert_eq!(
+            frames.len() as u64,
+            cam.frames,
+            "{}: every packet is a frame",
+            cam.name
+        );
+        assert!(
+            frames.iter().all(|&(_, id)| id == i as u64),
+            "{}: only its own frames",
+            cam.name
+        );
+        for pair in frames.windows(2) {
+            assert_eq!(
+                pair[1].0,
+                pair[0].0 + 1,
+                "{}: no gap and no duplicate ({pair:?})",
+                cam.name
+            );
+        }
+        let status = &rig.status().cameras[i];
+        assert_eq!(
+            status.dropped, 0,
+            "{}: no frame dropped at 320x240",
+            cam.name
+        );
+    }
+    assert!(
+        clip.start_skew_ms <= PERIOD_MS + 5.0,
+        "cameras start within a frame: {} ms",
+        clip.start_skew_ms
+    );
+    let handoff = rig.status().cameras[0].handoff_us;
+    assert!(
+        handoff[2] > 0.0,
+        "hand-off latencies are measured ({handoff:?})"
+    );
+    rig.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_trigger_during_the_post_roll_extends_the_clip() {
+    let dir = scratch("extend");
+    let rig = Rig::start(config(&dir, &[("only", "synthetic")], "extend")).expect("rig");
+    warm(&rig);
+    assert!(rig.trigger());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.trigger());
+    let clips = one_clip(&rig, 1);
+    // Give a second clip, if the policy were broken, time to appear.
+    let settled = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        rig.clips().len(),
+        1,
+        "one clip for two overlapping triggers"
+    );
+    let clip = &clips[0].1;
+    assert_eq!(clip.triggers_ns.len(), 2);
+    let second_ms = (clip.triggers_ns[1] - clip.triggers_ns[0]) as f64 / 1e6;
+    assert!(
+        clip.cameras[0].end_offset_ms >= second_ms + 600.0,
+        "ends after the second trigger's post-roll: {clip:?}"
+    );
+    rig.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_camera_is_shown_and_does_not_stop_the_others() {
+    let dir = scratch("failing");
+    let rig = Rig::start(config(
+        &dir,
+        &[("good", "synthetic"), ("gone", "/nonexistent/camera.mp4")],
+        "next",
+    ))
+    .expect("rig");
+    let status = wait_for("the failing camera's state", 10, || {
+        let s = rig.status();
+        (s.cameras[1].state == "retrying" && s.cameras[0].ring_seconds >= 1.5).then_some(s)
+    });
+    assert!(
+        status.cameras[1].reason.contains("no such file"),
+        "{:?}",
+        status.cameras[1]
+    );
+    assert_eq!(status.cameras[0].state, "live");
+    assert!(rig.trigger());
+    let clips = one_clip(&rig, 1);
+    let clip = &clips[0].1;
+    assert_eq!(clip.cameras.len(), 1);
+    assert_eq!(
+        clip.missing.len(),
+        1,
+        "the missing camera is named: {:?}",
+        clip.missing
+    );
+    assert!(clip.missing[0].starts_with("gone"));
+    rig.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
