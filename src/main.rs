@@ -40,9 +40,32 @@ enum Command {
     Encode(EncodeArgs),
     /// Analyse an episode video: scene cuts, faces and tracks, exported frames and crops.
     Analyze(AnalyzeArgs),
+    /// Recording rig: cameras encode into a pre-roll ring; a trigger saves a clip per camera
+    /// from before to after it. Without a subcommand, runs headless until SIGINT/SIGTERM.
+    Rig(RigArgs),
     /// Measure speed and print figures (optionally as JSON).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct RigArgs {
+    /// The rig's configuration (cameras, recording).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Print the rig's status this often while it runs (0: never).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    status_interval_s: u64,
+    #[command(subcommand)]
+    action: Option<RigAction>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum RigAction {
+    /// Trigger a clip on the rig running with this configuration.
+    Trigger,
+    /// Print the running rig's status as JSON.
+    Status,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -375,6 +398,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Encode(args)) => run_encode(args),
         Some(Command::Analyze(args)) => run_analyze(args),
+        Some(Command::Rig(args)) => run_rig(args),
         Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
         Some(Command::Bench(BenchCommand::Ingest(args))) => bench::run_ingest_bench(&args),
         Some(Command::Bench(BenchCommand::Encode(args))) => bench::run_encode_bench(&args),
@@ -802,6 +826,81 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
             outcome.bytes
         );
     }
+    Ok(())
+}
+
+fn run_rig(args: RigArgs) -> anyhow::Result<()> {
+    use framelane_rig::{rig, Rig, RigConfig};
+    let Some(path) = args.config else {
+        bail!("give the rig's configuration with --config FILE (see docs/rig.md)");
+    };
+    let config = RigConfig::load(&path)?;
+    match args.action {
+        Some(RigAction::Trigger) => {
+            println!("{}", rig::send_command(&config.output_dir(), "trigger")?);
+            return Ok(());
+        }
+        Some(RigAction::Status) => {
+            println!("{}", rig::send_command(&config.output_dir(), "status")?);
+            return Ok(());
+        }
+        None => {}
+    }
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    let (mut term, mut int) = signals.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    let output = config.output_dir();
+    let rig = Rig::start(config)?;
+    println!(
+        "framelane rig: {} camera(s) recording into {}; trigger with `{} rig trigger --config {}` or a line on stdin",
+        rig.status().cameras.len(),
+        output.display(),
+        program_name(),
+        path.display()
+    );
+    {
+        let rig = rig.trigger_handle();
+        std::thread::Builder::new()
+            .name("rig-stdin".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    if matches!(line.trim(), "" | "t" | "trigger") && !rig.trigger() {
+                        eprintln!("framelane rig: trigger refused: the trigger queue is full");
+                    }
+                }
+            })
+            .context("starting the stdin reader")?;
+    }
+    let interval = args.status_interval_s;
+    signals.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick.tick() => {
+                    if interval > 0 {
+                        let s = rig.status();
+                        let cams: Vec<String> = s.cameras.iter().map(|c| {
+                            format!("{} {} ({} captured, {} dropped, {:.1} s ring)", c.name, c.state, c.captured, c.dropped, c.ring_seconds)
+                        }).collect();
+                        println!("framelane rig: {}; {} clips, {} failed, {} MB free", cams.join("; "), s.clips_written, s.clips_failed, s.disk_free_mb);
+                    }
+                }
+            }
+        }
+    });
+    eprintln!("framelane rig: stopping; writing pending clips");
+    rig.stop();
     Ok(())
 }
 

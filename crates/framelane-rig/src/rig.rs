@@ -168,6 +168,14 @@ impl Rig {
         trigger(&self.triggers, &self.state)
     }
 
+    /// A handle other threads (a key reader, a telemetry watcher) trigger through.
+    pub fn trigger_handle(&self) -> TriggerHandle {
+        TriggerHandle {
+            triggers: self.triggers.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     pub fn status(&self) -> RigStatus {
         status(&self.cameras, &self.state, &self.config)
     }
@@ -198,6 +206,20 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Triggers clips on a rig from another thread.
+#[derive(Clone)]
+pub struct TriggerHandle {
+    triggers: SyncSender<u64>,
+    state: Arc<Mutex<State>>,
+}
+
+impl TriggerHandle {
+    /// Triggers a clip now; false when the queue is full or the rig has stopped.
+    pub fn trigger(&self) -> bool {
+        trigger(&self.triggers, &self.state)
     }
 }
 

@@ -1,0 +1,145 @@
+//! `framelane rig` as a lab runs it: headless in its own process, triggered from another
+//! process through `framelane rig trigger`, killed with SIGKILL while clips are being written
+//! (finished clips stay intact, a half clip is never listed), restarted on the same folder; a
+//! bad rig.yaml is refused with its line and key.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{output_within, wait_until, ScratchDir};
+use framelane_core::media::stamp::read_stamp;
+use framelane_core::replay::VideoReader;
+use framelane_rig::clip;
+
+fn framelane() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_framelane"))
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("rig.yaml");
+    std::fs::write(
+        &path,
+        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\n  - name: b\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 300\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n",
+    )
+    .expect("config");
+    path
+}
+
+fn trigger(config: &Path) -> String {
+    let out = output_within(
+        framelane().args(["rig", "trigger", "--config"]).arg(config),
+        30,
+    )
+    .expect("trigger returns");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Every frame of a clip file decodes and the frame numbers run without a gap.
+fn playable(path: &Path) -> bool {
+    let Ok(mut reader) = VideoReader::open(path, 30, 8) else {
+        return false;
+    };
+    let mut last: Option<u64> = None;
+    for n in 0.. {
+        match reader.frame(n) {
+            Ok(Some(f)) => {
+                let Some(number) = read_stamp(&f.rgba, f.width, f.height, 4, 0) else {
+                    return false;
+                };
+                if last.is_some_and(|l| number != l + 1) {
+                    return false;
+                }
+                last = Some(number);
+            }
+            Ok(None) => return last.is_some(),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_headless_rig_takes_triggers_from_another_process_and_survives_sigkill() {
+    let dir = ScratchDir::new("rig-cli");
+    let config = write_config(dir.path());
+    let clips_dir = dir.path().join("clips");
+    let mut rig = framelane()
+        .args(["rig", "--status-interval-s", "0", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the rig");
+    wait_until(|| {
+        (clips_dir.join("rig.sock").exists() && trigger(&config).starts_with("ok trigger"))
+            .then_some(())
+    })
+    .expect("the rig takes a trigger");
+    let first = wait_until(|| clip::list(&clips_dir).first().cloned()).expect("a clip is written");
+    assert_eq!(first.1.cameras.len(), 2);
+    // More triggers, then SIGKILL while their clips may be being written.
+    for _ in 0..3 {
+        assert!(trigger(&config).starts_with("ok trigger"));
+    }
+    // Killed as soon as the second clip is listed: the later ones are pending or half written.
+    wait_until(|| (clip::list(&clips_dir).len() >= 2).then_some(())).expect("a second clip");
+    rig.kill().expect("SIGKILL");
+    let _ = rig.wait();
+    let listed = clip::list(&clips_dir);
+    assert!(!listed.is_empty());
+    for (folder, description) in &listed {
+        for cam in &description.cameras {
+            assert!(
+                playable(&folder.join(&cam.file)),
+                "{}/{} plays to its end",
+                folder.display(),
+                cam.file
+            );
+        }
+    }
+    // A restart on the same folder (the dead rig's socket is still there) works.
+    let mut again = framelane()
+        .args(["rig", "--status-interval-s", "0", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart");
+    let status = wait_until(|| {
+        let out = output_within(
+            framelane().args(["rig", "status", "--config"]).arg(&config),
+            30,
+        )?;
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (value["cameras"][0]["state"] == "live").then_some(value)
+    })
+    .expect("the restarted rig answers");
+    assert_eq!(status["cameras"].as_array().map(Vec::len), Some(2));
+    // SAFETY: signalling our own child so it writes pending clips and stops cleanly.
+    unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
+    let _ = again.wait();
+}
+
+#[test]
+fn a_bad_rig_file_is_refused_with_line_and_key() {
+    let dir = ScratchDir::new("rig-bad");
+    let config = write_config(dir.path());
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replace("fps: 30\n  - name: b", "fps: 900\n  - name: b"),
+    )
+    .expect("write");
+    let out = output_within(framelane().args(["rig", "--config"]).arg(&config), 30)
+        .expect("refused at once");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rig.yaml:5") && stderr.contains("fps"),
+        "{stderr}"
+    );
+}
