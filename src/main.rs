@@ -357,6 +357,8 @@ enum BenchCommand {
     Replay(bench::ReplayBenchArgs),
     /// Episode analysis read loop beside decode-all and OpenCV grab/retrieve; scene detection.
     Analyze(bench::AnalyzeBenchArgs),
+    /// Recording rig beside raw-frame deques + OpenCV VideoWriter: memory, CPU, disk, drops.
+    Rig(bench::RigBenchArgs),
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -404,6 +406,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Encode(args))) => bench::run_encode_bench(&args),
         Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
         Some(Command::Bench(BenchCommand::Analyze(args))) => bench::run_analyze_bench(&args),
+        Some(Command::Bench(BenchCommand::Rig(args))) => bench::run_rig_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,12 +7,14 @@ mod fastlane_bench;
 mod ingest_bench;
 pub mod pattern;
 mod replay_bench;
+mod rig_bench;
 
 pub use analyze_bench::{run_analyze_bench, AnalyzeBenchArgs};
 pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
 pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};
 pub use replay_bench::{run_replay_bench, ReplayBenchArgs};
+pub use rig_bench::{run_rig_bench, RigBenchArgs};
 
 /// Percentile summary of a set of samples, in the unit they were given in.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

@@ -135,11 +135,9 @@ impl Camera {
             handoff_ns: Mutex::new(Vec::with_capacity(LATENCY_SAMPLES)),
         });
         let (frames_tx, frames_rx) = mpsc::sync_channel::<Captured>(HANDOFF_FRAMES);
+        // Buffers are made on demand, up to the hand-off's size plus the two in the threads'
+        // hands: an encoder that keeps up circulates two or three, not ten.
         let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(HANDOFF_FRAMES + 2);
-        let frame_bytes = width as usize * height as usize * 3;
-        for _ in 0..HANDOFF_FRAMES + 2 {
-            let _ = pool_tx.try_send(vec![0u8; frame_bytes]);
-        }
         let mut threads = Vec::new();
         let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -242,7 +240,8 @@ fn capture_loop(
 ) {
     let mut backoff = Duration::from_millis(250);
     let frame_bytes = width as usize * height as usize * 3;
-    let mut spare = vec![0u8; frame_bytes];
+    let mut spare: Vec<u8> = Vec::new();
+    let mut made = 0usize;
     while !shared.stop.load(Ordering::Relaxed) {
         let mut source = match Source::open(spec, id, width, height, fps) {
             Ok(source) => source,
@@ -256,11 +255,19 @@ fn capture_loop(
         };
         shared.set_state("live", String::new());
         while !shared.stop.load(Ordering::Relaxed) {
-            let mut rgb = pool
-                .try_recv()
-                .unwrap_or_else(|_| std::mem::take(&mut spare));
+            let mut rgb = match pool.try_recv() {
+                Ok(buffer) => buffer,
+                Err(_) if spare.len() == frame_bytes => std::mem::take(&mut spare),
+                Err(_) if made < HANDOFF_FRAMES + 2 => {
+                    made += 1;
+                    vec![0u8; frame_bytes]
+                }
+                // Every buffer waits for the encoder: reuse the spare's memory (this frame will
+                // not fit in the hand-off either, and is counted there).
+                Err(_) => std::mem::take(&mut spare),
+            };
             if rgb.len() != frame_bytes {
-                rgb = vec![0u8; frame_bytes];
+                rgb.resize(frame_bytes, 0);
             }
             let captured_ns = match source.read(&mut rgb) {
                 Ok(Some(ns)) => ns,

@@ -12,6 +12,7 @@ pub mod camera;
 pub mod clip;
 pub mod config;
 pub mod error;
+pub mod reference;
 pub mod rig;
 pub mod ring;
 pub mod source;

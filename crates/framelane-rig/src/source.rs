@@ -60,7 +60,8 @@ impl Synthetic {
         }
     }
 
-    fn read(&mut self, rgb: &mut [u8]) -> Option<u64> {
+    /// The next frame into `rgb`, at the camera's rate; its capture time.
+    pub fn read_into(&mut self, rgb: &mut [u8]) -> Option<u64> {
         let due = self.start_ns + self.next * self.period_ns;
         wait_until(due);
         let captured = monotonic_ns();
@@ -192,7 +193,7 @@ impl Source {
     /// a file or stream, an error when the source failed.
     pub fn read(&mut self, rgb: &mut [u8]) -> Result<Option<u64>, String> {
         match self {
-            Self::Synthetic(s) => Ok(s.read(rgb)),
+            Self::Synthetic(s) => Ok(s.read_into(rgb)),
             Self::Capture(c) => c.read(rgb),
         }
     }
