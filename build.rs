@@ -13,6 +13,7 @@ fn main() {
         "qml/RunPlotView.qml",
         "qml/ReplayPanel.qml",
         "qml/AnalysisPanel.qml",
+        "qml/RigKiosk.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -30,6 +31,7 @@ fn main() {
             "src/ui/replay_plot.rs",
             "src/ui/replay_episodes.rs",
             "src/ui/analysis_view.rs",
+            "src/ui/rig_kiosk.rs",
         ])
         .cpp_files([
             "cpp/frame_source.h",

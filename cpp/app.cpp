@@ -93,6 +93,24 @@ statsOf(QObject* root, QQuickWindow* window)
       a.insert(QString::fromLatin1(name), QJsonValue::fromVariant(analysis->property(name)));
     stats.insert(QStringLiteral("analysis"), a);
   }
+  if (auto* rig = root->findChild<QObject*>(QStringLiteral("rigControl"))) {
+    QJsonObject r;
+    for (const char* name : { "config", "cameraCount", "clips", "triggers", "diskFreeMb", "hoursLeft", "lastClip", "error" })
+      r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(rig->property(name)));
+    QJsonArray previews;
+    const qreal dpr = window->effectiveDevicePixelRatio();
+    const QObject* kiosk = root->findChild<QObject*>(QStringLiteral("rigKiosk"));
+    const QVariantList items = kiosk ? kiosk->property("previewItems").toList() : QVariantList();
+    for (const QVariant& value : items) {
+      auto* item = qvariant_cast<QQuickItem*>(value);
+      if (!item)
+        continue;
+      const QRectF scene = item->mapRectToScene(item->property("paintedRect").toRectF());
+      previews.append(QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+    }
+    r.insert(QStringLiteral("previews"), previews);
+    stats.insert(QStringLiteral("rig"), r);
+  }
   if (auto* catalog = root->findChild<QObject*>(QStringLiteral("runCatalog")))
     stats.insert(QStringLiteral("fastlane_runs"), catalog->property("count").toInt());
   if (auto* list = root->findChild<QObject*>(QStringLiteral("runList")))
@@ -146,6 +164,7 @@ runApplication(const AppOptions& options)
     { QStringLiteral("dataDir"), toQString(options.data_dir) },
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
     { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
+    { QStringLiteral("rigConfig"), toQString(options.rig_config) },
     { QStringLiteral("width"), int(options.window_width) },
     { QStringLiteral("height"), int(options.window_height) },
     { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },

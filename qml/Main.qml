@@ -17,6 +17,8 @@ ApplicationWindow {
     // Store directory for replay (empty: replay unavailable).
     property string dataDir: ""
     property string initialReplayRunId: ""
+    // rig.yaml of a recording rig to run as a full-window kiosk (empty: the normal window).
+    property string rigConfig: ""
     // Output folder of `framelane analyze` opened in the Replay tab (empty: none).
     property string initialAnalysis: ""
     readonly property bool replaying: modeBar.currentIndex === 1
@@ -66,9 +68,18 @@ ApplicationWindow {
         runId: root.initialRunId
     }
 
+    RigKiosk {
+        objectName: "rigKiosk"
+        anchors.fill: parent
+        z: 10
+        visible: root.rigConfig !== ""
+        config: root.rigConfig
+    }
+
     RowLayout {
         anchors.fill: parent
         spacing: 0
+        visible: root.rigConfig === ""
 
         ColumnLayout {
             Layout.preferredWidth: 280

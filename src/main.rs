@@ -56,6 +56,9 @@ struct RigArgs {
     /// Print the rig's status this often while it runs (0: never).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     status_interval_s: u64,
+    /// Open the full-screen kiosk (previews, trigger button, clips) instead of running headless.
+    #[arg(long)]
+    kiosk: bool,
     #[command(subcommand)]
     action: Option<RigAction>,
 }
@@ -287,6 +290,10 @@ struct GuiArgs {
     /// Output folder of `framelane analyze` to open in the Replay tab when the window opens.
     #[arg(long, value_name = "DIR")]
     analysis: Option<PathBuf>,
+    /// Run the recording rig of this rig.yaml and show it as a kiosk in the window (what
+    /// `framelane rig --kiosk` opens).
+    #[arg(long, value_name = "FILE")]
+    rig_config: Option<PathBuf>,
     /// Data directory of the embedded daemon, and of replay (default: the platform's data
     /// directory; with --connect, replay needs it given).
     #[arg(long, value_name = "DIR")]
@@ -563,6 +570,11 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|dir| dir.display().to_string())
             .unwrap_or_default(),
+        rig_config: args
+            .rig_config
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);
@@ -838,6 +850,12 @@ fn run_rig(args: RigArgs) -> anyhow::Result<()> {
         bail!("give the rig's configuration with --config FILE (see docs/rig.md)");
     };
     let config = RigConfig::load(&path)?;
+    if args.kiosk && args.action.is_none() {
+        let mut gui =
+            Cli::try_parse_from(["framelane", "--no-demo", "--no-daemon", "--fullscreen"])?.gui;
+        gui.rig_config = Some(path);
+        return run_gui(gui);
+    }
     match args.action {
         Some(RigAction::Trigger) => {
             println!("{}", rig::send_command(&config.output_dir(), "trigger")?);

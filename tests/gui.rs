@@ -734,6 +734,94 @@ fn analysis_opens_in_the_replay_tab(failures: &mut Vec<String>) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The rig kiosk: previews of two synthetic cameras (each camera's own frames, read back from
+/// the window), a trigger from another process makes a clip that the kiosk lists.
+fn rig_kiosk_shows_cameras_and_clips(failures: &mut Vec<String>) {
+    use framelane_core::media::stamp::read_stamp;
+    println!("offscreen: the recording rig's kiosk");
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let dir = std::env::temp_dir().join(format!("framelane-gui-rig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("rig.yaml");
+    std::fs::write(
+        &config,
+        format!("cameras:\n  - name: a\n    source: synthetic\n    size: {W}x{H}\n    fps: 30\n  - name: b\n    source: synthetic\n    size: {W}x{H}\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 300\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n"),
+    )
+    .expect("rig.yaml");
+    let stats_path = artifacts().join("rig-stats.json");
+    let shot = artifacts().join("rig.ppm");
+    let mut command = Display::Offscreen.command();
+    command
+        .args(["--no-demo", "--no-daemon", "--rig-config"])
+        .arg(&config)
+        .arg("--screenshot")
+        .arg(&shot);
+    // Trigger from another process once both previews are painted (the kiosk's own rig takes
+    // it through its control socket), then wait for the clip in the kiosk's list.
+    let triggered = std::cell::Cell::new(false);
+    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+        let rig = &stats["rig"];
+        let painted = rig["previews"].as_array().is_some_and(|p| p.len() == 2);
+        if painted && !triggered.get() {
+            let ok = Command::new(EXE)
+                .args(["rig", "trigger", "--config"])
+                .arg(&config)
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("ok trigger"));
+            triggered.set(ok);
+        }
+        triggered.get() && rig["clips"].as_i64() >= Some(1)
+    });
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let rig = &stats["rig"];
+    check(
+        rig["cameraCount"].as_i64() == Some(2) && rig["error"] == "",
+        format!("the kiosk runs the rig's two cameras ({rig})"),
+        failures,
+    );
+    check(
+        rig["clips"].as_i64() >= Some(1)
+            && rig["lastClip"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("clip-")),
+        format!("a trigger from another process gives a clip the kiosk lists ({rig})"),
+        failures,
+    );
+    let previews: Vec<[f64; 4]> = rig["previews"]
+        .as_array()
+        .map(|a| a.iter().filter_map(rect).collect())
+        .unwrap_or_default();
+    if previews.len() == 2 {
+        let (w, _, pixels) = read_ppm(&shot);
+        for (camera, painted) in previews.iter().enumerate() {
+            let mut rgb = vec![0u8; (W * H * 3) as usize];
+            for y in 0..H as usize {
+                for x in 0..W as usize {
+                    let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
+                    let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
+                    let src = &pixels[(sy * w + sx) * 3..][..3];
+                    rgb[(y * W as usize + x) * 3..][..3].copy_from_slice(src);
+                }
+            }
+            let id = read_stamp(&rgb, W, H, 3, 1);
+            check(
+                id == Some(camera as u64),
+                format!("preview {camera} shows camera {camera}'s frames (its pixels say {id:?})"),
+                failures,
+            );
+        }
+    } else {
+        check(
+            false,
+            format!("both previews were painted ({rig})"),
+            failures,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn smoke_test(failures: &mut Vec<String>) {
     println!("offscreen: --smoke-test");
     let out = Display::Offscreen
@@ -872,6 +960,7 @@ fn main() {
     recorded_runs_are_listed_and_plotted(&mut failures);
     recorded_video_replays_in_the_window(&mut failures);
     analysis_opens_in_the_replay_tab(&mut failures);
+    rig_kiosk_shows_cameras_and_clips(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
     fps_cap_holds(&mut failures);
     if Command::new("xvfb-run")

@@ -38,6 +38,8 @@ pub mod ffi {
         replay_run_id: String,
         /// Analysis output folder opened in the Replay tab when the window opens (empty: none).
         analysis_dir: String,
+        /// rig.yaml of a rig to run as a kiosk in the window (empty: the normal window).
+        rig_config: String,
     }
 
     unsafe extern "C++" {

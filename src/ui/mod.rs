@@ -9,6 +9,7 @@ pub mod live_view;
 pub mod replay_episodes;
 pub mod replay_plot;
 pub mod replay_view;
+pub mod rig_kiosk;
 pub mod run_catalog;
 pub mod run_plot;
 pub mod runs_panel;

@@ -23,6 +23,20 @@ use crate::ring::{PacketRing, TimedPacket};
 use crate::source::Source;
 use crate::RigError;
 
+/// The newest frame, copied for previews at most this often.
+const PREVIEW_EVERY_NS: u64 = 33_000_000;
+
+/// A camera's newest frame for previews (packed RGB), refreshed by the capture thread when the
+/// slot is free (never waiting for a reader).
+#[derive(Debug, Default)]
+pub struct Preview {
+    pub width: u32,
+    pub height: u32,
+    /// Increases with every refresh; 0: none yet.
+    pub seq: u64,
+    pub rgb: Vec<u8>,
+}
+
 /// Frames between capture and encoding, at most.
 pub const HANDOFF_FRAMES: usize = 8;
 /// Hand-off latencies kept for the percentiles.
@@ -59,6 +73,7 @@ pub(crate) struct Shared {
     pub format: Mutex<Option<StreamFormat>>,
     pub stop: AtomicBool,
     handoff_ns: Mutex<Vec<u64>>,
+    pub preview: Mutex<Preview>,
 }
 
 impl Shared {
@@ -133,6 +148,7 @@ impl Camera {
             format: Mutex::new(None),
             stop: AtomicBool::new(false),
             handoff_ns: Mutex::new(Vec::with_capacity(LATENCY_SAMPLES)),
+            preview: Mutex::new(Preview::default()),
         });
         let (frames_tx, frames_rx) = mpsc::sync_channel::<Captured>(HANDOFF_FRAMES);
         // Buffers are made on demand, up to the hand-off's size plus the two in the threads'
@@ -191,6 +207,12 @@ impl Camera {
         status
     }
 
+    /// Runs `read` on the newest preview frame when it is newer than `seen`; its sequence.
+    pub fn with_preview<T>(&self, seen: u64, read: impl FnOnce(&Preview) -> T) -> Option<(u64, T)> {
+        let preview = lock(&self.shared.preview);
+        (preview.seq > seen && !preview.rgb.is_empty()).then(|| (preview.seq, read(&preview)))
+    }
+
     /// Capture time of the newest encoded packet.
     pub fn newest_ns(&self) -> Option<u64> {
         lock(&self.shared.ring).newest_ns()
@@ -242,6 +264,7 @@ fn capture_loop(
     let frame_bytes = width as usize * height as usize * 3;
     let mut spare: Vec<u8> = Vec::new();
     let mut made = 0usize;
+    let mut last_preview = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         let mut source = match Source::open(spec, id, width, height, fps) {
             Ok(source) => source,
@@ -284,6 +307,17 @@ fn capture_loop(
             };
             backoff = Duration::from_millis(250);
             lock(&shared.status).captured += 1;
+            if captured_ns.saturating_sub(last_preview) >= PREVIEW_EVERY_NS {
+                // try_lock: a preview being copied out is skipped, capture never waits.
+                if let Ok(mut preview) = shared.preview.try_lock() {
+                    preview.width = width;
+                    preview.height = height;
+                    preview.rgb.clear();
+                    preview.rgb.extend_from_slice(&rgb);
+                    preview.seq += 1;
+                    last_preview = captured_ns;
+                }
+            }
             let t0 = monotonic_ns();
             let outcome = frames.try_send(Captured { captured_ns, rgb });
             let cost = monotonic_ns().saturating_sub(t0);

@@ -44,7 +44,24 @@ pub struct RigStatus {
     pub errors: Vec<String>,
     pub output_dir: String,
     pub disk_free_mb: u64,
+    /// Bytes of clip files written since the rig started, and for how long it has run: the
+    /// rate that disk space is used at.
+    pub bytes_written: u64,
+    pub uptime_s: f64,
     pub last_clip: Option<ClipDescription>,
+}
+
+impl RigStatus {
+    /// Hours until the disk reaches the reserve at the rate clips were written so far (None
+    /// before the first clip).
+    pub fn hours_left(&self, reserve_mb: u64) -> Option<f64> {
+        if self.bytes_written == 0 || self.uptime_s <= 0.0 {
+            return None;
+        }
+        let per_hour = self.bytes_written as f64 / self.uptime_s * 3600.0;
+        let usable = self.disk_free_mb.saturating_sub(reserve_mb) as f64 * (1u64 << 20) as f64;
+        Some(usable / per_hour)
+    }
 }
 
 #[derive(Default)]
@@ -56,6 +73,8 @@ struct State {
     pending: usize,
     errors: Vec<String>,
     last_clip: Option<ClipDescription>,
+    bytes_written: u64,
+    started: Option<Instant>,
 }
 
 pub struct Rig {
@@ -117,7 +136,10 @@ impl Rig {
         }
         let cameras = Arc::new(cameras);
         let (triggers, received) = mpsc::sync_channel::<u64>(TRIGGER_QUEUE);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            started: Some(Instant::now()),
+            ..State::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         {
@@ -178,6 +200,14 @@ impl Rig {
 
     pub fn status(&self) -> RigStatus {
         status(&self.cameras, &self.state, &self.config)
+    }
+
+    pub fn config(&self) -> &RigConfig {
+        &self.config
+    }
+
+    pub fn cameras(&self) -> &[Camera] {
+        &self.cameras
     }
 
     /// Finished clips, oldest first.
@@ -246,6 +276,8 @@ fn status(cameras: &[Camera], state: &Mutex<State>, config: &RigConfig) -> RigSt
         errors: s.errors.clone(),
         output_dir: config.output_dir().display().to_string(),
         disk_free_mb: free_mb(&config.output_dir()).unwrap_or(0),
+        bytes_written: s.bytes_written,
+        uptime_s: s.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         last_clip: s.last_clip.clone(),
     }
 }
@@ -326,6 +358,12 @@ fn clip_loop(
                 Ok(description) => {
                     tracing::info!(clip = %id, ms = started.elapsed().as_millis() as u64, "clip written");
                     s.written += 1;
+                    s.bytes_written += description
+                        .cameras
+                        .iter()
+                        .filter_map(|c| std::fs::metadata(out.join(&id).join(&c.file)).ok())
+                        .map(|m| m.len())
+                        .sum::<u64>();
                     s.last_clip = Some(description);
                 }
                 Err(error) => {

@@ -1,0 +1,188 @@
+import QtQuick
+import QtQuick.Controls
+import QtQuick.Layouts
+import dev.framelane
+
+// Full-screen kiosk of a recording rig: a live preview per camera with its state, a big
+// trigger button (and the space bar or T), disk space and hours left, the newest clips, and
+// errors large enough to read across a room. Leaving takes a deliberate action: hold the exit
+// button for two seconds.
+Rectangle {
+    id: kiosk
+
+    property string config: ""
+    // The preview items by camera (for the window's statistics: where each preview is painted).
+    property var previewItems: []
+    color: "#0b0c0e"
+    focus: visible
+
+    RigControl {
+        id: rig
+        objectName: "rigControl"
+        config: kiosk.config
+    }
+
+    Timer {
+        interval: 250
+        repeat: true
+        running: kiosk.visible
+        onTriggered: rig.refresh()
+    }
+
+    Keys.onPressed: event => {
+        if (event.key === Qt.Key_Space || event.key === Qt.Key_T) {
+            rig.trigger()
+            event.accepted = true
+        }
+    }
+
+    RowLayout {
+        anchors.fill: parent
+        anchors.margins: 16
+        spacing: 16
+
+        GridLayout {
+            Layout.fillWidth: true
+            Layout.fillHeight: true
+            columns: rig.cameraCount > 2 ? 2 : rig.cameraCount
+            columnSpacing: 12
+            rowSpacing: 12
+
+            Repeater {
+                model: rig.cameraCount
+                Rectangle {
+                    required property int index
+                    Layout.fillWidth: true
+                    Layout.fillHeight: true
+                    Layout.preferredWidth: 480
+                    Layout.preferredHeight: 360
+                    color: "#15171a"
+                    border.width: 3
+                    border.color: rig.clips >= 0 && rig.cameraState(index) === "live" ? "#238636" : "#da3633"
+
+                    RigCameraView {
+                        id: preview
+                        camera: index
+                    }
+                    Timer {
+                        interval: 33
+                        repeat: true
+                        running: kiosk.visible
+                        onTriggered: preview.poll()
+                    }
+                    FrameItem {
+                        id: previewItem
+                        objectName: "rigPreview" + index
+                        anchors.fill: parent
+                        anchors.margins: 6
+                        source: preview
+                        Component.onCompleted: {
+                            const items = kiosk.previewItems.slice()
+                            items[index] = previewItem
+                            kiosk.previewItems = items
+                        }
+                    }
+                    Column {
+                        anchors.left: parent.left
+                        anchors.top: parent.top
+                        anchors.margins: 12
+                        Label {
+                            objectName: "rigCameraName" + index
+                            text: rig.triggers >= 0 ? rig.cameraName(index) + " · " + rig.cameraState(index) : ""
+                            color: "white"
+                            font.pixelSize: 28
+                            font.bold: true
+                            style: Text.Outline
+                            styleColor: "black"
+                        }
+                        Label {
+                            text: rig.triggers >= 0 && rig.diskFreeMb >= 0 ? rig.cameraLine(index) : ""
+                            color: "#e6edf3"
+                            font.pixelSize: 18
+                            style: Text.Outline
+                            styleColor: "black"
+                        }
+                    }
+                }
+            }
+        }
+
+        ColumnLayout {
+            Layout.fillWidth: false
+            Layout.preferredWidth: 380
+            Layout.maximumWidth: 380
+            Layout.fillHeight: true
+            spacing: 14
+
+            Button {
+                objectName: "rigTrigger"
+                Layout.fillWidth: true
+                Layout.preferredHeight: 180
+                text: "TRIGGER\n(space)"
+                font.pixelSize: 40
+                font.bold: true
+                palette.button: "#da3633"
+                palette.buttonText: "white"
+                onClicked: rig.trigger()
+            }
+
+            Label {
+                objectName: "rigDisk"
+                Layout.fillWidth: true
+                Layout.maximumWidth: 380
+                text: "disk " + (rig.diskFreeMb / 1024).toFixed(1) + " GB free · "
+                      + (rig.hoursLeft < 0 ? "hours left: after the first clip" : rig.hoursLeft.toFixed(1) + " h left")
+                color: "#e6edf3"
+                font.pixelSize: 20
+                wrapMode: Text.Wrap
+            }
+
+            Label {
+                objectName: "rigClips"
+                text: rig.clips + " clips · " + rig.triggers + " triggers"
+                color: "#8b949e"
+                font.pixelSize: 20
+            }
+
+            Repeater {
+                model: Math.min(rig.clips, 6)
+                Label {
+                    required property int index
+                    Layout.fillWidth: true
+                    Layout.maximumWidth: 380
+                    text: rig.clips >= 0 ? rig.clipLine(index) : ""
+                    color: index === 0 ? "#3fb950" : "#8b949e"
+                    font.pixelSize: 16
+                    elide: Text.ElideRight
+                }
+            }
+
+            Label {
+                objectName: "rigError"
+                Layout.fillWidth: true
+                Layout.maximumWidth: 380
+                visible: rig.error !== ""
+                text: rig.error
+                color: "#ff7b72"
+                font.pixelSize: 26
+                font.bold: true
+                wrapMode: Text.Wrap
+            }
+
+            Item { Layout.fillHeight: true }
+
+            // Leaving the kiosk: hold for two seconds.
+            Button {
+                id: exitButton
+                Layout.fillWidth: true
+                text: pressed ? "keep holding to leave..." : "hold to leave the kiosk"
+                font.pixelSize: 14
+                Timer {
+                    interval: 2000
+                    running: exitButton.pressed
+                    onTriggered: Qt.quit()
+                }
+            }
+        }
+    }
+}
