@@ -668,6 +668,49 @@ fn a_runs_profile_is_fixed_by_its_first_registration() {
 }
 
 #[test]
+fn a_huge_or_hostile_run_id_is_refused_at_registration_and_never_listed() {
+    let dir = ScratchDir::new("register-id");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        let huge = "r".repeat(5 << 20);
+        for (run, worker) in [
+            (huge.as_str(), "w"),
+            ("tab\trun", "w"),
+            ("fine", "bell\u{7}"),
+        ] {
+            let refused = client
+                .register_worker(v1::RegisterWorkerRequest {
+                    run_id: run.into(),
+                    worker_id: worker.into(),
+                    worker_kind: "t".into(),
+                    profile: String::new(),
+                })
+                .await
+                .expect_err("refused");
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+            let field = if worker == "w" { "run_id" } else { "worker_id" };
+            assert!(refused.message().contains(field), "{}", refused.message());
+            assert!(
+                refused.message().len() < 1024,
+                "the error does not echo the whole id"
+            );
+        }
+        let runs = client
+            .list_runs(v1::ListRunsRequest {})
+            .await
+            .expect("list runs")
+            .into_inner();
+        assert!(
+            runs.runs.is_empty(),
+            "no run was created: {:?}",
+            runs.runs.len()
+        );
+    });
+}
+
+#[test]
 fn a_new_data_directory_and_its_database_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = ScratchDir::new("private");

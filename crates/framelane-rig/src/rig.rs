@@ -368,6 +368,9 @@ fn clip_loop(
                 }
                 Err(error) => {
                     tracing::error!(%error, "clip failed");
+                    // A half-written clip folder (no clip.json) is never listed; remove it so
+                    // it does not hold the space a full disk needs back.
+                    let _ = std::fs::remove_dir_all(out.join(&id));
                     s.failed += 1;
                     if s.errors.len() >= 32 {
                         s.errors.remove(0);

@@ -219,3 +219,68 @@ fn a_failing_camera_is_shown_and_does_not_stop_the_others() {
     rig.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Mounts a tmpfs of `mb` megabytes at `dir` (root only); false when that is not allowed.
+fn mount_tmpfs(dir: &Path, mb: u32) -> bool {
+    std::fs::create_dir_all(dir).expect("mount point");
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_full_disk_fails_clips_clearly_and_recording_recovers_when_space_returns() {
+    let dir = scratch("full");
+    let clips = dir.join("clips");
+    // SAFETY: geteuid only reads the process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mounted = root && mount_tmpfs(&clips, 4);
+    assert!(
+        !root || mounted,
+        "root could not mount a tmpfs for the full-disk test"
+    );
+    let mut config = config(&dir, &[("cam", "synthetic")], "next");
+    // On a real small file system the write fails; without one, a reserve larger than any disk
+    // takes the same refusal path.
+    config.recording.disk_reserve_mb = if mounted { 0 } else { u64::MAX / 2 };
+    let rig = Rig::start(config).expect("rig");
+    warm(&rig);
+    let filler = clips.join("filler");
+    if mounted {
+        // Fill the file system to the last byte.
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![7u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+        let mut byte = [7u8];
+        while file.write_all(&byte).is_ok() {
+            byte[0] = 7;
+        }
+    }
+    assert!(rig.trigger());
+    let status = wait_for("the failed clip", 30, || {
+        let s = rig.status();
+        (s.clips_failed >= 1).then_some(s)
+    });
+    let error = status.errors.last().cloned().unwrap_or_default();
+    assert!(
+        error.contains("No space left") || error.contains("below the") || error.contains("space"),
+        "the error says the disk is full: {error}"
+    );
+    assert!(rig.clips().is_empty(), "no half clip is listed");
+    assert_eq!(status.cameras[0].state, "live", "recording goes on");
+    if mounted {
+        std::fs::remove_file(&filler).expect("free the space");
+        assert!(rig.trigger());
+        wait_for("a clip once space is back", 30, || {
+            (!rig.clips().is_empty()).then_some(())
+        });
+    }
+    rig.stop();
+    if mounted {
+        let _ = std::process::Command::new("umount").arg(&clips).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

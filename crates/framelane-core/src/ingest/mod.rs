@@ -238,9 +238,12 @@ impl IngestCore {
         worker_kind: &str,
         profile_name: &str,
     ) -> Result<(String, String), Status> {
-        if run_id.is_empty() {
-            return Err(Status::invalid_argument("run_id is empty"));
-        }
+        // The same checks as every step's run id: a huge or hostile id would otherwise become a
+        // permanent run (and a row in every run list).
+        wire::check_run_id(run_id)
+            .and_then(|()| wire::check_label("worker_id", worker_id))
+            .and_then(|()| wire::check_label("worker_kind", worker_kind))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let profile = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
             let existing = self

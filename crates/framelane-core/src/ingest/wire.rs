@@ -50,7 +50,7 @@ fn check_finite(field: &'static str, value: f64) -> Result<(), IngestError> {
     }
 }
 
-fn check_run_id(run_id: &str) -> Result<(), IngestError> {
+pub(crate) fn check_run_id(run_id: &str) -> Result<(), IngestError> {
     if run_id.is_empty() {
         Err(IngestError::field("run_id", "is empty"))
     } else if run_id.len() > 256 || run_id.chars().any(char::is_control) {
@@ -60,6 +60,22 @@ fn check_run_id(run_id: &str) -> Result<(), IngestError> {
             format!(
                 "{shown:?} ({} bytes) is longer than 256 bytes or has control characters",
                 run_id.len()
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a worker's id or kind: at most 256 bytes, no control characters (empty is allowed).
+pub(crate) fn check_label(field: &'static str, value: &str) -> Result<(), IngestError> {
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        let shown: String = value.chars().take(64).collect();
+        Err(IngestError::field(
+            field,
+            format!(
+                "{shown:?} ({} bytes) is longer than 256 bytes or has control characters",
+                value.len()
             ),
         ))
     } else {
