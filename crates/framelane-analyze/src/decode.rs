@@ -13,6 +13,10 @@ use ffmpeg_next as ff;
 
 use crate::AnalyzeError;
 
+/// Largest picture analysed (8192 x 8192): a header claiming more is refused before anything
+/// is allocated for it.
+pub const MAX_PIXELS: u64 = 8192 * 8192;
+
 /// Bins of the luma histogram in a signature.
 pub const LUMA_BINS: usize = 32;
 /// Bins of each chroma histogram.
@@ -211,6 +215,13 @@ impl EpisodeDecoder {
         if decoder.width() == 0 || decoder.height() == 0 {
             return Err(open_err("the video stream has no picture size".into()));
         }
+        if u64::from(decoder.width()) * u64::from(decoder.height()) > MAX_PIXELS {
+            return Err(open_err(format!(
+                "{}x{} is larger than analysis takes ({MAX_PIXELS} pixels)",
+                decoder.width(),
+                decoder.height()
+            )));
+        }
         let codec = decoder
             .codec()
             .map(|c| c.name().to_owned())
@@ -405,6 +416,11 @@ impl EpisodeDecoder {
                 self.corrupt(format!("preparing the BGR conversion from {format:?}: {e}"))
             })?;
             self.bgr_scaler = Some(scaler);
+        }
+        if u64::from(width) * u64::from(height) > MAX_PIXELS {
+            return Err(self.corrupt(format!(
+                "a {width}x{height} frame is larger than analysis takes"
+            )));
         }
         let row = width as usize * 3;
         out.width = width;

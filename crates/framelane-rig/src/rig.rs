@@ -398,9 +398,11 @@ fn control_loop(listener: &UnixListener, rig: &ControlHandle, stop: &AtomicBool)
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                // A command is one short line; a client that sends more is cut off at 256 bytes
+                // (nothing it sends can grow this thread's memory).
                 let mut line = String::new();
-                let mut reader = BufReader::new(&stream);
-                if reader.read_line(&mut line).is_err() || line.len() > 256 {
+                let mut reader = BufReader::new(std::io::Read::take(&stream, 256));
+                if reader.read_line(&mut line).is_err() {
                     continue;
                 }
                 let reply = match line.trim() {

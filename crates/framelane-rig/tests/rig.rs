@@ -284,3 +284,30 @@ fn a_full_disk_fails_clips_clearly_and_recording_recovers_when_space_returns() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_control_socket_survives_a_client_that_never_ends_its_line() {
+    use std::io::Write;
+    let dir = scratch("socket");
+    let config = config(&dir, &[("cam", "synthetic")], "extend");
+    let out = config.output_dir();
+    let rig = Rig::start(config).expect("rig");
+    {
+        let mut hostile =
+            std::os::unix::net::UnixStream::connect(out.join(framelane_rig::rig::SOCKET))
+                .expect("connect");
+        let junk = vec![b'x'; 1 << 20];
+        // The rig stops reading after 256 bytes and closes: the write may fail; that is fine.
+        let _ = hostile.write_all(&junk);
+    }
+    let reply = framelane_rig::rig::send_command(&out, "status").expect("the rig still answers");
+    let status: serde_json::Value = serde_json::from_str(&reply).expect("status is JSON");
+    assert_eq!(
+        status["triggers"], 0,
+        "the junk was not taken for a trigger"
+    );
+    let reply = framelane_rig::rig::send_command(&out, "launch").expect("answers");
+    assert!(reply.contains("unknown command"), "{reply}");
+    rig.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
