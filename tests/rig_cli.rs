@@ -143,3 +143,60 @@ fn a_bad_rig_file_is_refused_with_line_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_clip_carries_the_telemetry_the_daemon_received_during_it() {
+    use common::{runtime, step, telemetry_client};
+    use framelane_core::fastlane::shm::monotonic_ns;
+    let dir = ScratchDir::new("rig-telemetry");
+    let data = dir.path().join("data");
+    let mut config = framelane_core::daemon::DaemonConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    let yaml = format!(
+        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 1500\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n",
+        data.display()
+    );
+    let rig = framelane_rig::Rig::start(
+        framelane_rig::RigConfig::parse(&yaml, &dir.path().join("rig.yaml")).expect("config"),
+    )
+    .expect("rig");
+    let rt = runtime();
+    let publish = |run: &'static str| {
+        rt.block_on(async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .publish_steps(tokio_stream::iter((0..3).map(move |i| step(run, i))))
+                .await
+                .expect("committed");
+        })
+    };
+    // Received well before the clip's interval (more than the pre-roll and a GOP earlier).
+    publish("before");
+    let earlier = monotonic_ns();
+    wait_until(|| (monotonic_ns() > earlier + 1_500_000_000).then_some(())).expect("time passes");
+    assert!(rig.trigger());
+    // Received inside it.
+    publish("during");
+    let (folder, clip) = wait_until(|| rig.clips().first().cloned()).expect("a clip");
+    assert_eq!(clip.telemetry_note, "", "the slice was read");
+    let text = std::fs::read_to_string(folder.join("telemetry.jsonl")).expect("telemetry.jsonl");
+    let runs: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["run_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        vec!["during"; 3],
+        "exactly the steps received during the clip: {text}"
+    );
+    assert_eq!(clip.telemetry_items, 3);
+    rig.stop();
+    daemon.shutdown();
+}

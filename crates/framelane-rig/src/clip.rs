@@ -39,9 +39,52 @@ pub struct ClipDescription {
     pub codec: String,
     /// Cameras that had nothing for the interval (failed, or not started), with why.
     pub missing: Vec<String>,
+    /// Steps and episodes in `telemetry.jsonl` (what the daemon received in the interval).
+    #[serde(default)]
+    pub telemetry_items: u64,
+    /// Why there is no telemetry slice, when one was asked for and could not be read.
+    #[serde(default)]
+    pub telemetry_note: String,
 }
 
-/// Writes one clip; returns its description. `from_ns`..`to_ns` is the interval wanted.
+/// Most telemetry rows of each kind beside one clip.
+pub const TELEMETRY_LIMIT: usize = 100_000;
+
+/// Writes `telemetry.jsonl` for monotonic [`from_ns`, `to_ns`] from the store in `data_dir`;
+/// returns the number of lines.
+fn write_telemetry(
+    folder: &Path,
+    data_dir: &Path,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<u64, String> {
+    use std::io::Write;
+    // Monotonic to wall clock: the store keeps arrival times as Unix nanoseconds.
+    let mono_now = framelane_core::fastlane::shm::monotonic_ns();
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let to_unix = |ns: u64| unix_now.saturating_sub(mono_now.saturating_sub(ns));
+    let database = data_dir.join(framelane_core::store::DATABASE_FILE);
+    let reader = framelane_core::store::StoreReader::open(&database).map_err(|e| e.to_string())?;
+    let items = reader
+        .telemetry_between(to_unix(from_ns), to_unix(to_ns), TELEMETRY_LIMIT)
+        .map_err(|e| e.to_string())?;
+    let path = folder.join("telemetry.jsonl");
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
+    for item in &items {
+        serde_json::to_writer(&mut file, item).map_err(|e| e.to_string())?;
+        file.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
+    file.flush().map_err(|e| e.to_string())?;
+    Ok(items.len() as u64)
+}
+
+/// Writes one clip; returns its description. `from_ns`..`to_ns` is the interval wanted;
+/// `telemetry` the daemon's data directory for the telemetry slice (its failure is noted in
+/// the description, the clip is still written).
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     dir: &Path,
@@ -53,6 +96,7 @@ pub fn write(
     pre_roll_ms: u64,
     post_roll_ms: u64,
     codec: &str,
+    telemetry: Option<&Path>,
 ) -> Result<ClipDescription, RigError> {
     let folder = dir.join(id);
     std::fs::create_dir_all(&folder).map_err(|e| RigError::Output {
@@ -92,6 +136,16 @@ pub fn write(
             end_offset_ms: offset(last.captured_ns),
         });
     }
+    let (telemetry_items, telemetry_note) = match telemetry {
+        Some(data_dir) => match write_telemetry(&folder, data_dir, from_ns, to_ns) {
+            Ok(n) => (n, String::new()),
+            Err(reason) => (
+                0,
+                format!("no telemetry slice: {}: {reason}", data_dir.display()),
+            ),
+        },
+        None => (0, String::new()),
+    };
     let starts: Vec<f64> = described.iter().map(|c| c.start_offset_ms).collect();
     let skew = match (
         starts.iter().cloned().reduce(f64::min),
@@ -113,6 +167,8 @@ pub fn write(
         start_skew_ms: skew,
         codec: codec.to_owned(),
         missing,
+        telemetry_items,
+        telemetry_note,
     };
     let json = folder.join(DESCRIPTION);
     let part = folder.join(format!("{DESCRIPTION}.part"));

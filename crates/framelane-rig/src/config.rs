@@ -17,6 +17,7 @@
 //!   disk_reserve_mb: 256         # recording stops (with an error) below this much free space
 //!   ring_mb: 64                  # most encoded bytes kept per camera
 //!   overlap: extend              # a trigger during a clip's post-roll: extend | next
+//!   telemetry_data_dir: /data/rl # optional: the daemon's data dir; clips get telemetry.jsonl
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,10 @@ pub struct RecordingConfig {
     pub ring_mb: u64,
     #[serde(default = "default_overlap")]
     pub overlap: OverlapPolicy,
+    /// Data directory of the telemetry daemon whose steps and episodes go beside each clip
+    /// (`telemetry.jsonl`: what it received during the clip's interval). None: no slice.
+    #[serde(default)]
+    pub telemetry_data_dir: Option<PathBuf>,
 }
 
 fn default_pre() -> u64 {
@@ -268,14 +273,25 @@ impl RigConfig {
         Ok(())
     }
 
-    /// The output folder, relative paths taken from the config file's folder.
-    pub fn output_dir(&self) -> PathBuf {
-        let dir = &self.recording.output_dir;
+    fn beside_config(&self, dir: &Path) -> PathBuf {
         if dir.is_absolute() {
-            dir.clone()
+            dir.to_owned()
         } else {
             self.path.parent().unwrap_or(Path::new(".")).join(dir)
         }
+    }
+
+    /// The output folder, relative paths taken from the config file's folder.
+    pub fn output_dir(&self) -> PathBuf {
+        self.beside_config(&self.recording.output_dir)
+    }
+
+    /// The telemetry daemon's data directory, if the clips carry a telemetry slice.
+    pub fn telemetry_data_dir(&self) -> Option<PathBuf> {
+        self.recording
+            .telemetry_data_dir
+            .as_deref()
+            .map(|dir| self.beside_config(dir))
     }
 }
 

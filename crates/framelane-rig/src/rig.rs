@@ -350,6 +350,7 @@ fn clip_loop(
                     config.recording.pre_roll_ms,
                     config.recording.post_roll_ms,
                     &config.recording.codec,
+                    config.telemetry_data_dir().as_deref(),
                 )
                 .map_err(|e| format!("{id}: {e}")),
             };

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use query::{EpisodeRow, ReplayEpisode, RunRow, StepRow, StoreReader, VideoFrameRef, VideoRow};
+pub use query::{
+    EpisodeRow, ReplayEpisode, RunRow, StepRow, StoreReader, TelemetryItem, VideoFrameRef, VideoRow,
+};
 pub use schema::SCHEMA_VERSION;
 /// The statement the store writer inserts one step with (benchmarks measure a raw loop of it).
 pub use writer::INSERT_STEP;

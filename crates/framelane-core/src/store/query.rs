@@ -21,6 +21,24 @@ pub struct RunRow {
     pub shed: BTreeMap<String, u64>,
 }
 
+/// A step or episode received in a time interval (a recording rig's clip slice), any run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TelemetryItem {
+    /// "step" or "episode".
+    pub kind: &'static str,
+    pub run_id: String,
+    pub worker_id: String,
+    pub episode: u64,
+    /// The step number (steps), or the episode's step count (episodes).
+    pub step: u64,
+    /// The step's reward, or the episode's total reward.
+    pub reward: f64,
+    pub terminated: bool,
+    pub truncated: bool,
+    pub producer_unix_ns: u64,
+    pub received_unix_ns: u64,
+}
+
 /// A committed step with its sequence number and, if a frame was kept, how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
@@ -200,6 +218,60 @@ impl StoreReader {
             .map_err(StoreError::sql("reading steps"))?;
         rows.collect::<Result<_, _>>()
             .map_err(StoreError::sql("reading a step"))
+    }
+
+    /// Steps and episodes of every run received by the daemon in [`from_unix_ns`,
+    /// `to_unix_ns`], in arrival order, at most `limit` of each. Scans the tables (there is no
+    /// index by arrival time): meant for the seconds around a trigger, off any hot path.
+    pub fn telemetry_between(
+        &self,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+        limit: usize,
+    ) -> Result<Vec<TelemetryItem>, StoreError> {
+        let mut out = Vec::new();
+        for (kind, sql) in [
+            (
+                "step",
+                "SELECT r.run_id, s.worker_id, s.episode, s.step, s.reward, s.terminated, s.truncated, s.producer_unix_ns, s.received_unix_ns \
+                 FROM steps s JOIN runs r ON r.run_key = s.run_key \
+                 WHERE s.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY s.received_unix_ns LIMIT ?3",
+            ),
+            (
+                "episode",
+                "SELECT r.run_id, e.worker_id, e.episode, e.steps, e.total_reward, e.terminated, e.truncated, e.producer_unix_ns, e.received_unix_ns \
+                 FROM episodes e JOIN runs r ON r.run_key = e.run_key \
+                 WHERE e.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY e.received_unix_ns LIMIT ?3",
+            ),
+        ] {
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql)
+                .map_err(StoreError::sql("reading telemetry by time"))?;
+            let from = i64::try_from(from_unix_ns).unwrap_or(i64::MAX);
+            let to = i64::try_from(to_unix_ns).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![from, to, limit as i64], |r| {
+                    Ok(TelemetryItem {
+                        kind,
+                        run_id: r.get(0)?,
+                        worker_id: r.get(1)?,
+                        episode: r.get::<_, i64>(2)? as u64,
+                        step: r.get::<_, i64>(3)? as u64,
+                        reward: r.get(4)?,
+                        terminated: r.get(5)?,
+                        truncated: r.get(6)?,
+                        producer_unix_ns: r.get::<_, i64>(7)? as u64,
+                        received_unix_ns: r.get::<_, i64>(8)? as u64,
+                    })
+                })
+                .map_err(StoreError::sql("reading telemetry by time"))?;
+            for row in rows {
+                out.push(row.map_err(StoreError::sql("reading a telemetry row"))?);
+            }
+        }
+        out.sort_by_key(|item| item.received_unix_ns);
+        Ok(out)
     }
 
     /// Up to `limit` committed episodes of a run with `seq >= since_seq`, in order.
