@@ -200,3 +200,50 @@ fn a_clip_carries_the_telemetry_the_daemon_received_during_it() {
     rig.stop();
     daemon.shutdown();
 }
+
+#[test]
+fn an_episode_end_recorded_by_the_daemon_triggers_a_clip_for_watched_runs_only() {
+    use common::{runtime, telemetry_client};
+    use framelane_core::ingest::proto::framelane_v1 as v1;
+    let dir = ScratchDir::new("rig-episode");
+    let data = dir.path().join("data");
+    let mut config = framelane_core::daemon::DaemonConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    let yaml = format!(
+        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 300\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n  trigger_on_episode_end: true\n  trigger_runs: [watched]\n",
+        data.display()
+    );
+    let rig = framelane_rig::Rig::start(
+        framelane_rig::RigConfig::parse(&yaml, &dir.path().join("rig.yaml")).expect("config"),
+    )
+    .expect("rig");
+    let rt = runtime();
+    let episode = |run: &'static str| {
+        rt.block_on(async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .publish_episodes(tokio_stream::iter([v1::Episode {
+                    run_id: run.into(),
+                    episode: 0,
+                    steps: 10,
+                    ..Default::default()
+                }]))
+                .await
+                .expect("committed");
+        })
+    };
+    episode("ignored");
+    episode("watched");
+    let (_, clip) =
+        wait_until(|| rig.clips().first().cloned()).expect("a clip from the episode end");
+    assert_eq!(clip.triggers_ns.len(), 1);
+    let status = rig.status();
+    assert_eq!(
+        status.triggers, 1,
+        "only the watched run's episode triggered"
+    );
+    rig.stop();
+    daemon.shutdown();
+}

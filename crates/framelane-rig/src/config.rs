@@ -18,6 +18,8 @@
 //!   ring_mb: 64                  # most encoded bytes kept per camera
 //!   overlap: extend              # a trigger during a clip's post-roll: extend | next
 //!   telemetry_data_dir: /data/rl # optional: the daemon's data dir; clips get telemetry.jsonl
+//!   trigger_on_episode_end: true # optional: an episode's end (recorded by the daemon) triggers
+//!   trigger_runs: [arm-3]        # optional: only these runs' episodes
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -70,6 +72,12 @@ pub struct RecordingConfig {
     /// (`telemetry.jsonl`: what it received during the clip's interval). None: no slice.
     #[serde(default)]
     pub telemetry_data_dir: Option<PathBuf>,
+    /// Trigger a clip whenever the daemon records an episode's end (needs
+    /// `telemetry_data_dir`); `trigger_runs` limits it to these runs (empty: every run).
+    #[serde(default)]
+    pub trigger_on_episode_end: bool,
+    #[serde(default)]
+    pub trigger_runs: Vec<String>,
 }
 
 fn default_pre() -> u64 {
@@ -263,6 +271,12 @@ impl RigConfig {
         }
         if r.output_dir.as_os_str().is_empty() {
             return Err(fail("output_dir:", "recording: output_dir is empty".into()));
+        }
+        if r.trigger_on_episode_end && r.telemetry_data_dir.is_none() {
+            return Err(fail(
+                "trigger_on_episode_end:",
+                "recording: trigger_on_episode_end needs telemetry_data_dir (the daemon's data directory)".into(),
+            ));
         }
         if !(1..=4096).contains(&r.ring_mb) {
             return Err(fail(
