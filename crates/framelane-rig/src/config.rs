@@ -4,7 +4,7 @@
 //! ```yaml
 //! cameras:
 //!   - name: left
-//!     source: synthetic          # synthetic | device:N | a file path | rtsp://... | http(s)://...
+//!     source: synthetic          # synthetic | device:N | fastlane:RUN | a file | rtsp://... | http(s)://...
 //!     size: 1280x720
 //!     fps: 30
 //! recording:
@@ -119,6 +119,8 @@ pub enum SourceSpec {
     Synthetic,
     /// A V4L2 device by index.
     Device(i32),
+    /// The newest frames of a fast-lane run (a robot process already publishing).
+    FastLane(String),
     /// A video file, or a network stream URL.
     Open(String),
 }
@@ -137,8 +139,16 @@ impl SourceSpec {
                 .map(Self::Device)
                 .ok_or_else(|| format!("{text:?}: device: takes an index from 0 to 63"));
         }
+        if let Some(run) = text.strip_prefix("fastlane:") {
+            if run.is_empty() || run.len() > 200 || run.contains('/') {
+                return Err(format!(
+                    "{text:?}: fastlane: takes a run id (no '/', at most 200 bytes)"
+                ));
+            }
+            return Ok(Self::FastLane(run.to_owned()));
+        }
         if text.is_empty() {
-            return Err("is empty (synthetic, device:N, a file or a URL)".into());
+            return Err("is empty (synthetic, device:N, fastlane:RUN, a file or a URL)".into());
         }
         Ok(Self::Open(text.to_owned()))
     }

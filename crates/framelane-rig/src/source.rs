@@ -1,6 +1,7 @@
 //! Where a camera's frames come from: a synthetic source whose frames carry their frame number
-//! and camera id in their pixels (tests, benchmarks, demos), or OpenCV `VideoCapture` (a V4L2
-//! device, a video file, an RTSP/HTTP stream). Frames are packed RGB of the configured size,
+//! and camera id in their pixels (tests, benchmarks, demos), OpenCV `VideoCapture` (a V4L2
+//! device, a video file, an RTSP/HTTP stream), or a fast-lane run (a robot process already
+//! publishing its frames). Frames are packed RGB of the configured size,
 //! stamped with the one monotonic clock every camera shares.
 
 use std::time::Duration;
@@ -112,7 +113,9 @@ impl Capture {
                     is_file,
                 )
             }
-            SourceSpec::Synthetic => return Err("not an OpenCV source".into()),
+            SourceSpec::Synthetic | SourceSpec::FastLane(_) => {
+                return Err("not an OpenCV source".into())
+            }
         };
         if !capture.is_opened().unwrap_or(false) {
             return Err("cannot be opened".into());
@@ -168,9 +171,114 @@ impl Capture {
     }
 }
 
+/// The newest frames of a fast-lane run: each read waits (polling every 2 ms, at most 2 s) for
+/// a frame newer than the last one, at most at the camera's rate, converts it to RGB and
+/// scales it to the configured size.
+pub struct FastLane {
+    reader: framelane_core::fastlane::FastLaneReader,
+    raw: Vec<u8>,
+    rgb: Vec<u8>,
+    width: u32,
+    height: u32,
+    period_ns: u64,
+    next_due: u64,
+    scaled: Mat,
+}
+
+impl FastLane {
+    fn open(run: &str, width: u32, height: u32, fps: u32) -> Result<Self, String> {
+        let reader =
+            framelane_core::fastlane::FastLaneReader::attach(run).map_err(|e| e.to_string())?;
+        let g = reader.geometry();
+        let raw = vec![0u8; g.width as usize * g.height as usize * g.format.bytes_per_pixel()];
+        Ok(Self {
+            reader,
+            raw,
+            rgb: Vec::new(),
+            width,
+            height,
+            period_ns: 1_000_000_000 / u64::from(fps.max(1)),
+            next_due: monotonic_ns(),
+            scaled: Mat::default(),
+        })
+    }
+
+    fn read(&mut self, out: &mut [u8]) -> Result<Option<u64>, String> {
+        use framelane_core::fastlane::{PixelFormat, ReadOutcome, WriterStatus};
+        wait_until(self.next_due);
+        self.next_due = monotonic_ns() + self.period_ns;
+        let g = self.reader.geometry();
+        let stride = g.width as usize * g.format.bytes_per_pixel();
+        let give_up = monotonic_ns() + 2_000_000_000;
+        loop {
+            match self
+                .reader
+                .read_newest(&mut self.raw, stride)
+                .map_err(|e| e.to_string())?
+            {
+                ReadOutcome::Frame(_) => break,
+                ReadOutcome::NoFrameYet | ReadOutcome::Unchanged | ReadOutcome::Torn => {
+                    if let WriterStatus::Gone { reason } = self.reader.writer_status() {
+                        return Err(format!("the fast-lane writer is gone: {reason}"));
+                    }
+                    if self.reader.writer_status() == WriterStatus::Replaced {
+                        return Err("the fast-lane segment was replaced; attaching again".into());
+                    }
+                    if monotonic_ns() > give_up {
+                        return Err("no new fast-lane frame for 2 s".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        let captured = monotonic_ns();
+        let pixels = g.width as usize * g.height as usize;
+        self.rgb.resize(pixels * 3, 0);
+        match g.format {
+            PixelFormat::Rgb8 => self.rgb.copy_from_slice(&self.raw[..pixels * 3]),
+            PixelFormat::Rgba8 => {
+                for (d, s) in self.rgb.chunks_exact_mut(3).zip(self.raw.chunks_exact(4)) {
+                    d.copy_from_slice(&s[..3]);
+                }
+            }
+            PixelFormat::Bgra8 => {
+                for (d, s) in self.rgb.chunks_exact_mut(3).zip(self.raw.chunks_exact(4)) {
+                    d[0] = s[2];
+                    d[1] = s[1];
+                    d[2] = s[0];
+                }
+            }
+        }
+        if g.width == self.width && g.height == self.height {
+            out.copy_from_slice(&self.rgb);
+        } else {
+            let src = Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(
+                g.height as i32,
+                g.width as i32,
+                &self.rgb,
+            )
+            .map_err(|e| e.message)?;
+            let size = Size::new(self.width as i32, self.height as i32);
+            imgproc::resize(&src, &mut self.scaled, size, 0.0, 0.0, imgproc::INTER_AREA)
+                .map_err(|e| e.message)?;
+            let bytes = self.scaled.data_bytes().map_err(|e| e.message)?;
+            if bytes.len() != out.len() {
+                return Err(format!(
+                    "scaled frame of {} bytes, expected {}",
+                    bytes.len(),
+                    out.len()
+                ));
+            }
+            out.copy_from_slice(bytes);
+        }
+        Ok(Some(captured))
+    }
+}
+
 pub enum Source {
     Synthetic(Box<Synthetic>),
     Capture(Box<Capture>),
+    FastLane(Box<FastLane>),
 }
 
 impl Source {
@@ -185,6 +293,9 @@ impl Source {
             SourceSpec::Synthetic => Ok(Self::Synthetic(Box::new(Synthetic::new(
                 camera_id, width, height, fps,
             )))),
+            SourceSpec::FastLane(run) => {
+                FastLane::open(run, width, height, fps).map(|f| Self::FastLane(Box::new(f)))
+            }
             other => Capture::open(other, width, height, fps).map(|c| Self::Capture(Box::new(c))),
         }
     }
@@ -195,6 +306,7 @@ impl Source {
         match self {
             Self::Synthetic(s) => Ok(s.read_into(rgb)),
             Self::Capture(c) => c.read(rgb),
+            Self::FastLane(f) => f.read(rgb),
         }
     }
 }

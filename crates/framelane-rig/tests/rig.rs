@@ -311,3 +311,61 @@ fn the_control_socket_survives_a_client_that_never_ends_its_line() {
     rig.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_fast_lane_run_is_a_camera() {
+    use framelane_core::fastlane::{FastLaneWriter, HudValues, PixelFormat, WriterConfig};
+    use framelane_core::media::stamp::stamp;
+    let dir = scratch("fastlane");
+    let run = format!("rig-test-{}", std::process::id());
+    // A producer publishing RGBA frames with their number stamped; the rig records them as RGB.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (stop, run) = (stop.clone(), run.clone());
+        std::thread::spawn(move || {
+            let mut writer =
+                FastLaneWriter::create(&run, WriterConfig::new(320, 240, PixelFormat::Rgba8))
+                    .expect("segment");
+            let mut rgb = vec![0u8; 320 * 240 * 3];
+            let mut rgba = vec![0u8; 320 * 240 * 4];
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rgb.fill(60);
+                stamp(n, 0, &mut rgb, 320, 240);
+                for (d, s) in rgba.chunks_exact_mut(4).zip(rgb.chunks_exact(3)) {
+                    d[..3].copy_from_slice(s);
+                    d[3] = 255;
+                }
+                writer
+                    .publish(&rgba, &HudValues::default())
+                    .expect("publish");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(33));
+            }
+        })
+    };
+    let source = format!("fastlane:{run}");
+    let rig = Rig::start(config(&dir, &[("robot", source.as_str())], "extend")).expect("rig");
+    warm(&rig);
+    assert_eq!(
+        rig.status().cameras[0].state,
+        "live",
+        "{:?}",
+        rig.status().cameras[0]
+    );
+    assert!(rig.trigger());
+    let clips = one_clip(&rig, 1);
+    let (folder, clip) = &clips[0];
+    let frames = stamps(&folder.join(&clip.cameras[0].file));
+    assert!(frames.len() > 20, "{} frames", frames.len());
+    for pair in frames.windows(2) {
+        assert!(
+            pair[1].0 > pair[0].0,
+            "the producer's frames in order, none twice: {pair:?}"
+        );
+    }
+    rig.stop();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = producer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
