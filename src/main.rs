@@ -616,21 +616,30 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
     Ok(config)
 }
 
-fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = daemon_config(&args)?;
-    let data_dir = config.data_dir.clone();
-    // Signal handlers first: once the address is printed, SIGTERM must mean a clean stop.
+type Signal = tokio::signal::unix::Signal;
+
+/// A small runtime listening for SIGTERM and SIGINT (installed before anything starts, so
+/// either means a clean stop from then on).
+fn stop_signals() -> anyhow::Result<(tokio::runtime::Runtime, Signal, Signal)> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the signal listener")?;
-    let (mut term, mut int) = signals.block_on(async {
+    let (term, int) = signals.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
         ))
     })?;
+    Ok((signals, term, int))
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = daemon_config(&args)?;
+    let data_dir = config.data_dir.clone();
+    // Signal handlers first: once the address is printed, SIGTERM must mean a clean stop.
+    let (signals, mut term, mut int) = stop_signals()?;
     let daemon = daemon::Daemon::start(config)?;
     println!(
         "framelane serve: listening on {} (data in {})",
@@ -867,17 +876,7 @@ fn run_rig(args: RigArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal listener")?;
-    let (mut term, mut int) = signals.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
+    let (signals, mut term, mut int) = stop_signals()?;
     let output = config.output_dir();
     let rig = Rig::start(config)?;
     println!(

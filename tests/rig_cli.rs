@@ -144,24 +144,35 @@ fn a_bad_rig_file_is_refused_with_line_and_key() {
     );
 }
 
+/// A daemon on a scratch data directory and a one-camera rig whose recording section gets
+/// `extra` YAML lines (the data directory is `telemetry_data_dir`).
+fn daemon_and_rig(
+    dir: &Path,
+    post_roll_ms: u64,
+    extra: &str,
+) -> (framelane_core::daemon::Daemon, framelane_rig::Rig) {
+    let data = dir.join("data");
+    let mut config = framelane_core::daemon::DaemonConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
+    let yaml = format!(
+        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: {post_roll_ms}\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n{extra}",
+        data.display()
+    );
+    let rig = framelane_rig::Rig::start(
+        framelane_rig::RigConfig::parse(&yaml, &dir.join("rig.yaml")).expect("config"),
+    )
+    .expect("rig");
+    (daemon, rig)
+}
+
 #[test]
 fn a_clip_carries_the_telemetry_the_daemon_received_during_it() {
     use common::{runtime, step, telemetry_client};
     use framelane_core::fastlane::shm::monotonic_ns;
     let dir = ScratchDir::new("rig-telemetry");
-    let data = dir.path().join("data");
-    let mut config = framelane_core::daemon::DaemonConfig::new(data.clone());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
+    let (daemon, rig) = daemon_and_rig(dir.path(), 1500, "");
     let addr = daemon.local_addr();
-    let yaml = format!(
-        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 1500\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n",
-        data.display()
-    );
-    let rig = framelane_rig::Rig::start(
-        framelane_rig::RigConfig::parse(&yaml, &dir.path().join("rig.yaml")).expect("config"),
-    )
-    .expect("rig");
     let rt = runtime();
     let publish = |run: &'static str| {
         rt.block_on(async {
@@ -206,19 +217,12 @@ fn an_episode_end_recorded_by_the_daemon_triggers_a_clip_for_watched_runs_only()
     use common::{runtime, telemetry_client};
     use framelane_core::ingest::proto::framelane_v1 as v1;
     let dir = ScratchDir::new("rig-episode");
-    let data = dir.path().join("data");
-    let mut config = framelane_core::daemon::DaemonConfig::new(data.clone());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    let daemon = framelane_core::daemon::Daemon::start(config).expect("daemon");
-    let addr = daemon.local_addr();
-    let yaml = format!(
-        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 300\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n  trigger_on_episode_end: true\n  trigger_runs: [watched]\n",
-        data.display()
+    let (daemon, rig) = daemon_and_rig(
+        dir.path(),
+        300,
+        "  trigger_on_episode_end: true\n  trigger_runs: [watched]\n",
     );
-    let rig = framelane_rig::Rig::start(
-        framelane_rig::RigConfig::parse(&yaml, &dir.path().join("rig.yaml")).expect("config"),
-    )
-    .expect("rig");
+    let addr = daemon.local_addr();
     let rt = runtime();
     let episode = |run: &'static str| {
         rt.block_on(async {
