@@ -60,19 +60,24 @@ fn playable(path: &Path) -> bool {
     false
 }
 
+/// `framelane rig --config` in a child process (stdin kept open, output discarded).
+fn headless_rig(config: &Path) -> std::process::Child {
+    framelane()
+        .args(["rig", "--status-interval-s", "0", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the rig")
+}
+
 #[test]
 fn a_headless_rig_takes_triggers_from_another_process_and_survives_sigkill() {
     let dir = ScratchDir::new("rig-cli");
     let config = write_config(dir.path());
     let clips_dir = dir.path().join("clips");
-    let mut rig = framelane()
-        .args(["rig", "--status-interval-s", "0", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the rig");
+    let mut rig = headless_rig(&config);
     wait_until(|| {
         (clips_dir.join("rig.sock").exists() && trigger(&config).starts_with("ok trigger"))
             .then_some(())
@@ -101,14 +106,7 @@ fn a_headless_rig_takes_triggers_from_another_process_and_survives_sigkill() {
         }
     }
     // A restart on the same folder (the dead rig's socket is still there) works.
-    let mut again = framelane()
-        .args(["rig", "--status-interval-s", "0", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("restart");
+    let mut again = headless_rig(&config);
     let status = wait_until(|| {
         let out = output_within(
             framelane().args(["rig", "status", "--config"]).arg(&config),

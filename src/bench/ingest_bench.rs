@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{announce, Scratch, Summary};
+use super::{announce, rss_mib, Scratch, Summary};
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::ingest::proto::framelane_v1 as v1;
 use framelane_core::store::{self, BatchPolicy};
@@ -204,18 +204,6 @@ fn ack_latency(seconds: f64) -> anyhow::Result<(Summary, f64)> {
         Summary::of(&mut samples).context("no acknowledgements")?,
         achieved,
     ))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Daemon memory while the store cannot commit (another connection holds the write lock):

@@ -44,6 +44,22 @@ impl Summary {
     }
 }
 
+/// Resident memory of process `pid` in MiB (0 when it cannot be read).
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// User + system CPU seconds this process has used so far.
+pub(crate) use framelane_analyze::reference::cpu_seconds;
+
 /// One line describing the machine, for the figures' context.
 /// Prints which benchmark runs, on which machine and by which command; returns the machine and
 /// the command for the JSON.

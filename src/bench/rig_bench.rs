@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use framelane_rig::reference::DequeRig;
 use framelane_rig::{Rig, RigConfig};
 
-use super::{announce, Scratch};
+use super::{announce, cpu_seconds, rss_mib, Scratch};
 
 #[derive(Args, Debug, Clone)]
 pub struct RigBenchArgs {
@@ -84,32 +84,10 @@ fn parse_case(text: &str) -> anyhow::Result<(u32, u32, u32)> {
     Ok((w, h, fps))
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
-}
-
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// Samples RSS and CPU every 200 ms until told to stop.
 struct Sampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(u64, f64)>>,
+    thread: std::thread::JoinHandle<Vec<(f64, f64)>>,
 }
 
 impl Sampler {
@@ -119,14 +97,14 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             .name("bench-sampler".into())
             .spawn(move || {
-                let mut samples = Vec::new();
+                let mut samples: Vec<(f64, f64)> = Vec::new();
                 let (mut last_cpu, mut last_t) = (cpu_seconds(), Instant::now());
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let (cpu, t) = (cpu_seconds(), Instant::now());
                     let pct =
                         (cpu - last_cpu) / t.duration_since(last_t).as_secs_f64().max(1e-6) * 100.0;
-                    samples.push((rss_bytes(), pct));
+                    samples.push((rss_mib(std::process::id()), pct));
                     (last_cpu, last_t) = (cpu, t);
                 }
                 samples
@@ -138,10 +116,9 @@ impl Sampler {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let samples = self.thread.join().unwrap_or_default();
         let n = samples.len().max(1) as f64;
-        let mb = |b: u64| b as f64 / (1u64 << 20) as f64;
         (
-            samples.iter().map(|s| mb(s.0)).sum::<f64>() / n,
-            samples.iter().map(|s| mb(s.0)).fold(0.0, f64::max),
+            samples.iter().map(|s| s.0).sum::<f64>() / n,
+            samples.iter().map(|s| s.0).fold(0.0, f64::max),
             samples.iter().map(|s| s.1).sum::<f64>() / n,
             samples.iter().map(|s| s.1).fold(0.0, f64::max),
         )
@@ -167,7 +144,7 @@ fn run_child(args: &RigBenchArgs, design: &str) -> anyhow::Result<DesignFigures>
     let (w, h, fps) = parse_case(&case)?;
     std::fs::create_dir_all(&out)?;
     let duration = Duration::from_secs(args.duration.max(4));
-    let rss_baseline_mb = rss_bytes() as f64 / (1u64 << 20) as f64;
+    let rss_baseline_mb = rss_mib(std::process::id());
     let sampler = Sampler::start()?;
     let started = Instant::now();
     let half = duration / 2;
@@ -190,7 +167,7 @@ fn run_child(args: &RigBenchArgs, design: &str) -> anyhow::Result<DesignFigures>
             std::thread::sleep(half.saturating_sub(started.elapsed()));
             let t = Instant::now();
             rig.trigger();
-            while rig.clips().is_empty() && t.elapsed() < Duration::from_secs(60) {
+            while rig.clips_written() == 0 && t.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(5));
             }
             latency = t.elapsed().as_secs_f64() * 1e3 - args.post_roll_ms as f64;

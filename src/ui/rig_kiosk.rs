@@ -177,13 +177,17 @@ impl qobject::RigControl {
         };
         let status = rig.status();
         let reserve = rig.config().recording.disk_reserve_mb;
-        let mut recent = rig.clips();
-        recent.reverse();
-        recent.truncate(8);
-        let last = recent
-            .first()
-            .map(|(_, d)| d.id.clone())
-            .unwrap_or_default();
+        // The clip folders are read again only when a clip was written since the last look.
+        let recent = if status.clips_written as i32 != self.clips || self.recent.is_empty() {
+            let mut listed: Vec<ClipDescription> =
+                rig.clips().into_iter().map(|(_, d)| d).collect();
+            listed.reverse();
+            listed.truncate(8);
+            listed
+        } else {
+            self.recent.clone()
+        };
+        let last = recent.first().map(|d| d.id.clone()).unwrap_or_default();
         let (clips, triggers, free) = (
             status.clips_written as i32,
             status.triggers as i32,
@@ -195,7 +199,7 @@ impl qobject::RigControl {
         {
             let mut rust = self.as_mut().rust_mut();
             rust.status = status;
-            rust.recent = recent.into_iter().map(|(_, d)| d).collect();
+            rust.recent = recent;
         }
         self.as_mut().set_clips(clips);
         self.as_mut().set_triggers(triggers);

@@ -53,7 +53,6 @@ pub struct Exporter {
     pool: Receiver<Vec<u8>>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     thread: Option<JoinHandle<()>>,
-    quality: u8,
     submitted: u64,
     waits: u64,
     wait_ms: f64,
@@ -131,7 +130,6 @@ impl Exporter {
             pool,
             shared,
             thread: Some(thread),
-            quality,
             submitted: 0,
             waits: 0,
             wait_ms: 0.0,
@@ -234,10 +232,6 @@ impl Exporter {
     /// Milliseconds the analysis has waited on a full queue so far.
     pub fn wait_ms(&self) -> f64 {
         self.wait_ms
-    }
-
-    pub fn quality(&self) -> u8 {
-        self.quality
     }
 }
 

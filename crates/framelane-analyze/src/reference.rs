@@ -37,7 +37,8 @@ pub struct LoopFigures {
     pub checksums: Vec<(u64, u64)>,
 }
 
-fn cpu_seconds() -> f64 {
+/// User + system CPU seconds this process has used so far.
+pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

@@ -313,7 +313,7 @@ impl Walk {
         self.boxes.extend(self.faces.iter().map(|f| f.bbox));
         self.tracker
             .update(number, time, &self.boxes, &self.bgr, &mut self.ids);
-        let wait_before = self.exporter_wait_ms();
+        let wait_before = self.exporter.wait_ms();
         for (face, &raw_id) in self.faces.iter().zip(&self.ids) {
             let mut crop = None;
             if options.save_crops {
@@ -371,13 +371,9 @@ impl Walk {
             Reason::Warmup => self.counters.by_warmup += 1,
             Reason::Stride => self.counters.by_stride += 1,
         }
-        self.stages.export_wait_ms += self.exporter_wait_ms() - wait_before;
+        self.stages.export_wait_ms += self.exporter.wait_ms() - wait_before;
         self.stages.track_ms += ms(t);
         Ok(())
-    }
-
-    fn exporter_wait_ms(&self) -> f64 {
-        self.exporter.wait_ms()
     }
 
     /// Makes the files agree with the state, then writes the checkpoint that points at them.

@@ -27,7 +27,7 @@ use crate::RigError;
 const PREVIEW_EVERY_NS: u64 = 33_000_000;
 
 /// A camera's newest frame for previews (packed RGB), refreshed by the capture thread when the
-/// slot is free (never waiting for a reader).
+/// slot is free (never waiting for a reader), and only once something has asked for a preview.
 #[derive(Debug, Default)]
 pub struct Preview {
     pub width: u32,
@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     handoff_ns: Mutex<Vec<u64>>,
     pub preview: Mutex<Preview>,
+    /// Set by the first preview read: a headless rig never pays for preview copies.
+    preview_wanted: AtomicBool,
 }
 
 impl Shared {
@@ -149,6 +151,7 @@ impl Camera {
             stop: AtomicBool::new(false),
             handoff_ns: Mutex::new(Vec::with_capacity(LATENCY_SAMPLES)),
             preview: Mutex::new(Preview::default()),
+            preview_wanted: AtomicBool::new(false),
         });
         let (frames_tx, frames_rx) = mpsc::sync_channel::<Captured>(HANDOFF_FRAMES);
         // Buffers are made on demand, up to the hand-off's size plus the two in the threads'
@@ -208,9 +211,16 @@ impl Camera {
     }
 
     /// Runs `read` on the newest preview frame when it is newer than `seen`; its sequence.
+    /// The first call turns previews on for this camera.
     pub fn with_preview<T>(&self, seen: u64, read: impl FnOnce(&Preview) -> T) -> Option<(u64, T)> {
+        self.shared.preview_wanted.store(true, Ordering::Relaxed);
         let preview = lock(&self.shared.preview);
         (preview.seq > seen && !preview.rgb.is_empty()).then(|| (preview.seq, read(&preview)))
+    }
+
+    /// Whether the camera is capturing (cheaper than [`Self::status`]).
+    pub fn is_live(&self) -> bool {
+        lock(&self.shared.status).state == "live"
     }
 
     /// Capture time of the newest encoded packet.
@@ -307,7 +317,9 @@ fn capture_loop(
             };
             backoff = Duration::from_millis(250);
             lock(&shared.status).captured += 1;
-            if captured_ns.saturating_sub(last_preview) >= PREVIEW_EVERY_NS {
+            if shared.preview_wanted.load(Ordering::Relaxed)
+                && captured_ns.saturating_sub(last_preview) >= PREVIEW_EVERY_NS
+            {
                 // try_lock: a preview being copied out is skipped, capture never waits.
                 if let Ok(mut preview) = shared.preview.try_lock() {
                     preview.width = width;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use framelane_core::fastlane::shm::monotonic_ns;
 use opencv::core::{Mat, Size, Vec3b};
@@ -189,9 +188,4 @@ impl DequeRig {
             let _ = t.join();
         }
     }
-}
-
-/// Seconds since `start`.
-pub fn since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64()
 }

@@ -220,6 +220,11 @@ impl Rig {
         status(&self.cameras, &self.state, &self.config)
     }
 
+    /// Clips written so far (cheap: no file system access, no camera figures).
+    pub fn clips_written(&self) -> u64 {
+        lock(&self.state).written
+    }
+
     pub fn config(&self) -> &RigConfig {
         &self.config
     }
@@ -335,9 +340,9 @@ fn clip_loop(
         lock(state).pending = pending.len();
         while let Some(front) = pending.front() {
             let now = monotonic_ns();
-            let caught_up = cameras.iter().all(|c| {
-                c.newest_ns().is_some_and(|n| n >= front.to_ns) || c.status().state != "live"
-            });
+            let caught_up = cameras
+                .iter()
+                .all(|c| c.newest_ns().is_some_and(|n| n >= front.to_ns) || !c.is_live());
             let overdue = now > front.to_ns + CAMERA_GRACE.as_nanos() as u64;
             if !(caught_up || overdue || stopping) {
                 break;

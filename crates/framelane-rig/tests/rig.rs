@@ -162,19 +162,18 @@ fn a_trigger_during_the_post_roll_extends_the_clip() {
     let rig = Rig::start(config(&dir, &[("only", "synthetic")], "extend")).expect("rig");
     warm(&rig);
     assert!(rig.trigger());
-    std::thread::sleep(Duration::from_millis(300));
+    // The second trigger comes while the first clip waits for its post-roll.
+    wait_for("the first clip to be pending", 10, || {
+        (rig.status().pending == 1).then_some(())
+    });
     assert!(rig.trigger());
-    let clips = one_clip(&rig, 1);
-    // Give a second clip, if the policy were broken, time to appear.
-    let settled = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < settled {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        rig.clips().len(),
-        1,
-        "one clip for two overlapping triggers"
-    );
+    // Every trigger handled (nothing pending) and at least one clip written: with the extend
+    // policy that is exactly one clip.
+    let clips = wait_for("every trigger's clip", 30, || {
+        let clips = rig.clips();
+        (!clips.is_empty() && rig.status().pending == 0).then_some(clips)
+    });
+    assert_eq!(clips.len(), 1, "one clip for two overlapping triggers");
     let clip = &clips[0].1;
     assert_eq!(clip.triggers_ns.len(), 2);
     let second_ms = (clip.triggers_ns[1] - clip.triggers_ns[0]) as f64 / 1e6;

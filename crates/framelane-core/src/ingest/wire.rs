@@ -52,22 +52,13 @@ fn check_finite(field: &'static str, value: f64) -> Result<(), IngestError> {
 
 pub(crate) fn check_run_id(run_id: &str) -> Result<(), IngestError> {
     if run_id.is_empty() {
-        Err(IngestError::field("run_id", "is empty"))
-    } else if run_id.len() > 256 || run_id.chars().any(char::is_control) {
-        let shown: String = run_id.chars().take(64).collect();
-        Err(IngestError::field(
-            "run_id",
-            format!(
-                "{shown:?} ({} bytes) is longer than 256 bytes or has control characters",
-                run_id.len()
-            ),
-        ))
-    } else {
-        Ok(())
+        return Err(IngestError::field("run_id", "is empty"));
     }
+    check_label("run_id", run_id)
 }
 
-/// Checks a worker's id or kind: at most 256 bytes, no control characters (empty is allowed).
+/// Checks an id or label: at most 256 bytes, no control characters (empty is allowed here).
+/// The error shows at most the first 64 characters, never the whole value.
 pub(crate) fn check_label(field: &'static str, value: &str) -> Result<(), IngestError> {
     if value.len() > 256 || value.chars().any(char::is_control) {
         let shown: String = value.chars().take(64).collect();
