@@ -14,6 +14,7 @@ fn main() {
         "qml/ReplayPanel.qml",
         "qml/AnalysisPanel.qml",
         "qml/RigKiosk.qml",
+        "qml/MetricsPanel.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -32,6 +33,7 @@ fn main() {
             "src/ui/replay_episodes.rs",
             "src/ui/analysis_view.rs",
             "src/ui/rig_kiosk.rs",
+            "src/ui/daemon_metrics.rs",
         ])
         .cpp_files([
             "cpp/frame_source.h",

@@ -28,15 +28,16 @@ toQString(const rust::String& s)
   return QString::fromUtf8(s.data(), qsizetype(s.size()));
 }
 
-// Text of the HUD labels, so tests and scripts can check what the HUD shows.
+// Text of the labels whose name starts with `prefix` (the HUD's, the metrics panel's), so tests
+// and scripts can check what the window shows.
 QJsonObject
-hudTexts(QObject* root)
+labelTexts(QObject* root, const QString& prefix)
 {
   QJsonObject out;
   const auto items = root->findChildren<QQuickItem*>();
   for (QQuickItem* item : items) {
     const QString name = item->objectName();
-    if (name.startsWith(QStringLiteral("hud")))
+    if (name.startsWith(prefix) && item->property("text").isValid())
       out.insert(name, item->property("text").toString());
   }
   return out;
@@ -65,7 +66,14 @@ statsOf(QObject* root, QQuickWindow* window)
     stats.insert(QStringLiteral("hud_rect"),
                  QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
   }
-  stats.insert(QStringLiteral("hud"), hudTexts(root));
+  stats.insert(QStringLiteral("hud"), labelTexts(root, QStringLiteral("hud")));
+  stats.insert(QStringLiteral("metrics"), labelTexts(root, QStringLiteral("metrics")));
+  if (auto* live = root->findChild<QObject*>(QStringLiteral("liveView"))) {
+    QJsonObject c;
+    for (const char* name : { "preferSharedMemory", "frameSource", "rateAsked", "rateListeners", "rateNote", "autoSlow" })
+      c.insert(QString::fromLatin1(name), QJsonValue::fromVariant(live->property(name)));
+    stats.insert(QStringLiteral("controls"), c);
+  }
   if (auto* plot = root->findChild<QObject*>(QStringLiteral("runPlot")))
     stats.insert(QStringLiteral("plot_points"), plot->property("pointCount").toInt());
   if (auto* plotItem = root->findChild<QQuickItem*>(QStringLiteral("plotItem"))) {
@@ -165,6 +173,10 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
     { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
     { QStringLiteral("rigConfig"), toQString(options.rig_config) },
+    { QStringLiteral("preferSharedMemory"), !options.no_shared_memory },
+    { QStringLiteral("initialAskRate"), int(options.ask_rate_hz) },
+    { QStringLiteral("autoSlow"), options.auto_slow },
+    { QStringLiteral("showMetrics"), options.show_metrics },
     { QStringLiteral("width"), int(options.window_width) },
     { QStringLiteral("height"), int(options.window_height) },
     { QStringLiteral("visibility"), options.fullscreen ? int(QWindow::FullScreen) : int(QWindow::Windowed) },

@@ -69,6 +69,16 @@ Rectangle {
             font.pixelSize: 12
         }
         Text {
+            objectName: "hudControls"
+            // What the controls do right now: the frame's source and the rate asked of the producer.
+            text: "source " + (hud.view.frameSource || "none")
+                  + (hud.view.rateAsked > 0 ? "   rate asked " + hud.view.rateAsked + "/s (" + hud.view.rateListeners + " listening)"
+                     : hud.view.rateAsked === 0 ? "   rate cap lifted (" + hud.view.rateListeners + " listening)" : "")
+                  + (hud.view.rateNote ? "   " + hud.view.rateNote : "")
+            color: "#e6edf3"
+            font.pixelSize: 12
+        }
+        Text {
             objectName: "hudSize"
             text: hud.view.frameWidth > 0 ? hud.view.frameWidth + "×" + hud.view.frameHeight : ""
             visible: hud.view.frameWidth > 0

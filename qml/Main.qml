@@ -11,6 +11,13 @@ ApplicationWindow {
     property int pollIntervalMs: 0
     // Live view frame-rate cap (0: off).
     property int maxFps: 0
+    // Off: the live view shows the daemon's kept frames even when the run has a segment.
+    property bool preferSharedMemory: true
+    // A producer rate to ask for when the window opens (-1: none).
+    property int initialAskRate: -1
+    // Ask the producer to slow down after sustained skipping.
+    property bool autoSlow: false
+    property bool showMetrics: false
     // Address of the telemetry daemon (embedded or --connect); empty: none.
     property string daemonAddress: ""
     property string initialPlotRunId: ""
@@ -66,6 +73,18 @@ ApplicationWindow {
         objectName: "liveView"
         daemonAddress: root.daemonAddress
         runId: root.initialRunId
+        preferSharedMemory: root.preferSharedMemory
+        autoSlow: root.autoSlow
+    }
+
+    // The producer rate given on the command line is asked for once the demo run's worker
+    // listens on its control stream (asked again every second until one does).
+    Timer {
+        interval: 1000
+        repeat: true
+        running: root.initialAskRate >= 0 && liveView.rateListeners === 0 && root.daemonAddress !== ""
+        triggeredOnStart: true
+        onTriggered: liveView.askMaxRate(root.initialAskRate)
     }
 
     RigKiosk {
@@ -153,6 +172,43 @@ ApplicationWindow {
                 currentIndex: Math.max(0, caps.indexOf(root.maxFps))
                 onActivated: index => root.maxFps = caps[index]
             }
+            CheckBox {
+                objectName: "preferSharedMemory"
+                visible: !root.replaying
+                text: "Shared memory"
+                checked: root.preferSharedMemory
+                onToggled: root.preferSharedMemory = checked
+                ToolTip.visible: hovered
+                ToolTip.text: "Off: show the daemon's kept frames even when the run has a fast-lane segment"
+            }
+            Label {
+                visible: !root.replaying && root.daemonAddress !== ""
+                text: "Producer rate"
+                color: "#8b949e"
+            }
+            ComboBox {
+                objectName: "producerRate"
+                visible: !root.replaying && root.daemonAddress !== ""
+                readonly property var rates: [0, 10, 30, 60]
+                model: rates.map(hz => hz === 0 ? "no cap" : hz + "/s")
+                onActivated: index => liveView.askMaxRate(rates[index])
+            }
+            CheckBox {
+                objectName: "autoSlow"
+                visible: !root.replaying && root.daemonAddress !== ""
+                text: "Slow when skipping"
+                checked: root.autoSlow
+                onToggled: root.autoSlow = checked
+                ToolTip.visible: hovered
+                ToolTip.text: "After 3 s of skipped frames, ask the producer for the display's rate"
+            }
+            Button {
+                objectName: "showMetricsButton"
+                text: "Metrics"
+                checkable: true
+                checked: root.showMetrics
+                onToggled: root.showMetrics = checked
+            }
         }
 
         Rectangle {
@@ -188,6 +244,16 @@ ApplicationWindow {
                     anchors.centerIn: parent
                     view: liveView
                 }
+            }
+
+            MetricsPanel {
+                objectName: "metricsPanel"
+                anchors.right: parent.right
+                anchors.top: parent.top
+                anchors.margins: 16
+                visible: root.showMetrics
+                view: liveView
+                daemonAddress: root.daemonAddress
             }
 
             Label {

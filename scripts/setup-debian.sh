@@ -22,8 +22,8 @@ PACKAGES=(
   # episode analysis: OpenCV 4.6 for face detection (the opencv crate binds it with libclang)
   # and the Haar cascades of opencv-data
   libopencv-dev opencv-data
-  # test helpers
-  python3
+  # test helpers; a real Prometheus server scrapes the daemon's metrics endpoint in the tests
+  python3 prometheus
 )
 
 missing=()

@@ -22,6 +22,16 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     gui: GuiArgs,
+    /// Log lines as text (for people) or JSON (one object per line, for services and log
+    /// collectors); FRAMELANE_LOG sets the filter.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,6 +234,9 @@ struct ServeArgs {
     /// Most steps waiting for the store writer; publishers wait beyond it.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     queue: u32,
+    /// Serve the pipeline figures for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9551).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -305,6 +318,23 @@ struct GuiArgs {
     /// Render the live view at most this many frames a second (the HUD shows the cap).
     #[arg(long, value_name = "FPS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     fps_cap: Option<u32>,
+    /// Show the daemon's kept frames even when the run has a fast-lane segment (the window's
+    /// "Shared memory" switch, off).
+    #[arg(long)]
+    no_shared_memory: bool,
+    /// Ask the shown run's producer, over the daemon's control stream, to publish at most this
+    /// many frames a second (0: lift a cap).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    ask_rate: Option<u32>,
+    /// Ask the producer to slow to the display's rate after 3 s of skipped frames.
+    #[arg(long)]
+    auto_slow: bool,
+    /// Open with the metrics panel shown.
+    #[arg(long)]
+    show_metrics: bool,
+    /// Serve the embedded daemon's figures for Prometheus at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -389,16 +419,29 @@ fn parse_format(text: &str) -> Result<PixelFormat, String> {
         .ok_or_else(|| format!("{text:?} is not a pixel format (rgb, rgba or bgra)"))
 }
 
+/// Log lines on stderr, filtered by FRAMELANE_LOG; JSON lines carry the span (pipeline stage)
+/// each event happened in.
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FRAMELANE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,framelane_core::encode::probe=info")
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRAMELANE_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,framelane_core::encode::probe=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         None => run_gui(cli.gui),
         Some(Command::Gui(args)) => run_gui(args),
@@ -446,6 +489,8 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut demo_thread = None;
     let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // A producer rate cap asked for from the window, over the demo run's control stream.
+    let rate_cap = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let run_id = match (&args.run, args.no_demo || args.smoke_test) {
         (Some(run), _) => run.clone(),
         (None, true) => String::new(),
@@ -468,6 +513,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             duration: None,
             capacity: 4,
             published: Some(Arc::clone(&published)),
+            rate_cap_hz: Some(Arc::clone(&rate_cap)),
         };
         let stop = Arc::clone(&stop);
         demo_thread = Some(
@@ -498,9 +544,13 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(daemon::default_data_dir),
         );
         config.listen = args.listen;
+        config.metrics = args.metrics;
         match daemon::Daemon::start(config) {
             Ok(d) => {
                 let address = d.local_addr().to_string();
+                if let Some(metrics) = d.metrics_addr() {
+                    println!("framelane: metrics at http://{metrics}/metrics");
+                }
                 embedded = Some(d);
                 own_daemon = true;
                 address
@@ -531,7 +581,9 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             let (run, published, stop) = (run_id.clone(), published, Arc::clone(&stop));
             let spawned = std::thread::Builder::new()
                 .name("demo-telemetry".into())
-                .spawn(move || demo::stream_demo_telemetry(address, run, published, stop));
+                .spawn(move || {
+                    demo::stream_demo_telemetry(address, run, published, rate_cap, stop)
+                });
             match spawned {
                 Ok(thread) => telemetry_thread = Some(thread),
                 Err(err) => eprintln!("framelane: the demo run is not recorded: {err}"),
@@ -575,6 +627,10 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|path| path.display().to_string())
             .unwrap_or_default(),
+        no_shared_memory: args.no_shared_memory,
+        ask_rate_hz: args.ask_rate.map_or(-1, |hz| hz as i32),
+        auto_slow: args.auto_slow,
+        show_metrics: args.show_metrics,
     };
     let hint = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let result = ui::run_gui(&options, &hint);
@@ -613,6 +669,7 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
         max_delay: Duration::from_millis(u64::from(args.flush_ms)),
     };
     config.store_queue = args.queue as usize;
+    config.metrics = args.metrics;
     Ok(config)
 }
 
@@ -641,8 +698,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signal handlers first: once the address is printed, SIGTERM must mean a clean stop.
     let (signals, mut term, mut int) = stop_signals()?;
     let daemon = daemon::Daemon::start(config)?;
+    // One line, so scripts that read the address read everything they need at once.
+    let metrics = daemon
+        .metrics_addr()
+        .map(|m| format!("; metrics at http://{m}/metrics"))
+        .unwrap_or_default();
     println!(
-        "framelane serve: listening on {} (data in {})",
+        "framelane serve: listening on {} (data in {}{metrics})",
         daemon.local_addr(),
         data_dir.display()
     );
@@ -683,6 +745,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         duration,
         capacity: args.capacity,
         published: None,
+        rate_cap_hz: None,
     };
     let stop = AtomicBool::new(false);
     if !args.report_json {

@@ -951,6 +951,168 @@ fn fps_cap_holds(failures: &mut Vec<String>) {
     );
 }
 
+/// A worker of `run` listening on the daemon's control stream; records the last rate asked.
+fn control_listener(
+    address: std::net::SocketAddr,
+    run: String,
+    received: std::sync::Arc<std::sync::Mutex<Option<u32>>>,
+) {
+    use framelane_core::ingest::proto::framelane_v1 as v1;
+    use tokio_stream::StreamExt;
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok(mut client) = framelane_core::ingest::client::connect(address).await else {
+                return;
+            };
+            let hello = v1::ControlMessage {
+                run_id: run,
+                event: None,
+            };
+            let requests = tokio_stream::iter([hello]).chain(tokio_stream::pending());
+            let Ok(reply) = client.control(requests).await else {
+                return;
+            };
+            let mut events = reply.into_inner();
+            while let Some(Ok(message)) = events.next().await {
+                if let Some(v1::control_message::Event::MaxRateHz(hz)) = message.event {
+                    *received.lock().unwrap_or_else(|p| p.into_inner()) = Some(hz);
+                }
+            }
+        });
+    });
+}
+
+/// The live view's controls under Xvfb: a producer rate asked from the window reaches the
+/// run's workers over the control stream (the demo slows to it, a second worker receives it),
+/// the HUD states it, the metrics panel shows live figures; then, with "Shared memory" off,
+/// the same run is shown from the daemon's kept frames.
+fn live_controls_work(failures: &mut Vec<String>) {
+    println!("xvfb: live controls and the metrics panel");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let dir = artifacts().join(format!("controls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats_path = artifacts().join("controls.json");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let listening = std::sync::Mutex::new(false);
+    let mut command = Display::Xvfb.command();
+    command.arg("--data-dir").arg(&dir).args([
+        "--listen",
+        &address.to_string(),
+        "--ask-rate",
+        "7",
+        "--show-metrics",
+    ]);
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        if let Some(run) = stats["run_id"].as_str().filter(|r| !r.is_empty()) {
+            let mut started = listening.lock().unwrap_or_else(|p| p.into_inner());
+            if !*started {
+                *started = true;
+                control_listener(address, run.to_owned(), std::sync::Arc::clone(&received));
+            }
+        }
+        let producer_rate = stats["hud"]["hudRates"]
+            .as_str()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        let got = *received.lock().unwrap_or_else(|p| p.into_inner());
+        stats["controls"]["rateAsked"] == 7
+            && (5.0..=8.5).contains(&producer_rate)
+            && got == Some(7)
+            && stats["metrics"]["metricsStore"]
+                .as_str()
+                .is_some_and(|t| !t.contains("n/a"))
+    });
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let got = *received.lock().unwrap_or_else(|p| p.into_inner());
+    check(
+        ready,
+        format!("the ask reached the workers and the figures came before the deadline ({stats})"),
+        failures,
+    );
+    check(
+        got == Some(7),
+        format!("a worker on the run's control stream received max_rate_hz 7 ({got:?})"),
+        failures,
+    );
+    check(
+        stats["hud"]["hudControls"]
+            .as_str()
+            .is_some_and(|t| t.contains("source shared memory") && t.contains("rate asked 7/s")),
+        format!(
+            "the HUD states the source and the rate asked ({})",
+            stats["hud"]["hudControls"]
+        ),
+        failures,
+    );
+    check(
+        stats["hud"]["hudRates"]
+            .as_str()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .is_some_and(|rate| rate <= 8.5),
+        format!(
+            "the demo producer slowed to the rate asked ({})",
+            stats["hud"]["hudRates"]
+        ),
+        failures,
+    );
+    let metrics = &stats["metrics"];
+    for (label, must) in [
+        ("metricsFrameTime", "frame time p50"),
+        ("metricsStore", "commit p50"),
+        ("metricsStepRate", "steps/s (gRPC)"),
+        ("metricsMemory", "MiB resident"),
+    ] {
+        check(
+            metrics[label]
+                .as_str()
+                .is_some_and(|t| t.contains(must) && !t.contains("n/a")),
+            format!(
+                "the metrics panel shows live figures: {label} ({})",
+                metrics[label]
+            ),
+            failures,
+        );
+    }
+
+    // The same data directory, with the fast lane switched off: the daemon's frames show.
+    let stats_path = artifacts().join("controls-no-shm.json");
+    let mut command = Display::Xvfb.command();
+    command
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0", "--no-shared-memory"]);
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        stats["controls"]["frameSource"] == "daemon" && stats["state"] == "live"
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats = exited_with_stats(status, &stats_path, failures);
+    check(
+        ready && stats["controls"]["frameSource"] == "daemon",
+        format!(
+            "with shared memory off the live view shows the daemon's frames ({})",
+            stats["controls"]
+        ),
+        failures,
+    );
+    check(
+        stats["hud"]["hudControls"]
+            .as_str()
+            .is_some_and(|t| t.contains("source daemon")),
+        format!("the HUD names the source ({})", stats["hud"]["hudControls"]),
+        failures,
+    );
+}
+
 fn main() {
     // libtest-style filtering is not needed; accept and ignore its flags.
     let mut failures = Vec::new();
@@ -971,6 +1133,7 @@ fn main() {
         .is_ok()
     {
         live_window_shows_the_producer_frame_and_hud(Display::Xvfb, &mut failures);
+        live_controls_work(&mut failures);
     } else {
         failures.push("xvfb-run is not installed (scripts/setup-debian.sh installs it)".into());
     }

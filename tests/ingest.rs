@@ -894,3 +894,126 @@ fn the_gui_client_sends_its_token_and_takes_full_hd_frames() {
     assert_eq!(frame.rgba.len(), 1920 * 1080 * 4);
     assert_eq!(&frame.rgba[..4], &[77, 77, 77, 255]);
 }
+
+#[test]
+fn a_viewers_rate_ask_reaches_that_runs_workers_only_and_the_reply_counts_them() {
+    let dir = ScratchDir::new("send-control");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    rt.block_on(async {
+        // A worker's control stream: its first message names its run; it stays open.
+        let listen = |run: &'static str| async move {
+            let mut client = telemetry_client(addr).await;
+            let hello = v1::ControlMessage {
+                run_id: run.into(),
+                event: None,
+            };
+            // The request side stays open until the sender drops (the worker ends its stream).
+            let (sender, receiver) = tokio::sync::mpsc::channel(1);
+            sender.send(hello).await.expect("queue hello");
+            let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
+            let replies = client
+                .control(requests)
+                .await
+                .expect("control")
+                .into_inner();
+            (replies, sender)
+        };
+        let (mut slow, slow_requests) = listen("slowed-run").await;
+        let (mut other, _other_requests) = listen("other-run").await;
+        let mut viewer = telemetry_client(addr).await;
+        let ask = |hz| v1::ControlMessage {
+            run_id: "slowed-run".into(),
+            event: Some(v1::control_message::Event::MaxRateHz(hz)),
+        };
+        // The daemon counts a stream once its first message arrived: ask until it does.
+        let mut listeners = 0;
+        for _ in 0..100 {
+            listeners = viewer
+                .send_control(ask(12))
+                .await
+                .expect("send control")
+                .into_inner()
+                .listeners;
+            if listeners == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(listeners, 1, "one worker of the run listens");
+        // Workers also get the daemon's own credit grants; only rate asks matter here.
+        async fn next_rate(
+            stream: &mut tonic::Streaming<v1::ControlMessage>,
+            within: Duration,
+        ) -> Option<(String, u32)> {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let message = tokio::time::timeout_at(deadline, stream.next())
+                    .await
+                    .ok()??
+                    .ok()?;
+                if let Some(v1::control_message::Event::MaxRateHz(hz)) = message.event {
+                    return Some((message.run_id, hz));
+                }
+            }
+        }
+        assert_eq!(
+            next_rate(&mut slow, Duration::from_secs(10)).await,
+            Some(("slowed-run".to_owned(), 12)),
+            "the worker hears the ask"
+        );
+        assert_eq!(
+            next_rate(&mut other, Duration::from_millis(300)).await,
+            None,
+            "another run's worker hears no ask"
+        );
+
+        // A worker that starts listening after the ask (a restart) is told the cap in force.
+        let (mut late, late_requests) = listen("slowed-run").await;
+        assert_eq!(
+            next_rate(&mut late, Duration::from_secs(10)).await,
+            Some(("slowed-run".to_owned(), 12)),
+            "a late worker hears the cap in force"
+        );
+        drop((late, late_requests));
+
+        // A message without an event, or with the daemon's own credits, is refused and named.
+        for event in [None, Some(v1::control_message::Event::GrantSteps(5))] {
+            let status = viewer
+                .send_control(v1::ControlMessage {
+                    run_id: "slowed-run".into(),
+                    event,
+                })
+                .await
+                .expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        }
+        let status = viewer
+            .send_control(v1::ControlMessage {
+                run_id: String::new(),
+                event: Some(v1::control_message::Event::MaxRateHz(5)),
+            })
+            .await
+            .expect_err("no run");
+        assert!(status.message().contains("run_id"), "{status:?}");
+
+        // A worker that goes is no longer counted.
+        drop((slow, slow_requests));
+        let mut counted = 1;
+        for _ in 0..100 {
+            counted = viewer
+                .send_control(ask(0))
+                .await
+                .expect("send control")
+                .into_inner()
+                .listeners;
+            if counted == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(counted, 0, "closed control streams stop being counted");
+    });
+    daemon.shutdown();
+}

@@ -1,5 +1,5 @@
 //! `framelane bench fastlane`: publish cost beside memcpy, cross-process publish-to-readable
-//! latency, producer-to-pixels latency in the GUI (frame cadence beside the 16 ms GUI-thread
+//! latency, the live view's watcher woken by the writer beside polling, producer-to-pixels latency in the GUI (frame cadence beside the 16 ms GUI-thread
 //! timer of the reference design) and producer slowdown with a reader attached.
 
 use std::hint::black_box;
@@ -87,6 +87,29 @@ pub fn run_fastlane_bench(args: &FastlaneBenchArgs) -> anyhow::Result<()> {
         cross.push(row);
     }
 
+    println!("\n== the live view's watcher: woken by the writer beside polling every 1 ms ==");
+    println!(
+        "{:<30} {:>13} {:>13} {:>12} {:>12}",
+        "watcher", "idle wakes/s", "idle CPU %", "p50 ms", "p99 ms"
+    );
+    let mut wake = Vec::new();
+    for mode in [WatchMode::Woken, WatchMode::Polled] {
+        let row = watcher_figures(&exe, mode, args.seconds)?;
+        println!(
+            "{:<30} {:>13.1} {:>13.3} {:>12.3} {:>12.3}",
+            mode.label(),
+            row["idle_wakeups_per_second"].as_f64().unwrap_or(f64::NAN),
+            row["idle_cpu_percent"].as_f64().unwrap_or(f64::NAN),
+            row["publish_to_readable_ms"]["p50"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            row["publish_to_readable_ms"]["p99"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        );
+        wake.push(row);
+    }
+
     let mut gui = Vec::new();
     let mut slowdown = Vec::new();
     let display = crate::ui::display_available();
@@ -149,6 +172,7 @@ pub fn run_fastlane_bench(args: &FastlaneBenchArgs) -> anyhow::Result<()> {
         "command": command,
         "publish_cost": publish,
         "cross_process_latency": cross,
+        "watcher_wake": wake,
         "gui_latency": gui,
         "producer_slowdown": slowdown,
     });
@@ -303,6 +327,103 @@ fn cross_process_latency(
         "latency_ms": Summary::of(&mut samples),
         "frames_skipped": reader.frames_skipped(),
         "torn_reads": reader.torn_reads(),
+    }))
+}
+
+/// How the live view's watcher thread waits for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchMode {
+    /// Sleeps on the segment's publish futex (framelane writers wake it).
+    Woken,
+    /// Looks at `head` every millisecond (MOSAIC writers; the watcher before wake-on-publish).
+    Polled,
+}
+
+impl WatchMode {
+    fn label(self) -> &'static str {
+        match self {
+            WatchMode::Woken => "woken by the writer (futex)",
+            WatchMode::Polled => "polls head every 1 ms",
+        }
+    }
+
+    /// One wait of the watcher loop.
+    fn wait(self, reader: &FastLaneReader, seen: u64) {
+        match self {
+            WatchMode::Woken => {
+                reader.wait_for_head(seen, Duration::from_millis(100));
+            }
+            WatchMode::Polled => std::thread::sleep(framelane_core::fastlane::POLL_INTERVAL),
+        }
+    }
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// The watcher loop alone: wake-ups and CPU while a live writer publishes nothing, then
+/// publish-to-readable latency of a producer process at 100 Hz (84x84x3).
+fn watcher_figures(exe: &Path, mode: WatchMode, seconds: f64) -> anyhow::Result<serde_json::Value> {
+    let idle_run = unique_run("idle");
+    let mut config = WriterConfig::new(84, 84, PixelFormat::Rgb8);
+    config.cleanup_on_signal = false;
+    let writer = FastLaneWriter::create(&idle_run, config)?;
+    let reader = FastLaneReader::attach(&idle_run)?;
+    if mode == WatchMode::Woken && !reader.woken_by_writer() {
+        bail!("the segment's writer does not wake readers");
+    }
+    let (wakeups, cpu) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let cpu_start = thread_cpu_seconds();
+                let end = Instant::now() + Duration::from_secs_f64(seconds);
+                let mut wakeups = 0u64;
+                while Instant::now() < end {
+                    mode.wait(&reader, reader.head());
+                    wakeups += 1;
+                }
+                (wakeups, thread_cpu_seconds() - cpu_start)
+            })
+            .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the watcher thread panicked"))?;
+    drop(reader);
+    drop(writer);
+
+    let run = unique_run("wake");
+    let _producer = spawn_producer(exe, &run, "84x84", 100.0, None, false)?;
+    let mut reader = attach_when_ready(&run)?;
+    let g = reader.geometry();
+    let mut buf = vec![0u8; g.frame_bytes()];
+    let mut samples = Vec::new();
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut seen = reader.head();
+    while Instant::now() < end {
+        mode.wait(&reader, seen);
+        let head = reader.head();
+        if head == seen {
+            continue;
+        }
+        seen = head;
+        if let ReadOutcome::Frame(meta) = reader.read_newest(&mut buf, g.row_stride)? {
+            if let Some(produced) = meta.producer_mono_ns {
+                samples.push(shm::monotonic_ns().saturating_sub(produced) as f64 / 1e6);
+            }
+        }
+    }
+    Ok(serde_json::json!({
+        "watcher": mode.label(),
+        "idle_wakeups_per_second": wakeups as f64 / seconds,
+        "idle_cpu_percent": cpu / seconds * 100.0,
+        "publish_to_readable_ms": Summary::of(&mut samples),
     }))
 }
 

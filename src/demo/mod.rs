@@ -5,7 +5,7 @@
 
 mod telemetry;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,9 @@ pub struct DemoConfig {
     pub capacity: u32,
     /// Updated with the number of the last frame published (for the demo's telemetry).
     pub published: Option<Arc<AtomicU64>>,
+    /// A rate cap asked for over the control stream (frames per second; 0: none), applied
+    /// from the next frame on.
+    pub rate_cap_hz: Option<Arc<AtomicU32>>,
 }
 
 /// What a finished demo run achieved.
@@ -138,6 +141,22 @@ pub fn demo_hud(number: u64, episodic_return: &mut f64, steps_per_second: f64) -
 }
 
 /// Publishes the demo pattern until `stop` is set or the configured frames or time are done.
+/// Time between frames: the configured rate, or the cap asked for when lower (None: as fast as
+/// possible).
+fn pacing(config: &DemoConfig) -> Option<Duration> {
+    let cap = config
+        .rate_cap_hz
+        .as_ref()
+        .map_or(0, |c| c.load(Ordering::Relaxed));
+    let rate = match (config.rate_hz > 0.0, cap > 0) {
+        (true, true) => config.rate_hz.min(f64::from(cap)),
+        (true, false) => config.rate_hz,
+        (false, true) => f64::from(cap),
+        (false, false) => return None,
+    };
+    Some(Duration::from_secs_f64(1.0 / rate))
+}
+
 pub fn run_demo(config: &DemoConfig, stop: &AtomicBool) -> Result<DemoReport, FastLaneError> {
     let mut writer_config = WriterConfig::new(config.width, config.height, config.format);
     writer_config.capacity = config.capacity;
@@ -145,7 +164,6 @@ pub fn run_demo(config: &DemoConfig, stop: &AtomicBool) -> Result<DemoReport, Fa
     let pattern = DemoPattern::new(writer.geometry());
     tracing::info!(run = %config.run_id, width = config.width, height = config.height, rate = config.rate_hz, "demo producer started");
 
-    let period = (config.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate_hz));
     let started = Instant::now();
     let mut next_deadline = started;
     let mut episodic_return = 0.0;
@@ -171,7 +189,7 @@ pub fn run_demo(config: &DemoConfig, stop: &AtomicBool) -> Result<DemoReport, Fa
             rate_window_start = Instant::now();
             rate_window_frames = 0;
         }
-        if let Some(period) = period {
+        if let Some(period) = pacing(config) {
             next_deadline += period;
             let now = Instant::now();
             if next_deadline > now {

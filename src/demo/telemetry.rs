@@ -5,7 +5,7 @@
 //! scrub in the Replay tab.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,23 +26,52 @@ pub const DEMO_PROFILE: &str = "demo";
 /// Streams the demo's steps to the daemon at `address` as the fast-lane producer publishes
 /// them (`published` is its frame counter), until `stop` is set. Returns a message when the
 /// daemon cannot be used; the fast lane goes on either way.
+/// It also listens on the run's control stream: a `max_rate_hz` asked for (by the window's
+/// producer-rate control) is stored in `rate_cap_hz`, which the producer applies.
 pub fn stream_demo_telemetry(
     address: SocketAddr,
     run_id: String,
     published: Arc<AtomicU64>,
+    rate_cap_hz: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("no async runtime: {e}"))?;
-    runtime.block_on(stream(address, run_id, published, stop))
+    runtime.block_on(stream(address, run_id, published, rate_cap_hz, stop))
+}
+
+/// Follows the run's control stream, keeping the newest rate cap, until the stream ends.
+async fn follow_control(
+    mut client: framelane_core::ingest::client::Client,
+    run_id: String,
+    rate_cap_hz: Arc<AtomicU32>,
+) {
+    use tokio_stream::StreamExt;
+    let hello = v1::ControlMessage {
+        run_id,
+        event: None,
+    };
+    // The request stream stays open (pending after the first message) so the daemon keeps us.
+    let requests = tokio_stream::iter([hello]).chain(tokio_stream::pending());
+    let Ok(reply) = client.control(requests).await else {
+        return;
+    };
+    let mut events = reply.into_inner();
+    while let Some(Ok(message)) = events.next().await {
+        if let Some(v1::control_message::Event::MaxRateHz(hz)) = message.event {
+            tracing::info!(hz, "demo producer: rate cap asked for");
+            rate_cap_hz.store(hz, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn stream(
     address: SocketAddr,
     run_id: String,
     published: Arc<AtomicU64>,
+    rate_cap_hz: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut client = connect(address)
@@ -57,6 +86,7 @@ async fn stream(
         })
         .await
         .map_err(|s| format!("registering the demo run: {}", s.message()))?;
+    let control = tokio::spawn(follow_control(client.clone(), run_id.clone(), rate_cap_hz));
     let pattern = DemoPattern::new(FrameGeometry::packed(
         RECORDED_WIDTH,
         RECORDED_HEIGHT,
@@ -123,5 +153,6 @@ async fn stream(
         }
         tokio::time::sleep(SEND_INTERVAL).await;
     }
+    control.abort();
     Ok(())
 }

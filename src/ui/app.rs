@@ -40,6 +40,14 @@ pub mod ffi {
         analysis_dir: String,
         /// rig.yaml of a rig to run as a kiosk in the window (empty: the normal window).
         rig_config: String,
+        /// Show the daemon's kept frames even when the run has a fast-lane segment.
+        no_shared_memory: bool,
+        /// Producer rate to ask for over the control stream when the window opens (-1: none).
+        ask_rate_hz: i32,
+        /// Ask the producer to slow down after sustained skipping.
+        auto_slow: bool,
+        /// Open with the metrics panel shown.
+        show_metrics: bool,
     }
 
     unsafe extern "C++" {

@@ -32,6 +32,18 @@ pub mod qobject {
         #[qproperty(f64, display_fps, cxx_name = "displayFps")]
         #[qproperty(i64, frames_skipped, cxx_name = "framesSkipped")]
         #[qproperty(f64, latency_ms, cxx_name = "latencyMs")]
+        /// Off: show the daemon's kept frames even when the run has a fast-lane segment.
+        #[qproperty(bool, prefer_shared_memory, cxx_name = "preferSharedMemory")]
+        /// "shared memory", "daemon" or empty: where the frame on screen comes from.
+        #[qproperty(QString, frame_source, cxx_name = "frameSource")]
+        /// The producer rate last asked for over the control stream (-1: none; 0: cap lifted).
+        #[qproperty(i32, rate_asked, cxx_name = "rateAsked")]
+        /// Control streams of the run that received the last ask.
+        #[qproperty(i32, rate_listeners, cxx_name = "rateListeners")]
+        /// Why the last ask failed (empty when it was delivered).
+        #[qproperty(QString, rate_note, cxx_name = "rateNote")]
+        /// Ask the producer to slow to the display's rate after sustained skipping.
+        #[qproperty(bool, auto_slow, cxx_name = "autoSlow")]
         type LiveView = super::LiveViewRust;
 
         /// Render thread, GUI thread blocked: shape of the frames to expect (width 0: none;
@@ -61,6 +73,13 @@ pub mod qobject {
         #[qinvokable]
         #[cxx_name = "statsJson"]
         fn stats_json(self: &LiveView) -> QString;
+
+        /// Asks the run's workers (over the daemon's control stream) to publish at most `hz`
+        /// frames a second (0: lift the cap); the outcome lands in rateAsked/rateListeners/
+        /// rateNote.
+        #[qinvokable]
+        #[cxx_name = "askMaxRate"]
+        fn ask_max_rate(self: Pin<&mut LiveView>, hz: i32);
     }
 
     unsafe extern "RustQt" {
@@ -83,8 +102,9 @@ use cxx_qt::{CxxQtType, Threading};
 use cxx_qt_lib::QString;
 
 use super::follower::Follower;
-use framelane_core::ingest::client::follow_frames;
-use framelane_core::live::{watch_segment, FeedState, LiveFeed};
+use framelane_core::fastlane::shm;
+use framelane_core::ingest::client::{ask_max_rate, follow_frames};
+use framelane_core::live::{watch_segment, FeedState, FrameSource, LiveFeed, RateAdvisor};
 
 /// Rust state of the `LiveView` QObject.
 #[derive(Default)]
@@ -104,6 +124,13 @@ pub struct LiveViewRust {
     display_fps: f64,
     frames_skipped: i64,
     latency_ms: f64,
+    prefer_shared_memory: bool,
+    frame_source: QString,
+    rate_asked: i32,
+    rate_listeners: i32,
+    rate_note: QString,
+    auto_slow: bool,
+    advisor: RateAdvisor,
     feed: Arc<Mutex<LiveFeed>>,
     /// The current run's fast-lane watcher and daemon-frames followers (stopped on drop).
     followers: Vec<Follower>,
@@ -121,8 +148,17 @@ impl cxx_qt::Initialize for qobject::LiveView {
         self.as_mut()
             .set_connection_state(QString::from(FeedState::Idle.label()));
         self.as_mut().set_latency_ms(-1.0);
+        self.as_mut().set_rate_asked(-1);
+        // Before the change handler is connected: the feed reads it at the next follow.
+        self.as_mut().set_prefer_shared_memory(true);
         self.as_mut()
             .on_run_id_changed(|view| view.follow_run())
+            .release();
+        self.as_mut()
+            .on_prefer_shared_memory_changed(|view| view.follow_run())
+            .release();
+        self.as_mut()
+            .on_auto_slow_changed(|mut view| view.as_mut().rust_mut().advisor.reset())
             .release();
         self.on_daemon_address_changed(|view| view.follow_run())
             .release();
@@ -151,7 +187,15 @@ impl qobject::LiveView {
     /// Starts following the current run (fast lane, and the daemon's frames as a fallback).
     fn follow_run(mut self: Pin<&mut Self>) {
         let run_id = self.run_id().to_string();
-        lock(&self.rust().feed).follow(&run_id);
+        {
+            let mut feed = lock(&self.rust().feed);
+            feed.set_prefer_shared_memory(*self.prefer_shared_memory());
+            feed.follow(&run_id);
+        }
+        self.as_mut().rust_mut().advisor.reset();
+        self.as_mut().set_rate_asked(-1);
+        self.as_mut().set_rate_listeners(0);
+        self.as_mut().set_rate_note(QString::default());
         self.as_mut().rust_mut().followers.clear();
         if !run_id.is_empty() {
             self.as_mut().start_followers(run_id);
@@ -207,11 +251,13 @@ impl qobject::LiveView {
                     .set_daemon_note(format!("not a daemon address: {address:?}")),
             }
         }
-        followers.extend(Follower::spawn("fastlane-watch", report, move |stop, _| {
-            watch_segment(&run_id, stop.as_atomic(), || {
-                request_render(&pending, &qt_thread)
-            })
-        }));
+        if *self.prefer_shared_memory() {
+            followers.extend(Follower::spawn("fastlane-watch", report, move |stop, _| {
+                watch_segment(&run_id, stop.as_atomic(), || {
+                    request_render(&pending, &qt_thread)
+                })
+            }));
+        }
         self.as_mut().rust_mut().followers = followers;
     }
 
@@ -253,6 +299,70 @@ impl qobject::LiveView {
         this.as_mut().set_display_fps(hud.display_fps);
         this.as_mut()
             .set_latency_ms(hud.latency_ns.map_or(-1.0, |ns| ns as f64 / 1e6));
+        this.as_mut()
+            .set_frame_source(QString::from(hud.source.label()));
+        if *this.auto_slow() && hud.source == FrameSource::SharedMemory {
+            let producer_rate = hud.frame.map_or(0.0, |m| m.hud.steps_per_second);
+            let ask = this.as_mut().rust_mut().advisor.update(
+                shm::monotonic_ns(),
+                hud.frames_skipped,
+                hud.display_fps,
+                producer_rate,
+            );
+            if let Some(hz) = ask {
+                tracing::info!(run = %this.run_id(), hz, "live view skips frames; asking the producer to slow down");
+                this.ask_max_rate(hz.min(i32::MAX as u32) as i32);
+            }
+        }
+    }
+
+    fn ask_max_rate(mut self: Pin<&mut Self>, hz: i32) {
+        let run_id = self.run_id().to_string();
+        let address = self.daemon_address().to_string();
+        let hz = hz.max(0) as u32;
+        let Ok(address) = address.parse::<std::net::SocketAddr>() else {
+            self.as_mut()
+                .set_rate_note(QString::from("no daemon to send the ask through"));
+            return;
+        };
+        if run_id.is_empty() {
+            self.as_mut().set_rate_note(QString::from("no run shown"));
+            return;
+        }
+        let qt_thread = self.qt_thread();
+        let spawned = std::thread::Builder::new()
+            .name("rate-ask".into())
+            .spawn(move || {
+                let outcome = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        rt.block_on(ask_max_rate(address, &run_id, hz))
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = qt_thread.queue(move |mut view| {
+                    // An answer for a run no longer shown is stale.
+                    if view.run_id().to_string() != run_id {
+                        return;
+                    }
+                    match outcome {
+                        Ok(listeners) => {
+                            view.as_mut().set_rate_asked(hz as i32);
+                            view.as_mut()
+                                .set_rate_listeners(listeners.min(i32::MAX as u32) as i32);
+                            view.as_mut().set_rate_note(QString::default());
+                        }
+                        Err(err) => view
+                            .as_mut()
+                            .set_rate_note(QString::from(&format!("ask not sent: {err}"))),
+                    }
+                });
+            });
+        if let Err(err) = spawned {
+            self.as_mut()
+                .set_rate_note(QString::from(&format!("ask not sent: {err}")));
+        }
     }
 
     fn stats_json(&self) -> QString {

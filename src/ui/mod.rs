@@ -3,6 +3,7 @@
 
 pub mod analysis_view;
 pub mod app;
+pub mod daemon_metrics;
 pub mod follower;
 pub mod list_rows;
 pub mod live_view;

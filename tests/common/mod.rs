@@ -146,6 +146,8 @@ pub fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
 pub struct ServeProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The metrics endpoint, when started with --metrics.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeProcess {
@@ -190,7 +192,18 @@ impl ServeProcess {
             .split_whitespace()
             .find_map(|w| w.parse::<SocketAddr>().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, addr }
+        let metrics = line.split_whitespace().find_map(|w| {
+            w.strip_prefix("http://")?
+                .trim_end_matches(')')
+                .strip_suffix("/metrics")?
+                .parse()
+                .ok()
+        });
+        Self {
+            child,
+            addr,
+            metrics,
+        }
     }
 
     pub fn kill9(mut self) {

@@ -10,6 +10,7 @@ pub mod gating;
 pub mod ingest;
 pub mod live;
 pub mod media;
+pub mod metrics;
 pub mod replay;
 pub mod snapshot;
 pub mod store;

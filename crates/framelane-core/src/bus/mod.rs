@@ -166,6 +166,8 @@ pub enum VideoIndexEntry {
 #[derive(Debug, Default)]
 pub struct ShedCounters {
     counts: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Per kind since start, never taken (for the metrics).
+    totals: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl ShedCounters {
@@ -177,6 +179,26 @@ impl ShedCounters {
     pub fn add(&self, run_id: &str, kind: &'static str, n: u64) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         *counts.entry((run_id.to_owned(), kind)).or_insert(0) += n;
+        drop(counts);
+        *self
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_insert(0) += n;
+    }
+
+    /// Items shed per kind since start, sorted by kind.
+    pub fn totals(&self) -> Vec<(&'static str, u64)> {
+        let mut totals: Vec<_> = self
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        totals.sort_unstable();
+        totals
     }
 
     /// Takes the counts added since the last call.

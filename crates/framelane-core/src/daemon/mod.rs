@@ -15,6 +15,7 @@ pub use lock::{read_holder, DataDirLock, LockError, LockHolder, LOCK_FILE};
 use crate::bus::ShedCounters;
 use crate::gating::{GatingError, ProfileSet};
 use crate::ingest::{IngestCore, IngestParts, ServerLimits};
+use crate::metrics::{MetricSource, MetricsServer, Sources};
 use crate::snapshot::SnapshotWriter;
 use crate::store::{self, BatchPolicy, StoreError, StoreWriter};
 
@@ -34,6 +35,12 @@ pub enum DaemonError {
     TokenRequired { address: SocketAddr },
     #[error("cannot listen on {address}: {source}")]
     Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {address} (--metrics): {source}")]
+    Metrics {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -67,6 +74,10 @@ pub struct DaemonConfig {
     pub limits: ServerLimits,
     /// Video encoders for profiles that ask for video (workers, queue, wait before shedding).
     pub encode: crate::encode::ServiceConfig,
+    /// Where to serve the figures for Prometheus (`GET /metrics`); none: not served.
+    pub metrics: Option<SocketAddr>,
+    /// Figures of other parts of the process (the window's) served beside the daemon's.
+    pub metric_sources: Sources,
 }
 
 impl DaemonConfig {
@@ -82,6 +93,8 @@ impl DaemonConfig {
             batch: BatchPolicy::default(),
             limits: ServerLimits::default(),
             encode: crate::encode::ServiceConfig::default(),
+            metrics: None,
+            metric_sources: Sources::new(),
         }
     }
 }
@@ -110,6 +123,7 @@ pub struct Daemon {
     server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
     store: Option<StoreWriter>,
     db_path: PathBuf,
+    metrics: Option<MetricsServer>,
     /// Held until every thread above has stopped (fields drop after `Drop::drop`).
     _dir_lock: DataDirLock,
 }
@@ -217,8 +231,19 @@ impl Daemon {
             )?),
             None => None,
         };
+        let metrics = match config.metrics {
+            Some(address) => {
+                let mut sources = config.metric_sources.clone();
+                sources.add(Arc::clone(&core) as Arc<dyn MetricSource>);
+                let served = crate::metrics::serve(runtime.handle(), address, Arc::new(sources))
+                    .map_err(|source| DaemonError::Metrics { address, source })?;
+                Some(served)
+            }
+            None => None,
+        };
         tracing::info!(address = %local_addr, database = %db_path.display(), "daemon serving");
         Ok(Self {
+            metrics,
             runtime: Some(runtime),
             core: Some(core),
             profile_watcher,
@@ -240,6 +265,11 @@ impl Daemon {
         &self.db_path
     }
 
+    /// Where the metrics endpoint listens, when it was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
     pub fn core(&self) -> Option<&Arc<IngestCore>> {
         self.core.as_ref()
     }
@@ -257,6 +287,7 @@ impl Daemon {
 
     fn stop(&mut self) {
         let _ = self.shutdown.send(true);
+        drop(self.metrics.take());
         if let (Some(runtime), Some(server)) = (self.runtime.as_ref(), self.server.take()) {
             match runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(15), server).await })

@@ -23,8 +23,8 @@ use std::path::PathBuf;
 
 pub use probe::{probe, ProbeReport};
 pub use service::{
-    EncodeEvent, EncoderService, IndexSink, JobSpec, JobStats, SegmentInfo, SegmentOutcome,
-    ServiceConfig, SubmitOutcome,
+    EncodeEvent, EncodeTotals, EncoderService, IndexSink, JobSpec, JobStats, SegmentInfo,
+    SegmentOutcome, ServiceConfig, SubmitOutcome,
 };
 pub use settings::{CodecFamily, Container, EncoderSettings, Quality};
 pub use video_file::{finalize_faststart, FinishedFile, VideoFileWriter};

@@ -163,7 +163,31 @@ pub struct SubmitOutcome {
     pub shed_job: Option<u64>,
 }
 
+/// Counters over every job since the service started, for the metrics.
+#[derive(Debug)]
+pub struct EncodeTotals {
+    pub submitted: AtomicU64,
+    pub encoded: AtomicU64,
+    pub shed: AtomicU64,
+    pub spooled: AtomicU64,
+    /// Time to encode one frame (conversion and codec), per frame.
+    pub frame_seconds: crate::metrics::Histogram,
+}
+
+impl Default for EncodeTotals {
+    fn default() -> Self {
+        Self {
+            submitted: AtomicU64::new(0),
+            encoded: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            frame_seconds: crate::metrics::Histogram::seconds(),
+        }
+    }
+}
+
 struct JobShared {
+    totals: Arc<EncodeTotals>,
     spec: JobSpec,
     worker: usize,
     submitted: AtomicU64,
@@ -175,6 +199,11 @@ struct JobShared {
 }
 
 impl JobShared {
+    fn count(&self, counter: impl Fn(&EncodeTotals) -> &AtomicU64, job: &AtomicU64) {
+        job.fetch_add(1, Ordering::AcqRel);
+        counter(&self.totals).fetch_add(1, Ordering::Relaxed);
+    }
+
     fn stats(&self) -> JobStats {
         JobStats {
             submitted: self.submitted.load(Ordering::Acquire),
@@ -200,6 +229,7 @@ struct Shared {
     events: broadcast::Sender<EncodeEvent>,
     index: Option<Arc<dyn IndexSink>>,
     active_per_worker: Mutex<Vec<usize>>,
+    totals: Arc<EncodeTotals>,
 }
 
 impl Shared {
@@ -258,6 +288,7 @@ impl EncoderService {
             events,
             index,
             active_per_worker: Mutex::new(vec![0; workers_n]),
+            totals: Arc::default(),
         });
         let mut workers = Vec::with_capacity(workers_n);
         for n in 0..workers_n {
@@ -266,7 +297,10 @@ impl EncoderService {
             let nice = config.nice;
             let thread = std::thread::Builder::new()
                 .name(format!("encode-{n}"))
-                .spawn(move || worker_loop(n, q, s, max_frames, nice))
+                .spawn(move || {
+                    let _stage = tracing::info_span!("encoder", worker = n).entered();
+                    worker_loop(n, q, s, max_frames, nice)
+                })
                 .map_err(EncodeError::Thread)?;
             workers.push(Worker {
                 queue,
@@ -309,6 +343,7 @@ impl EncoderService {
             index
         };
         let job = Arc::new(JobShared {
+            totals: Arc::clone(&self.shared.totals),
             spec,
             worker,
             submitted: AtomicU64::new(0),
@@ -363,10 +398,10 @@ impl EncoderService {
                 pixels,
             })
             .map_err(|_| EncodeError::Stopped)?;
-        shared.submitted.fetch_add(1, Ordering::AcqRel);
+        shared.count(|t| &t.submitted, &shared.submitted);
         if let Some(victim) = outcome.shed_job {
             if let Some(victim) = self.shared.job(victim) {
-                victim.shed.fetch_add(1, Ordering::AcqRel);
+                victim.count(|t| &t.shed, &victim.shed);
             }
         }
         Ok(SubmitOutcome {
@@ -419,6 +454,20 @@ impl EncoderService {
                 .get(&job)
                 .copied()
         })
+    }
+
+    /// Counters over every job since the service started.
+    pub fn totals(&self) -> &EncodeTotals {
+        &self.shared.totals
+    }
+
+    /// Jobs open now.
+    pub fn open_jobs(&self) -> usize {
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Frames queued on all workers.
@@ -660,9 +709,14 @@ fn encode_frame(
         }
         if let Some(writer) = job.writer.as_mut() {
             let row = frame.width as usize * frame.format.bytes_per_pixel();
+            let encoding = std::time::Instant::now();
             match writer.write_frame(&frame.pixels, row) {
                 Ok(number) => {
-                    job.shared.encoded.fetch_add(1, Ordering::AcqRel);
+                    job.shared.count(|t| &t.encoded, &job.shared.encoded);
+                    job.shared
+                        .totals
+                        .frame_seconds
+                        .observe_duration(encoding.elapsed());
                     job.index_rows.push((frame.step, number));
                     // The index follows the file: rows go out as fragments are cut.
                     if writer.frames_in_fragment() == 0 || job.index_rows.len() >= 64 {
@@ -807,7 +861,7 @@ fn spool_frame(job: &mut ActiveJob, frame: &QueuedFrame, error: &str) {
             Ok(spool) => job.spool = Some(spool),
             Err(err) => {
                 tracing::error!(error = %err, "cannot keep the frames of a failed encode job");
-                job.shared.shed.fetch_add(1, Ordering::AcqRel);
+                job.shared.count(|t| &t.shed, &job.shared.shed);
                 return;
             }
         }
@@ -815,11 +869,11 @@ fn spool_frame(job: &mut ActiveJob, frame: &QueuedFrame, error: &str) {
     if let Some(spool) = job.spool.as_mut() {
         match spool.append(frame) {
             Ok(()) => {
-                job.shared.spooled.fetch_add(1, Ordering::AcqRel);
+                job.shared.count(|t| &t.spooled, &job.shared.spooled);
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot keep a frame of a failed encode job");
-                job.shared.shed.fetch_add(1, Ordering::AcqRel);
+                job.shared.count(|t| &t.shed, &job.shared.shed);
             }
         }
     }

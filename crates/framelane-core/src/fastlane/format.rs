@@ -41,6 +41,10 @@ pub mod header {
     pub const HEAD: usize = 80;
     pub const RUN_ID_LEN: usize = 88;
     pub const RUN_ID: usize = 96;
+    /// Futex word the writer bumps on every publish (when it sets `FLAG_NOTIFIES`).
+    pub const PUBLISH_SEQ: usize = 224;
+    /// Readers sleeping on `PUBLISH_SEQ`; the writer only makes the wake call when non-zero.
+    pub const SLEEPERS: usize = 228;
 }
 
 /// Slot field offsets, relative to the slot start.
@@ -57,6 +61,9 @@ pub mod slot {
 
 /// Header flag: the writer has gone; readers should detach and look for a new segment.
 pub const FLAG_INVALIDATED: u32 = 1;
+/// Header flag: the writer wakes sleeping readers through the `PUBLISH_SEQ` futex on every
+/// publish. Without it (older writers, other implementations) readers poll `head`.
+pub const FLAG_NOTIFIES: u32 = 2;
 
 /// Which writer family made a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

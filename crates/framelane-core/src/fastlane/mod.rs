@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use discovery::{clean_stale_segments, list_segments, segments_json, SegmentInfo};
 pub use format::{FrameGeometry, FrameMeta, HudValues, PixelFormat, SegmentKind};
-pub use reader::{FastLaneReader, ReadOutcome, WriterStatus};
+pub use reader::{FastLaneReader, ReadOutcome, WriterStatus, POLL_INTERVAL};
 pub use writer::{FastLaneWriter, WriterConfig};
 
 /// Everything that can go wrong in the fast lane. Segment errors name the file and the field.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{compiler_fence, fence, Ordering};
+use std::time::Duration;
 
 use super::format::{
     self, header, slot, u32_at, u64_at, FrameGeometry, FrameMeta, HudValues, PixelFormat,
@@ -58,7 +59,13 @@ pub struct FastLaneReader {
     last_head: u64,
     last_head_change_ns: u64,
     metadata: Vec<u8>,
+    /// The header mapped writable for the sleeper count, when the writer wakes readers.
+    sleepers: Option<memmap2::MmapMut>,
 }
+
+/// How long a polling reader waits between looks at `head` (segments whose writer does not
+/// wake readers: MOSAIC's, and any without `FLAG_NOTIFIES`).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 impl FastLaneReader {
     /// Attaches to the run's framelane segment, or else its MOSAIC segment.
@@ -97,7 +104,15 @@ impl FastLaneReader {
         };
         let metadata =
             vec![0; layout.payload_size - layout.geometry.frame_bytes().min(layout.payload_size)];
+        let notifies = kind == SegmentKind::Framelane
+            && u32_at(&segment.map, header::FLAGS) & format::FLAG_NOTIFIES != 0;
+        let sleepers = if notifies {
+            shm::map_sleepers(path, segment.identity, format::HEADER_SIZE)
+        } else {
+            None
+        };
         let mut reader = Self {
+            sleepers,
             run_id,
             path: path.to_owned(),
             kind,
@@ -113,6 +128,40 @@ impl FastLaneReader {
         };
         reader.last_head = reader.head();
         Ok(reader)
+    }
+
+    /// Whether this reader sleeps until the writer wakes it (else it polls `head`).
+    pub fn woken_by_writer(&self) -> bool {
+        self.sleepers.is_some()
+    }
+
+    /// Waits until `head` differs from `seen_head` or `timeout` passes; true if it differs.
+    /// Sleeps on the writer's publish futex when the writer wakes readers, else polls every
+    /// [`POLL_INTERVAL`]. Also returns early when the writer goes (it wakes readers then).
+    pub fn wait_for_head(&self, seen_head: u64, timeout: Duration) -> bool {
+        if self.head() != seen_head {
+            return true;
+        }
+        match &self.sleepers {
+            Some(writable) => {
+                // SAFETY: both fields are 4-aligned inside the validated header; the mappings
+                // live as long as self.
+                let (publish_seq, sleepers) = unsafe {
+                    (
+                        format::atomic_u32(self.segment.map.as_ptr(), header::PUBLISH_SEQ),
+                        format::atomic_u32(writable.as_ptr(), header::SLEEPERS),
+                    )
+                };
+                let expected = publish_seq.load(Ordering::SeqCst);
+                sleepers.fetch_add(1, Ordering::SeqCst);
+                if self.head() == seen_head {
+                    shm::futex_wait(publish_seq, expected, timeout);
+                }
+                sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+            None => std::thread::sleep(POLL_INTERVAL.min(timeout)),
+        }
+        self.head() != seen_head
     }
 
     pub fn run_id(&self) -> &str {
@@ -864,5 +913,90 @@ mod tests {
             message.contains("/dev/shm/framelane.bad") && message.contains("width"),
             "{message}"
         );
+    }
+
+    /// Readers sleeping on the publish futex, as the writer sees them.
+    fn sleepers_of(reader: &FastLaneReader) -> u32 {
+        u32_at(&reader.segment.map, header::SLEEPERS)
+    }
+
+    #[test]
+    fn a_sleeping_reader_is_woken_by_the_next_publish_not_by_its_timeout() {
+        let run = unique_run("wake");
+        let mut config = WriterConfig::new(2, 2, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let mut writer = FastLaneWriter::create(&run, config).expect("create");
+        let reader = FastLaneReader::attach(&run).expect("attach");
+        assert!(reader.woken_by_writer(), "our writers wake readers");
+        let long = Duration::from_secs(60);
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let started = std::time::Instant::now();
+                (reader.wait_for_head(0, long), started.elapsed())
+            });
+            // Publish only once the reader sleeps, so the wake (not a look at head) is tested.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while sleepers_of(&reader) == 0 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert_eq!(sleepers_of(&reader), 1, "the reader never went to sleep");
+            writer.publish(&[7u8; 12], &hud_for(1)).expect("publish");
+            let (changed, waited) = waiting.join().expect("waiter");
+            assert!(changed, "head changed");
+            assert!(
+                waited < long / 2,
+                "woken by the publish, not the timeout ({waited:?})"
+            );
+        });
+        assert_eq!(sleepers_of(&reader), 0, "the sleeper count is given back");
+    }
+
+    #[test]
+    fn a_writer_that_goes_wakes_its_sleeping_readers() {
+        let run = unique_run("wake-gone");
+        let mut config = WriterConfig::new(2, 2, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let writer = FastLaneWriter::create(&run, config).expect("create");
+        let reader = FastLaneReader::attach(&run).expect("attach");
+        let long = Duration::from_secs(60);
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let started = std::time::Instant::now();
+                reader.wait_for_head(0, long);
+                started.elapsed()
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while sleepers_of(&reader) == 0 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            drop(writer);
+            let waited = waiting.join().expect("waiter");
+            assert!(waited < long / 2, "woken when the writer went ({waited:?})");
+        });
+        assert!(matches!(reader.writer_status(), WriterStatus::Gone { .. }));
+    }
+
+    #[test]
+    fn a_segment_without_the_notify_flag_is_polled() {
+        let run = unique_run("no-notify");
+        let mut config = WriterConfig::new(2, 2, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let writer = FastLaneWriter::create(&run, config).expect("create");
+        // An older writer: the same layout without the flag.
+        let path = shm::segment_path(&format::segment_name(&run));
+        let mut bytes = std::fs::read(&path).expect("read segment");
+        bytes[header::FLAGS..header::FLAGS + 4].copy_from_slice(&0u32.to_le_bytes());
+        let copy = shm::segment_path(&format!("{}-old", format::segment_name(&run)));
+        std::fs::write(&copy, &bytes).expect("write copy");
+        let reader = FastLaneReader::open(&copy).expect("open");
+        assert!(!reader.woken_by_writer());
+        let started = std::time::Instant::now();
+        assert!(!reader.wait_for_head(0, Duration::from_secs(5)));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a poll waits one interval, not the timeout"
+        );
+        let _ = std::fs::remove_file(&copy);
+        drop(writer);
     }
 }

@@ -152,6 +152,25 @@ pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
     Ok(MappedSegment { map, identity })
 }
 
+/// Maps the first `len` bytes of the segment `identity` names, writable, for the one field a
+/// reader writes: the count of readers sleeping on the publish futex. The rest of the segment
+/// stays mapped read-only. None when the file is not that segment any more or cannot be opened
+/// for writing (the reader then polls).
+pub fn map_sleepers(path: &Path, identity: FileIdentity, len: usize) -> Option<memmap2::MmapMut> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    if FileIdentity::of(&file).ok()? != identity || file.metadata().ok()?.len() < len as u64 {
+        return None;
+    }
+    // SAFETY: as in `map_segment`; only the sleeper count is ever touched through this mapping,
+    // with atomics.
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file).ok() }
+}
+
 /// Removes a segment file; a missing file is not an error.
 pub fn unlink_segment(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
@@ -189,6 +208,61 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Sleeps until `word` no longer holds `expected`, someone wakes it, or `timeout` passes. The
+/// word lives in a shared mapping, so the futex is a shared (not process-private) one: a writer
+/// in another process wakes it.
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: std::time::Duration,
+) {
+    #[cfg(target_os = "linux")]
+    {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only
+        // reads it. Spurious returns (EINTR, EAGAIN when the value already changed) are fine:
+        // callers re-check what they wait for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (word, expected);
+        std::thread::sleep(timeout.min(std::time::Duration::from_millis(1)));
+    }
+}
+
+/// Wakes every thread (in any process) sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not touch its value.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = word;
 }
 
 /// Nanoseconds since the Unix epoch.

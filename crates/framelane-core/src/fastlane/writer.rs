@@ -192,6 +192,15 @@ impl FastLaneWriter {
             seq.store(2 * number + 2, Ordering::Release);
             format::atomic_u64(base, header::HEAD).store(number, Ordering::Release);
             format::atomic_u64(base, header::HEARTBEAT_MONO_NS).store(now, Ordering::Relaxed);
+            // Wake readers sleeping on the publish word. The bump and the sleeper check are
+            // SeqCst, as are the reader's sleeper count and its futex compare: either the
+            // reader sees the new word and does not sleep, or the writer sees the sleeper and
+            // wakes it. Nobody sleeping costs no system call.
+            let publish_seq = format::atomic_u32(base, header::PUBLISH_SEQ);
+            publish_seq.fetch_add(1, Ordering::SeqCst);
+            if format::atomic_u32(base, header::SLEEPERS).load(Ordering::SeqCst) != 0 {
+                shm::futex_wake_all(publish_seq);
+            }
         }
         self.published = number;
         number
@@ -214,6 +223,10 @@ impl Drop for FastLaneWriter {
         unsafe {
             format::atomic_u32(self.map.as_mut_ptr(), header::FLAGS)
                 .fetch_or(format::FLAG_INVALIDATED, Ordering::Release);
+            // Sleeping readers learn at once that the writer has gone.
+            let publish_seq = format::atomic_u32(self.map.as_mut_ptr(), header::PUBLISH_SEQ);
+            publish_seq.fetch_add(1, Ordering::SeqCst);
+            shm::futex_wake_all(publish_seq);
         }
         // Only remove the file if it is still ours; a restarted run may have replaced it.
         if shm::FileIdentity::of_path(&self.path).ok() == Some(self.identity) {
@@ -265,7 +278,7 @@ fn write_header(
         header::HEADER_SIZE,
         &(format::HEADER_SIZE as u32).to_le_bytes(),
     );
-    put(map, header::FLAGS, &0u32.to_le_bytes());
+    put(map, header::FLAGS, &format::FLAG_NOTIFIES.to_le_bytes());
     put(
         map,
         header::PIXEL_FORMAT,

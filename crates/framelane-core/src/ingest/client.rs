@@ -16,6 +16,8 @@ pub type Client = v1::telemetry_client::TelemetryClient<
 
 /// How long to wait before reconnecting to a daemon that is not there.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// How often (and how late) a step whose frame may sit in a video being recorded is tried.
+const VIDEO_PROBE: Duration = Duration::from_millis(500);
 /// Largest message the client accepts: as large as the daemon sends (a 1920x1080 RGBA frame
 /// is 8 MiB, over tonic's 4 MiB default).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -66,6 +68,35 @@ pub async fn connect(address: SocketAddr) -> Result<Client, IngestError> {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
+}
+
+/// Asks the workers of `run_id` to cap their rate at `max_rate_hz` (0: no cap); returns how
+/// many of the run's control streams were listening.
+pub async fn ask_max_rate(
+    address: SocketAddr,
+    run_id: &str,
+    max_rate_hz: u32,
+) -> Result<u32, IngestError> {
+    let mut client = connect(address).await?;
+    let reply = client
+        .send_control(v1::ControlMessage {
+            run_id: run_id.to_owned(),
+            event: Some(v1::control_message::Event::MaxRateHz(max_rate_hz)),
+        })
+        .await
+        .map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+    Ok(reply.into_inner().listeners)
+}
+
+/// The daemon's figures, as its `Health` reply carries them (names as Prometheus shows them).
+pub async fn daemon_metrics(
+    client: &mut Client,
+) -> Result<std::collections::HashMap<String, f64>, IngestError> {
+    let reply = client
+        .health(v1::HealthRequest {})
+        .await
+        .map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+    Ok(reply.into_inner().metrics)
 }
 
 /// Calls `on_runs` with the run list whenever it changes (and with None about once a second
@@ -292,18 +323,44 @@ pub async fn follow_frames(
                 continue;
             }
         };
+        // Frames a video profile keeps are indexed only once the encoder has written them
+        // (a fragment later), so their steps arrive without a frame kind: one such step is tried
+        // every VIDEO_PROBE, once it is that old, and a miss is not an error.
+        let mut unindexed: Option<(v1::StoredStep, tokio::time::Instant)> = None;
         loop {
-            let item = match tokio::time::timeout(RECONNECT_AFTER, steps.next()).await {
-                Ok(Some(Ok(item))) => item,
+            let item = match tokio::time::timeout(VIDEO_PROBE, steps.next()).await {
+                Ok(Some(Ok(item))) => Some(item),
                 Ok(_) => break,
-                Err(_) => {
-                    if !on_frame(None) {
-                        return;
-                    }
-                    continue;
-                }
+                Err(_) => None,
             };
-            let Some(step) = item.step.filter(|_| !item.frame_kind.is_empty()) else {
+            if !on_frame(None) {
+                return;
+            }
+            let probe = match item {
+                Some(item) if !item.frame_kind.is_empty() => Some((item, false)),
+                Some(item) => {
+                    // The first such step after the last try is tried once it is old enough.
+                    if unindexed.is_none() {
+                        unindexed = Some((item, tokio::time::Instant::now()));
+                    }
+                    None
+                }
+                None => None,
+            };
+            let probe = probe.or_else(|| {
+                let due = unindexed
+                    .as_ref()
+                    .is_some_and(|(_, since)| since.elapsed() >= VIDEO_PROBE);
+                if due {
+                    unindexed.take().map(|(item, _)| (item, true))
+                } else {
+                    None
+                }
+            });
+            let Some((item, guess)) = probe else {
+                continue;
+            };
+            let Some(step) = item.step else {
                 continue;
             };
             let request = v1::FrameRequest {
@@ -331,6 +388,8 @@ pub async fn follow_frames(
                         return;
                     }
                 }
+                // A step tried on the chance that its video frame is indexed may have none.
+                Err(_) if guess => {}
                 Err(message) => on_error(format!("frame of step {}: {message}", step.step)),
             }
         }

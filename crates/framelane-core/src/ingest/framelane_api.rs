@@ -11,10 +11,10 @@ use super::stream::{
     forward_control, subscribe_episodes, subscribe_steps, BoxStream, Item, PublishOutcome,
 };
 use super::wire::{
-    control_to_v1, episode_from_v1, rgba_frame_to_v1, step_from_v1, stored_episode_to_v1,
+    self, control_to_v1, episode_from_v1, rgba_frame_to_v1, step_from_v1, stored_episode_to_v1,
     stored_step_to_v1,
 };
-use super::IngestCore;
+use super::{ControlEvent, IngestCore};
 use crate::replay::StepFrame;
 
 /// The service; cheap to clone.
@@ -154,6 +154,36 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn send_control(
+        &self,
+        request: Request<v1::ControlMessage>,
+    ) -> Result<Response<v1::SendControlReply>, Status> {
+        use v1::control_message::Event;
+        self.core.authorize(&request)?;
+        let message = request.into_inner();
+        wire::check_run_id(&message.run_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let event = match message.event {
+            Some(Event::MaxRateHz(hz)) => ControlEvent::MaxRateHz(hz),
+            Some(Event::Pause(true)) => ControlEvent::Pause,
+            Some(Event::Resume(true)) => ControlEvent::Resume,
+            Some(Event::GrantSteps(_)) => {
+                return Err(Status::invalid_argument(
+                    "grant_steps is the daemon's own flow control; a viewer may send max_rate_hz, pause or resume",
+                ))
+            }
+            Some(Event::Pause(false)) | Some(Event::Resume(false)) | None => {
+                return Err(Status::invalid_argument(
+                    "a control message needs an event: max_rate_hz, pause or resume",
+                ))
+            }
+        };
+        let listeners = self.core.control_listeners(&message.run_id);
+        self.core.send_control(&message.run_id, event);
+        Ok(Response::new(v1::SendControlReply {
+            listeners: listeners.min(u32::MAX as usize) as u32,
+        }))
+    }
+
     async fn get_frame(
         &self,
         request: Request<v1::FrameRequest>,
@@ -183,6 +213,11 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             healthy: self.core.healthy(),
             queue_depth: self.core.queue_depth() as u64,
             queue_capacity: self.core.queue_capacity() as u64,
+            metrics: {
+                let mut families = Vec::new();
+                crate::metrics::MetricSource::collect(self.core.as_ref(), &mut families);
+                crate::metrics::flatten(&families).into_iter().collect()
+            },
         }))
     }
 }

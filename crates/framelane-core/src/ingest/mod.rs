@@ -5,6 +5,7 @@
 
 pub mod client;
 mod framelane_api;
+mod metrics;
 mod mosaic_api;
 mod server;
 mod stream;
@@ -87,6 +88,9 @@ struct RunEntry {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunRate {
     pub steps_per_second: f64,
+    /// Steps and episodes committed, as of the newest commit notice.
+    pub steps: u64,
+    pub episodes: u64,
     last_steps: u64,
     last_at: Option<Instant>,
 }
@@ -114,6 +118,8 @@ pub struct IngestCore {
     rates: Mutex<HashMap<String, RunRate>>,
     shed: Arc<ShedCounters>,
     control: broadcast::Sender<(String, ControlEvent)>,
+    /// Open Control streams per run (named by their first message).
+    control_listeners: ControlListeners,
     token: Option<String>,
     started_unix_ns: u64,
     listen_address: Mutex<String>,
@@ -122,6 +128,70 @@ pub struct IngestCore {
     /// Serves `GetFrame` with the replay's resolver (one lookup order, video readers kept open
     /// and a byte-bounded cache); opened on first use.
     frames: Mutex<Option<FrameResolver>>,
+}
+
+/// Open Control streams per run, and the rate cap asked for each run (sent to a worker that
+/// starts listening later, so a restarted worker keeps to it).
+#[derive(Clone, Default)]
+pub(crate) struct ControlListeners(Arc<Mutex<ControlState>>);
+
+#[derive(Default)]
+struct ControlState {
+    listeners: HashMap<String, usize>,
+    rate_caps: HashMap<String, u32>,
+}
+
+impl ControlListeners {
+    fn state(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, run_id: &str) -> usize {
+        self.state().listeners.get(run_id).copied().unwrap_or(0)
+    }
+
+    /// Remembers the cap asked for `run_id` (0 lifts it).
+    fn record_rate_cap(&self, run_id: &str, hz: u32) {
+        let mut state = self.state();
+        if hz == 0 {
+            state.rate_caps.remove(run_id);
+        } else {
+            state.rate_caps.insert(run_id.to_owned(), hz);
+        }
+    }
+
+    /// Counts a stream as listening for `run_id` until the returned guard drops; also returns
+    /// the rate cap in force for the run.
+    pub(crate) fn listen(&self, run_id: &str) -> (ControlListener, Option<u32>) {
+        let mut state = self.state();
+        *state.listeners.entry(run_id.to_owned()).or_insert(0) += 1;
+        let cap = state.rate_caps.get(run_id).copied();
+        (
+            ControlListener {
+                state: Arc::clone(&self.0),
+                run_id: run_id.to_owned(),
+            },
+            cap,
+        )
+    }
+}
+
+/// One Control stream counted as listening for a run; uncounted on drop.
+pub(crate) struct ControlListener {
+    state: Arc<Mutex<ControlState>>,
+    run_id: String,
+}
+
+impl Drop for ControlListener {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = state.listeners.get_mut(&self.run_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.listeners.remove(&self.run_id);
+            }
+        }
+    }
 }
 
 /// Parts the daemon wires into the core.
@@ -159,6 +229,7 @@ impl IngestCore {
             rates: Mutex::new(HashMap::new()),
             shed: parts.shed,
             control,
+            control_listeners: ControlListeners::default(),
             token: parts.token,
             started_unix_ns: crate::fastlane::shm::unix_ns(),
             listen_address: Mutex::new(String::new()),
@@ -499,8 +570,20 @@ impl IngestCore {
         self.control.subscribe()
     }
 
+    /// Control streams open for `run_id`.
+    pub fn control_listeners(&self, run_id: &str) -> usize {
+        self.control_listeners.count(run_id)
+    }
+
+    pub(crate) fn control_listener_counts(&self) -> ControlListeners {
+        self.control_listeners.clone()
+    }
+
     /// Sends a control event to the workers of `run_id` (empty: all runs).
     pub fn send_control(&self, run_id: &str, event: ControlEvent) {
+        if let (false, ControlEvent::MaxRateHz(hz)) = (run_id.is_empty(), &event) {
+            self.control_listeners.record_rate_cap(run_id, *hz);
+        }
         let _ = self.control.send((run_id.to_owned(), event));
     }
 
@@ -532,6 +615,19 @@ impl IngestCore {
         !self.store.is_closed()
     }
 
+    /// Rates and committed counts of the runs seen since start, sorted by run id.
+    pub fn run_rates(&self) -> Vec<(String, RunRate)> {
+        let mut rates: Vec<_> = self
+            .rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(run, rate)| (run.clone(), *rate))
+            .collect();
+        rates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rates
+    }
+
     pub(crate) fn rate_of(&self, run_id: &str) -> f64 {
         self.rates
             .lock()
@@ -549,6 +645,8 @@ impl IngestCore {
                     let now = Instant::now();
                     let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
                     let rate = rates.entry(notice.run_id.to_string()).or_default();
+                    rate.steps = notice.steps;
+                    rate.episodes = notice.episodes;
                     if let Some(at) = rate.last_at {
                         let dt = now.duration_since(at).as_secs_f64();
                         if dt >= 0.25 {

@@ -142,6 +142,7 @@ impl IngestCore {
         stream: tonic::Streaming<M>,
         convert: impl Fn(M) -> Item,
     ) -> Result<PublishOutcome, Status> {
+        use tracing::Instrument;
         let mut tally = PublishTally::new(self);
         let mut stream = ClientStream::new(self, stream);
         let drained: Result<(), Status> = async {
@@ -155,6 +156,7 @@ impl IngestCore {
             }
             Ok(())
         }
+        .instrument(tracing::info_span!("ingest_publish"))
         .await;
         let (accepted, dropped) = self.finish_publish(&mut tally).await?;
         drained?;
@@ -433,12 +435,30 @@ where
 {
     let mut events = core.control_events();
     let (sender, receiver) = mpsc::channel(16);
+    let listeners = core.control_listener_counts();
+    let mut shutdown = core.shutdown_signal();
     tokio::spawn(async move {
         let mut run_filter = String::new();
+        // Held (not read) while the stream lives: counts it for its run.
+        let mut _listening: Option<super::ControlListener> = None;
         loop {
             tokio::select! {
                 message = incoming.next() => match message {
-                    Some(Ok(m)) => run_filter = run_of(&m),
+                    Some(Ok(m)) => {
+                        let run = run_of(&m);
+                        if run != run_filter || _listening.is_none() {
+                            let (guard, cap) = listeners.listen(&run);
+                            _listening = Some(guard);
+                            // A worker that starts listening late keeps to the cap in force.
+                            if let Some(hz) = cap {
+                                let event = make(run.clone(), ControlEvent::MaxRateHz(hz));
+                                if sender.send(Ok(event)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        run_filter = run;
+                    }
                     _ => return,
                 },
                 event = events.recv() => match event {
@@ -450,6 +470,11 @@ where
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                // Control streams never end by themselves: the daemon ends them when it stops,
+                // so a clean shutdown does not wait for its workers to hang up.
+                () = async {
+                    let _ = shutdown.wait_for(|stopping| *stopping).await;
+                } => return,
             }
         }
     });

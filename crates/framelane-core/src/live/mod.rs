@@ -16,12 +16,18 @@ use crate::fastlane::{
 };
 use crate::ingest::client::DaemonFrame;
 use crate::media::copy_rows;
+use crate::metrics::Histogram;
+
+mod rate;
+pub use rate::RateAdvisor;
 
 /// How often the GUI thread checks the writer and retries attaching.
 const STATUS_INTERVAL_NS: u64 = 250_000_000;
-/// How often the watcher thread looks for a new frame: well under a display frame, so a frame
-/// waits at most this long before the window starts rendering it.
-const WATCH_INTERVAL: Duration = Duration::from_millis(1);
+/// Longest sleep of the watcher thread while it waits for a frame (it wakes at once on a
+/// publish; this bounds how long a stop request waits).
+const WATCH_SLICE: Duration = Duration::from_millis(100);
+/// Sleep of the watcher while the run has no segment to wait on.
+const WATCH_DETACHED: Duration = Duration::from_millis(50);
 /// Even with no new frame, the window refreshes this often so writer state changes show.
 const REFRESH_INTERVAL_NS: u64 = 250_000_000;
 
@@ -64,13 +70,38 @@ pub struct FeedHud {
     pub display_fps: f64,
     /// Producer timestamp to the buffer swap of the last presented frame.
     pub latency_ns: Option<u64>,
+    /// Where the frame on screen comes from.
+    pub source: FrameSource,
+}
+
+/// Where the live view's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameSource {
+    #[default]
+    None,
+    /// The run's fast-lane segment (shared memory).
+    SharedMemory,
+    /// The daemon's kept frames (its step stream).
+    Daemon,
+}
+
+impl FrameSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            FrameSource::None => "",
+            FrameSource::SharedMemory => "shared memory",
+            FrameSource::Daemon => "daemon",
+        }
+    }
 }
 
 /// State shared by the GUI thread (tick) and the render thread (grab, present). The two never
 /// contend: the render thread runs its part while the GUI thread is blocked in sync.
-#[derive(Default)]
 pub struct LiveFeed {
     run_id: String,
+    /// Off: the fast lane is not attached even when the run has a segment; the daemon's kept
+    /// frames are shown.
+    prefer_shared_memory: bool,
     reader: Option<FastLaneReader>,
     state: FeedState,
     reason: String,
@@ -97,13 +128,56 @@ pub struct LiveFeed {
     fps_window_frames: u64,
     display_fps: f64,
     last_status_ns: u64,
+    /// Time between consecutive presented frames (gaps over `IDLE_GAP_NS` excluded).
+    frame_seconds: Histogram,
+    /// Presented frames that came later than their budget (see `presented`).
+    late_frames: u64,
+    last_present_ns: u64,
+}
+
+/// A gap between presented frames longer than this is the producer idling, not a slow frame.
+const IDLE_GAP_NS: u64 = 250_000_000;
+/// The frame budget of a 60 Hz display, and how far past it a frame counts as late (jank).
+const FRAME_BUDGET_NS: u64 = 16_666_667;
+const LATE_FACTOR: f64 = 1.5;
+
+impl Default for LiveFeed {
+    fn default() -> Self {
+        Self {
+            run_id: String::new(),
+            prefer_shared_memory: true,
+            reader: None,
+            state: FeedState::default(),
+            reason: String::new(),
+            pending: None,
+            daemon_frame: None,
+            daemon_note: None,
+            refused_daemon_seq: None,
+            shown: None,
+            hud_lag_frames: 0,
+            awaiting_present: None,
+            present_latency: LatencyRing::default(),
+            copy_latency: LatencyRing::default(),
+            last_latency_ns: None,
+            presented: 0,
+            fps_window_start_ns: 0,
+            fps_window_frames: 0,
+            display_fps: 0.0,
+            last_status_ns: 0,
+            frame_seconds: Histogram::seconds(),
+            late_frames: 0,
+            last_present_ns: 0,
+        }
+    }
 }
 
 impl LiveFeed {
     /// Starts following `run_id` (empty: none), forgetting everything about the last run.
     pub fn follow(&mut self, run_id: &str) {
+        let prefer_shared_memory = self.prefer_shared_memory;
         *self = LiveFeed {
             run_id: run_id.to_owned(),
+            prefer_shared_memory,
             state: if run_id.is_empty() {
                 FeedState::Idle
             } else {
@@ -112,6 +186,16 @@ impl LiveFeed {
             ..LiveFeed::default()
         };
         self.check_writer(shm::monotonic_ns(), true);
+    }
+
+    /// Whether the fast lane is attached when the run has a segment (off: the daemon's kept
+    /// frames are shown instead). Takes effect at the next `follow`.
+    pub fn set_prefer_shared_memory(&mut self, prefer: bool) {
+        self.prefer_shared_memory = prefer;
+    }
+
+    pub fn prefers_shared_memory(&self) -> bool {
+        self.prefer_shared_memory
     }
 
     /// GUI thread, polish phase: follows the writer, chooses the frame the render thread will
@@ -129,6 +213,11 @@ impl LiveFeed {
             frames_skipped: reader.map(FastLaneReader::frames_skipped).unwrap_or(0),
             display_fps: self.display_fps,
             latency_ns: self.last_latency_ns,
+            source: match (&self.reader, &self.daemon_frame) {
+                (Some(_), _) => FrameSource::SharedMemory,
+                (None, Some(_)) => FrameSource::Daemon,
+                (None, None) => FrameSource::None,
+            },
         }
     }
 
@@ -167,6 +256,19 @@ impl LiveFeed {
 
     /// Attaches, detects a gone writer and re-attaches after a restart.
     pub fn check_writer(&mut self, now: u64, force: bool) {
+        if !self.prefer_shared_memory {
+            self.reader = None;
+            if self.daemon_frame.is_none() {
+                self.state = FeedState::Waiting;
+                self.reason = match &self.daemon_note {
+                    Some(note) => {
+                        format!("shared memory is off; waiting for the daemon's frames: {note}")
+                    }
+                    None => "shared memory is off; waiting for the daemon's frames".into(),
+                };
+            }
+            return;
+        }
         if self.run_id.is_empty()
             || (!force && now.saturating_sub(self.last_status_ns) < STATUS_INTERVAL_NS)
         {
@@ -248,7 +350,11 @@ impl LiveFeed {
                 self.pending = Some(daemon_meta(frame));
             }
             self.state = FeedState::Live;
-            self.reason = "frames from the daemon's step stream (no fast-lane segment)".into();
+            self.reason = if self.prefer_shared_memory {
+                "frames from the daemon's step stream (no fast-lane segment)".into()
+            } else {
+                "frames from the daemon's step stream (shared memory is off)".into()
+            };
         }
     }
 
@@ -323,6 +429,22 @@ impl LiveFeed {
     pub fn presented(&mut self) {
         let now = shm::monotonic_ns();
         self.presented += 1;
+        let gap = now.saturating_sub(self.last_present_ns);
+        if self.last_present_ns != 0 && gap <= IDLE_GAP_NS {
+            self.frame_seconds.observe(gap as f64 / 1e9);
+            // Late: past 1.5 display frames, or 1.5 producer periods for a slower producer
+            // (a 10 Hz producer's frames are 100 ms apart by design).
+            let producer_period_ns = self
+                .shown
+                .map(|m| m.hud.steps_per_second)
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map_or(0.0, |r| 1e9 / r);
+            let budget = (FRAME_BUDGET_NS as f64).max(producer_period_ns) * LATE_FACTOR;
+            if gap as f64 > budget {
+                self.late_frames += 1;
+            }
+        }
+        self.last_present_ns = now;
         if let Some(produced) = self.awaiting_present.take() {
             let latency = now.saturating_sub(produced);
             self.last_latency_ns = Some(latency);
@@ -344,6 +466,7 @@ impl LiveFeed {
     pub fn stats(&self) -> serde_json::Value {
         let present = self.present_latency.percentiles_ms();
         let copy = self.copy_latency.percentiles_ms();
+        let frame = self.frame_seconds.snapshot();
         let reader = self.reader.as_ref();
         serde_json::json!({
             "run_id": self.run_id,
@@ -361,6 +484,15 @@ impl LiveFeed {
             "copy_latency_p50_ms": copy.p50,
             "copy_latency_p99_ms": copy.p99,
             "display_fps": self.display_fps,
+            "prefer_shared_memory": self.prefer_shared_memory,
+            "frame_time_p50_ms": frame.quantile(0.5).map(|v| v * 1e3),
+            "frame_time_p99_ms": frame.quantile(0.99).map(|v| v * 1e3),
+            "frame_time_histogram": frame
+                .buckets()
+                .into_iter()
+                .map(|(le, n)| serde_json::json!({"le_ms": if le.is_finite() { Some(le * 1e3) } else { None }, "count": n}))
+                .collect::<Vec<_>>(),
+            "late_frames": self.late_frames,
             "shown_frame_number": self.shown.map(|m| m.frame_number),
             "shown_step": self.shown.map(|m| m.hud.step),
         })
@@ -383,7 +515,9 @@ fn daemon_meta(frame: &DaemonFrame) -> FrameMeta {
 }
 
 /// Watches a run's segment for new frames and calls `notify` when one arrives, so the window
-/// renders on new frames (at most once per display frame) instead of on a timer.
+/// renders on new frames (at most once per display frame) instead of on a timer. It sleeps
+/// until the writer wakes it (framelane writers), or polls `head` every millisecond (MOSAIC
+/// writers, which do not wake readers).
 ///
 /// `notify` is called at most once per new head (and every refresh interval); it returns false
 /// when nobody listens any more, which ends the watch, as does `stop`.
@@ -414,7 +548,15 @@ pub fn watch_segment(run_id: &str, stop: &AtomicBool, mut notify: impl FnMut() -
                 break;
             }
         }
-        std::thread::sleep(WATCH_INTERVAL);
+        match &reader {
+            Some(reader) => {
+                let until_refresh = REFRESH_INTERVAL_NS
+                    .saturating_sub(shm::monotonic_ns().saturating_sub(last_notify_ns));
+                let slice = Duration::from_nanos(until_refresh.max(1_000_000)).min(WATCH_SLICE);
+                reader.wait_for_head(last_head, slice);
+            }
+            None => std::thread::sleep(WATCH_DETACHED),
+        }
     }
 }
 

@@ -54,7 +54,10 @@ impl SnapshotWriter {
         let thread_shed = Arc::clone(&shed);
         let thread = std::thread::Builder::new()
             .name("snapshot-writer".into())
-            .spawn(move || write_loop(&dir, receiver, &store, &thread_shed))?;
+            .spawn(move || {
+                let _stage = tracing::info_span!("snapshot_writer").entered();
+                write_loop(&dir, receiver, &store, &thread_shed)
+            })?;
         Ok(Self {
             sender: Some(sender),
             shed,

@@ -15,6 +15,7 @@ use super::{open_for_writing, StoreError};
 use crate::bus::{
     EpisodeRecord, FrameIndexEntry, Payload, ShedCounters, StepRecord, VideoIndexEntry,
 };
+use crate::metrics::Histogram;
 
 /// When a batch is committed: after `max_rows` rows or `max_delay`, whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,13 +77,33 @@ pub struct CommitNotice {
     pub episodes: u64,
 }
 
-/// Counters of the writer, shared with whoever reports health or benchmarks.
-#[derive(Debug, Default)]
+/// Counters of the writer, shared with whoever reports health, metrics or benchmarks.
+#[derive(Debug)]
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub rows: AtomicU64,
     pub failed_batches: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Time in `COMMIT` (the fsync of the WAL), per batch.
+    pub commit_seconds: Histogram,
+    /// Rows per committed batch.
+    pub batch_rows: Histogram,
+    /// Time of each background WAL checkpoint.
+    pub checkpoint_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            commit_seconds: Histogram::seconds(),
+            batch_rows: Histogram::counts(),
+            checkpoint_seconds: Histogram::seconds(),
+        }
+    }
 }
 
 struct RunState {
@@ -131,7 +152,10 @@ impl StoreWriter {
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                let _stage = tracing::info_span!("store_writer").entered();
+                worker.run()
+            })
             .map_err(StoreError::Thread)?;
         let checkpointer = spawn_checkpointer(path, Arc::clone(&stats))?;
         Ok(Self {
@@ -232,6 +256,7 @@ fn spawn_checkpointer(
     let thread = std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            let _stage = tracing::info_span!("wal_checkpoint").entered();
             while !thread_stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
@@ -239,8 +264,10 @@ fn spawn_checkpointer(
                     continue;
                 }
                 // PASSIVE never blocks the writer; pages it cannot copy yet wait for the next round.
+                let started = Instant::now();
                 match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
                     Ok(_) => {
+                        stats.checkpoint_seconds.observe_duration(started.elapsed());
                         stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed"),
@@ -378,13 +405,19 @@ impl WriterThread {
                 episodes: state.episodes,
             });
         }
-        tx.commit()
+        let committing = Instant::now();
+        let committed = tx.commit();
+        self.stats
+            .commit_seconds
+            .observe_duration(committing.elapsed());
+        committed
     }
 
     fn finish_batch(&mut self, result: Result<(), rusqlite::Error>, batch: Batch) {
         match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.batch_rows.observe(batch.rows as f64);
                 tracing::trace!(rows = batch.rows, "batch committed");
                 self.stats
                     .rows

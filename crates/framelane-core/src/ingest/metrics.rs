@@ -1,0 +1,141 @@
+//! The daemon's figures: store batches and commits, WAL checkpoints, queues, shed items,
+//! encoders and per-run step rates, read from the counters each part keeps.
+
+use std::sync::atomic::Ordering;
+
+use super::IngestCore;
+use crate::metrics::{resident_bytes, Family, Kind, MetricSource};
+
+impl MetricSource for IngestCore {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let stats = &self.writer_stats;
+        let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed) as f64;
+        out.push(Family::single(
+            "store_rows",
+            "Rows committed to SQLite.",
+            Kind::Counter,
+            count(&stats.rows),
+        ));
+        out.push(Family::single(
+            "store_commits",
+            "Batches committed to SQLite.",
+            Kind::Counter,
+            count(&stats.commits),
+        ));
+        out.push(Family::single(
+            "store_failed_batches",
+            "Batches rolled back (nothing of them acknowledged).",
+            Kind::Counter,
+            count(&stats.failed_batches),
+        ));
+        out.push(Family::histogram(
+            "store_commit_seconds",
+            "Time in COMMIT per batch (WAL append and fsync).",
+            stats.commit_seconds.snapshot(),
+        ));
+        out.push(Family::histogram(
+            "store_batch_rows",
+            "Rows per committed batch.",
+            stats.batch_rows.snapshot(),
+        ));
+        out.push(Family::single(
+            "store_wal_checkpoints",
+            "Background WAL checkpoints.",
+            Kind::Counter,
+            count(&stats.checkpoints),
+        ));
+        out.push(Family::histogram(
+            "store_wal_checkpoint_seconds",
+            "Time of each background WAL checkpoint.",
+            stats.checkpoint_seconds.snapshot(),
+        ));
+        out.push(Family::single(
+            "store_queue_depth",
+            "Commands waiting for the store writer.",
+            Kind::Gauge,
+            self.queue_depth() as f64,
+        ));
+        out.push(Family::single(
+            "store_queue_capacity",
+            "Commands the store queue holds before senders wait.",
+            Kind::Gauge,
+            self.queue_capacity() as f64,
+        ));
+        let mut shed = Family::new(
+            "shed",
+            "Items shed or refused, by kind (each kind states its reason in docs/metrics.md).",
+            Kind::Counter,
+        );
+        for (kind, n) in self.shed.totals() {
+            shed.push(vec![("kind", kind.to_owned())], n as f64);
+        }
+        out.push(shed);
+        let rates = self.run_rates();
+        let mut steps = Family::new("run_steps", "Steps committed, per run.", Kind::Counter);
+        let mut episodes = Family::new(
+            "run_episodes",
+            "Episodes committed, per run.",
+            Kind::Counter,
+        );
+        let mut per_second = Family::new(
+            "run_steps_per_second",
+            "Steps per second committed, per run (smoothed over commits).",
+            Kind::Gauge,
+        );
+        for (run, rate) in rates {
+            steps.push(vec![("run", run.clone())], rate.steps as f64);
+            episodes.push(vec![("run", run.clone())], rate.episodes as f64);
+            per_second.push(vec![("run", run)], rate.steps_per_second);
+        }
+        out.extend([steps, episodes, per_second]);
+        if let Some(video) = &self.video {
+            let service = video.service();
+            let totals = service.totals();
+            let submitted = count(&totals.submitted);
+            let encoded = count(&totals.encoded);
+            let shed = count(&totals.shed);
+            let spooled = count(&totals.spooled);
+            out.push(Family::single(
+                "encoder_frames_encoded",
+                "Frames encoded into video.",
+                Kind::Counter,
+                encoded,
+            ));
+            out.push(Family::single(
+                "encoder_frames_shed",
+                "Frames the encoders dropped because they were behind.",
+                Kind::Counter,
+                shed,
+            ));
+            out.push(Family::single(
+                "encoder_frames_behind",
+                "Frames handed to the encoders and not yet encoded, shed or kept raw.",
+                Kind::Gauge,
+                (submitted - encoded - shed - spooled).max(0.0),
+            ));
+            out.push(Family::single(
+                "encoder_queue_frames",
+                "Frames waiting in the encoder queues.",
+                Kind::Gauge,
+                service.queued_frames() as f64,
+            ));
+            out.push(Family::single(
+                "encoder_jobs_open",
+                "Encode jobs open (one per run and episode being recorded).",
+                Kind::Gauge,
+                service.open_jobs() as f64,
+            ));
+            out.push(Family::histogram(
+                "encoder_frame_seconds",
+                "Time to convert and encode one frame.",
+                totals.frame_seconds.snapshot(),
+            ));
+        }
+        out.push(Family::single(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon's process.",
+            Kind::Gauge,
+            resident_bytes() as f64,
+        ));
+    }
+}
