@@ -915,9 +915,10 @@ fn first_run_fills_every_lane(failures: &mut Vec<String>) {
     );
 }
 
-/// The live view's frame-rate cap holds against a faster producer, and the HUD says so.
+/// The live view's frame-rate cap holds against a faster producer, and the HUD says so (under
+/// Xvfb: the threaded render loop with its 60 Hz throttle, as on a desktop).
 fn fps_cap_holds(failures: &mut Vec<String>) {
-    println!("offscreen: live view with an FPS cap");
+    println!("xvfb: live view with an FPS cap");
     let run = format!("gui-cap-{}", std::process::id());
     let producer = Reaped(
         Command::new(EXE)
@@ -929,7 +930,7 @@ fn fps_cap_holds(failures: &mut Vec<String>) {
             .expect("start demo producer"),
     );
     let stats_path = artifacts().join("fps-cap.json");
-    let mut command = Display::Offscreen.command();
+    let mut command = Display::Xvfb.command();
     command.args(["gui", "--no-daemon", "--run", &run, "--fps-cap", "12"]);
     let (status, _) = run_gui_until(command, &stats_path, |stats| {
         stats["frames_presented"].as_u64() >= Some(40)
@@ -1028,9 +1029,13 @@ fn live_controls_work(failures: &mut Vec<String>) {
         stats["controls"]["rateAsked"] == 7
             && (5.0..=8.5).contains(&producer_rate)
             && got == Some(7)
-            && stats["metrics"]["metricsStore"]
-                .as_str()
-                .is_some_and(|t| !t.contains("n/a"))
+            && ["metricsStore", "metricsFrameTime", "metricsStepRate"]
+                .iter()
+                .all(|label| {
+                    stats["metrics"][*label]
+                        .as_str()
+                        .is_some_and(|t| !t.contains("n/a"))
+                })
     });
     let stats = exited_with_stats(status, &stats_path, failures);
     let got = *received.lock().unwrap_or_else(|p| p.into_inner());
@@ -1113,6 +1118,46 @@ fn live_controls_work(failures: &mut Vec<String>) {
     );
 }
 
+/// "Slow when skipping": a 120 Hz built-in demo shown under a 15 fps cap skips frames every
+/// second; after the sustained stretch the window asks the producer for the display's rate, and
+/// the producer slows to it.
+fn auto_slow_asks_for_the_display_rate(failures: &mut Vec<String>) {
+    println!("xvfb: slowing the producer after sustained skipping");
+    let dir = artifacts().join(format!("auto-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats_path = artifacts().join("auto-slow.json");
+    let mut command = Display::Xvfb.command();
+    command.arg("--data-dir").arg(&dir).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--demo-rate",
+        "120",
+        "--fps-cap",
+        "15",
+        "--auto-slow",
+    ]);
+    let producer_rate = |stats: &serde_json::Value| {
+        stats["hud"]["hudRates"]
+            .as_str()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        let asked = stats["controls"]["rateAsked"].as_i64().unwrap_or(-1);
+        (5..=16).contains(&asked) && producer_rate(stats) <= 17.0
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let stats = exited_with_stats(status, &stats_path, failures);
+    check(
+        ready,
+        format!(
+            "the window asked for about the display's rate and the producer slowed to it ({}, {})",
+            stats["controls"], stats["hud"]["hudRates"]
+        ),
+        failures,
+    );
+}
+
 fn main() {
     // libtest-style filtering is not needed; accept and ignore its flags.
     let mut failures = Vec::new();
@@ -1124,7 +1169,6 @@ fn main() {
     analysis_opens_in_the_replay_tab(&mut failures);
     rig_kiosk_shows_cameras_and_clips(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
-    fps_cap_holds(&mut failures);
     if Command::new("xvfb-run")
         .arg("--help")
         .stdout(Stdio::null())
@@ -1133,7 +1177,9 @@ fn main() {
         .is_ok()
     {
         live_window_shows_the_producer_frame_and_hud(Display::Xvfb, &mut failures);
+        fps_cap_holds(&mut failures);
         live_controls_work(&mut failures);
+        auto_slow_asks_for_the_display_rate(&mut failures);
     } else {
         failures.push("xvfb-run is not installed (scripts/setup-debian.sh installs it)".into());
     }
