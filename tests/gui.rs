@@ -959,7 +959,6 @@ fn control_listener(
     received: std::sync::Arc<std::sync::Mutex<Option<u32>>>,
 ) {
     use framelane_core::ingest::proto::framelane_v1 as v1;
-    use tokio_stream::StreamExt;
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -971,20 +970,13 @@ fn control_listener(
             let Ok(mut client) = framelane_core::ingest::client::connect(address).await else {
                 return;
             };
-            let hello = v1::ControlMessage {
-                run_id: run,
-                event: None,
-            };
-            let requests = tokio_stream::iter([hello]).chain(tokio_stream::pending());
-            let Ok(reply) = client.control(requests).await else {
-                return;
-            };
-            let mut events = reply.into_inner();
-            while let Some(Ok(message)) = events.next().await {
-                if let Some(v1::control_message::Event::MaxRateHz(hz)) = message.event {
+            let _ = framelane_core::ingest::client::follow_control(&mut client, &run, |event| {
+                if let v1::control_message::Event::MaxRateHz(hz) = event {
                     *received.lock().unwrap_or_else(|p| p.into_inner()) = Some(hz);
                 }
-            }
+                true
+            })
+            .await;
         });
     });
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framelane_core::fastlane::{FrameGeometry, PixelFormat};
-use framelane_core::ingest::client::connect;
+use framelane_core::ingest::client::{connect, follow_control};
 use framelane_core::ingest::proto::framelane_v1 as v1;
 
 use super::{demo_hud, DemoPattern, EPISODE_LENGTH};
@@ -43,27 +43,21 @@ pub fn stream_demo_telemetry(
 }
 
 /// Follows the run's control stream, keeping the newest rate cap, until the stream ends.
-async fn follow_control(
+async fn follow_rate_cap(
     mut client: framelane_core::ingest::client::Client,
     run_id: String,
     rate_cap_hz: Arc<AtomicU32>,
 ) {
-    use tokio_stream::StreamExt;
-    let hello = v1::ControlMessage {
-        run_id,
-        event: None,
-    };
-    // The request stream stays open (pending after the first message) so the daemon keeps us.
-    let requests = tokio_stream::iter([hello]).chain(tokio_stream::pending());
-    let Ok(reply) = client.control(requests).await else {
-        return;
-    };
-    let mut events = reply.into_inner();
-    while let Some(Ok(message)) = events.next().await {
-        if let Some(v1::control_message::Event::MaxRateHz(hz)) = message.event {
+    let followed = follow_control(&mut client, &run_id, |event| {
+        if let v1::control_message::Event::MaxRateHz(hz) = event {
             tracing::info!(hz, "demo producer: rate cap asked for");
             rate_cap_hz.store(hz, Ordering::Relaxed);
         }
+        true
+    })
+    .await;
+    if let Err(err) = followed {
+        tracing::warn!(error = %err, "demo producer: control stream ended");
     }
 }
 
@@ -86,7 +80,7 @@ async fn stream(
         })
         .await
         .map_err(|s| format!("registering the demo run: {}", s.message()))?;
-    let control = tokio::spawn(follow_control(client.clone(), run_id.clone(), rate_cap_hz));
+    let control = tokio::spawn(follow_rate_cap(client.clone(), run_id.clone(), rate_cap_hz));
     let pattern = DemoPattern::new(FrameGeometry::packed(
         RECORDED_WIDTH,
         RECORDED_HEIGHT,

@@ -88,6 +88,35 @@ pub async fn ask_max_rate(
     Ok(reply.into_inner().listeners)
 }
 
+/// Listens on the daemon's control stream as a worker of `run_id` (the daemon sends the rate
+/// cap in force first, then every event for the run or for all runs), calling `on_event` until
+/// it returns false or the stream ends. The request side stays open meanwhile.
+pub async fn follow_control(
+    client: &mut Client,
+    run_id: &str,
+    mut on_event: impl FnMut(v1::control_message::Event) -> bool,
+) -> Result<(), IngestError> {
+    let hello = v1::ControlMessage {
+        run_id: run_id.to_owned(),
+        event: None,
+    };
+    let requests = tokio_stream::iter([hello]).chain(tokio_stream::pending());
+    let reply = client
+        .control(requests)
+        .await
+        .map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+    let mut events = reply.into_inner();
+    while let Some(message) = events.next().await {
+        let message = message.map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+        if let Some(event) = message.event {
+            if !on_event(event) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The daemon's figures, as its `Health` reply carries them (names as Prometheus shows them).
 pub async fn daemon_metrics(
     client: &mut Client,

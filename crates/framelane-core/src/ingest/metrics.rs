@@ -10,57 +10,62 @@ impl MetricSource for IngestCore {
     fn collect(&self, out: &mut Vec<Family>) {
         let stats = &self.writer_stats;
         let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed) as f64;
-        out.push(Family::single(
-            "store_rows",
-            "Rows committed to SQLite.",
-            Kind::Counter,
-            count(&stats.rows),
-        ));
-        out.push(Family::single(
-            "store_commits",
-            "Batches committed to SQLite.",
-            Kind::Counter,
-            count(&stats.commits),
-        ));
-        out.push(Family::single(
-            "store_failed_batches",
-            "Batches rolled back (nothing of them acknowledged).",
-            Kind::Counter,
-            count(&stats.failed_batches),
-        ));
-        out.push(Family::histogram(
-            "store_commit_seconds",
-            "Time in COMMIT per batch (WAL append and fsync).",
-            stats.commit_seconds.snapshot(),
-        ));
-        out.push(Family::histogram(
-            "store_batch_rows",
-            "Rows per committed batch.",
-            stats.batch_rows.snapshot(),
-        ));
-        out.push(Family::single(
-            "store_wal_checkpoints",
-            "Background WAL checkpoints.",
-            Kind::Counter,
-            count(&stats.checkpoints),
-        ));
-        out.push(Family::histogram(
-            "store_wal_checkpoint_seconds",
-            "Time of each background WAL checkpoint.",
-            stats.checkpoint_seconds.snapshot(),
-        ));
-        out.push(Family::single(
-            "store_queue_depth",
-            "Commands waiting for the store writer.",
-            Kind::Gauge,
-            self.queue_depth() as f64,
-        ));
-        out.push(Family::single(
-            "store_queue_capacity",
-            "Commands the store queue holds before senders wait.",
-            Kind::Gauge,
-            self.queue_capacity() as f64,
-        ));
+        let counters = [
+            ("store_rows", "Rows committed to SQLite.", &stats.rows),
+            (
+                "store_commits",
+                "Batches committed to SQLite.",
+                &stats.commits,
+            ),
+            (
+                "store_failed_batches",
+                "Batches rolled back (nothing of them acknowledged).",
+                &stats.failed_batches,
+            ),
+            (
+                "store_wal_checkpoints",
+                "Background WAL checkpoints.",
+                &stats.checkpoints,
+            ),
+        ];
+        for (name, help, n) in counters {
+            out.push(Family::single(name, help, Kind::Counter, count(n)));
+        }
+        let histograms = [
+            (
+                "store_commit_seconds",
+                "Time in COMMIT per batch (WAL append and fsync).",
+                &stats.commit_seconds,
+            ),
+            (
+                "store_batch_rows",
+                "Rows per committed batch.",
+                &stats.batch_rows,
+            ),
+            (
+                "store_wal_checkpoint_seconds",
+                "Time of each background WAL checkpoint.",
+                &stats.checkpoint_seconds,
+            ),
+        ];
+        for (name, help, h) in histograms {
+            out.push(Family::histogram(name, help, h.snapshot()));
+        }
+        let gauges = [
+            (
+                "store_queue_depth",
+                "Commands waiting for the store writer.",
+                self.queue_depth(),
+            ),
+            (
+                "store_queue_capacity",
+                "Commands the store queue holds before senders wait.",
+                self.queue_capacity(),
+            ),
+        ];
+        for (name, help, n) in gauges {
+            out.push(Family::single(name, help, Kind::Gauge, n as f64));
+        }
         let mut shed = Family::new(
             "shed",
             "Items shed or refused, by kind (each kind states its reason in docs/metrics.md).",
@@ -95,36 +100,41 @@ impl MetricSource for IngestCore {
             let encoded = count(&totals.encoded);
             let shed = count(&totals.shed);
             let spooled = count(&totals.spooled);
-            out.push(Family::single(
-                "encoder_frames_encoded",
-                "Frames encoded into video.",
-                Kind::Counter,
-                encoded,
-            ));
-            out.push(Family::single(
-                "encoder_frames_shed",
-                "Frames the encoders dropped because they were behind.",
-                Kind::Counter,
-                shed,
-            ));
-            out.push(Family::single(
-                "encoder_frames_behind",
-                "Frames handed to the encoders and not yet encoded, shed or kept raw.",
-                Kind::Gauge,
-                (submitted - encoded - shed - spooled).max(0.0),
-            ));
-            out.push(Family::single(
-                "encoder_queue_frames",
-                "Frames waiting in the encoder queues.",
-                Kind::Gauge,
-                service.queued_frames() as f64,
-            ));
-            out.push(Family::single(
-                "encoder_jobs_open",
-                "Encode jobs open (one per run and episode being recorded).",
-                Kind::Gauge,
-                service.open_jobs() as f64,
-            ));
+            let figures = [
+                (
+                    "encoder_frames_encoded",
+                    "Frames encoded into video.",
+                    Kind::Counter,
+                    encoded,
+                ),
+                (
+                    "encoder_frames_shed",
+                    "Frames the encoders dropped because they were behind.",
+                    Kind::Counter,
+                    shed,
+                ),
+                (
+                    "encoder_frames_behind",
+                    "Frames handed to the encoders and not yet encoded, shed or kept raw.",
+                    Kind::Gauge,
+                    (submitted - encoded - shed - spooled).max(0.0),
+                ),
+                (
+                    "encoder_queue_frames",
+                    "Frames waiting in the encoder queues.",
+                    Kind::Gauge,
+                    service.queued_frames() as f64,
+                ),
+                (
+                    "encoder_jobs_open",
+                    "Encode jobs open (one per run and episode being recorded).",
+                    Kind::Gauge,
+                    service.open_jobs() as f64,
+                ),
+            ];
+            for (name, help, kind, value) in figures {
+                out.push(Family::single(name, help, kind, value));
+            }
             out.push(Family::histogram(
                 "encoder_frame_seconds",
                 "Time to convert and encode one frame.",
