@@ -24,6 +24,8 @@ PACKAGES=(
   libopencv-dev opencv-data
   # test helpers; a real Prometheus server scrapes the daemon's metrics endpoint in the tests
   python3 prometheus
+  # the Python SDK's tests run in a virtual environment
+  python3-venv
 )
 
 missing=()

@@ -10,3 +10,7 @@ cargo test --release --locked --workspace --no-run
 echo "test.sh: build took $(( $(date +%s) - start )) s"
 cargo test --release --locked --workspace -- --test-threads=2
 echo "test.sh: build and tests took $(( $(date +%s) - start )) s"
+# The Python SDK, installed from this checkout into its own virtual environment, tested against
+# the binary just built (a real daemon, real segments, Gymnasium's CartPole and the window).
+./scripts/sdk-test.sh
+echo "test.sh: everything took $(( $(date +%s) - start )) s"

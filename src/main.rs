@@ -377,6 +377,13 @@ enum FastlaneCommand {
     Inspect {
         /// Run id (or a segment path under /dev/shm).
         run: String,
+        /// Print the header, writer state and newest frame's HUD as one JSON object (HUD floats
+        /// also as their bit patterns, for exact comparisons).
+        #[arg(long)]
+        json: bool,
+        /// Write the newest frame's pixels, rows tightly packed, to this file.
+        #[arg(long, value_name = "FILE")]
+        dump_frame: Option<PathBuf>,
     },
     /// Remove segments whose writer is gone.
     Clean,
@@ -804,7 +811,11 @@ fn run_fastlane(cmd: FastlaneCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        FastlaneCommand::Inspect { run } => inspect(&run),
+        FastlaneCommand::Inspect {
+            run,
+            json,
+            dump_frame,
+        } => inspect(&run, json, dump_frame.as_deref()),
         FastlaneCommand::Clean => {
             let removed = fastlane::clean_stale_segments()?;
             if removed.is_empty() {
@@ -818,13 +829,48 @@ fn run_fastlane(cmd: FastlaneCommand) -> anyhow::Result<()> {
     }
 }
 
-fn inspect(run: &str) -> anyhow::Result<()> {
+fn inspect(run: &str, json: bool, dump_frame: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut reader = if run.starts_with('/') {
         fastlane::FastLaneReader::open(std::path::Path::new(run))?
     } else {
         fastlane::FastLaneReader::attach(run)?
     };
     let g = reader.geometry();
+    let mut buf = vec![0u8; g.frame_bytes()];
+    let newest = reader.read_newest(&mut buf, g.width as usize * g.format.bytes_per_pixel())?;
+    if let (Some(path), fastlane::ReadOutcome::Frame(_)) = (dump_frame, &newest) {
+        std::fs::write(path, &buf).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        let frame = match &newest {
+            fastlane::ReadOutcome::Frame(meta) => serde_json::json!({
+                "frame_number": meta.frame_number,
+                "episode": meta.hud.episode,
+                "step": meta.hud.step,
+                "reward": meta.hud.reward,
+                "reward_bits": meta.hud.reward.to_bits().to_string(),
+                "episodic_return": meta.hud.episodic_return,
+                "episodic_return_bits": meta.hud.episodic_return.to_bits().to_string(),
+                "steps_per_second": meta.hud.steps_per_second,
+            }),
+            _ => serde_json::Value::Null,
+        };
+        let report = serde_json::json!({
+            "run_id": reader.run_id(),
+            "segment": reader.path().display().to_string(),
+            "kind": reader.kind().label(),
+            "width": g.width,
+            "height": g.height,
+            "format": g.format.name(),
+            "row_stride": g.row_stride,
+            "published": reader.head(),
+            "woken_by_writer": reader.woken_by_writer(),
+            "writer": format!("{:?}", reader.writer_status()),
+            "newest": frame,
+        });
+        println!("{report}");
+        return Ok(());
+    }
     println!("run:        {}", reader.run_id());
     println!(
         "segment:    {} ({})",
@@ -837,8 +883,15 @@ fn inspect(run: &str) -> anyhow::Result<()> {
     );
     println!("published:  {} frames", reader.head());
     println!("writer:     {:?}", reader.writer_status());
-    let mut buf = vec![0u8; g.frame_bytes()];
-    match reader.read_newest(&mut buf, g.row_stride)? {
+    println!(
+        "wake-ups:   {}",
+        if reader.woken_by_writer() {
+            "the writer wakes readers"
+        } else {
+            "readers poll"
+        }
+    );
+    match newest {
         fastlane::ReadOutcome::Frame(meta) => {
             println!(
                 "newest:     frame {} episode {} step {}",
