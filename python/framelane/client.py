@@ -6,9 +6,11 @@ repository's proto/ when the package is built."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 import grpc
 
@@ -139,6 +141,7 @@ class Client:
         observation: Any = None,
         frame: Optional[pb.Frame] = None,
         agent_id: str = "agent-0",
+        producer_unix_ns: Optional[int] = None,
     ) -> pb.Step:
         """A step message (actions and observations: bytes, a JSON string, or anything JSON or
         numpy can express)."""
@@ -151,7 +154,7 @@ class Client:
             reward=float(reward),
             terminated=bool(terminated),
             truncated=bool(truncated),
-            producer_unix_ns=time.time_ns(),
+            producer_unix_ns=producer_unix_ns or time.time_ns(),
             action=_payload(action),
             observation=_payload(observation),
             frame=frame,
@@ -229,11 +232,27 @@ class Client:
 
 class StepPublisher:
     """Batches steps and episodes of one run and publishes each batch as one acknowledged
-    stream: `add` returns immediately; every `batch_size` steps (and on `flush`/`close`) the
-    batch is sent and its result checked. Nothing is dropped silently: refused items are
-    counted in `dropped` and the first reason kept in `first_error`."""
+    stream. Nothing is dropped silently: refused items are counted in `dropped` and the first
+    reason kept in `first_error`; a failed publish counts its whole batch as dropped.
 
-    def __init__(self, client: Client, run_id: str, batch_size: int = 100) -> None:
+    In the foreground (the default), `add` publishes when a batch is full, so the caller waits
+    for the commit once per batch. With `background=True` a thread named `framelane-publish`
+    builds the messages and publishes, so the caller's loop overlaps with the network and the
+    commit; `add` waits only when `max_pending` items are queued (the daemon is behind: flow
+    control, never loss). Items may be messages or callables that build one (built on the
+    publishing thread). `flush()` returns when everything added so far is acknowledged."""
+
+    _FLUSH = object()
+    _STOP = object()
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        batch_size: int = 100,
+        background: bool = False,
+        max_pending: Optional[int] = None,
+    ) -> None:
         if batch_size < 1:
             raise ClientError(f"batch size {batch_size} must be at least 1")
         self.client, self.run_id, self.batch_size = client, run_id, batch_size
@@ -243,30 +262,83 @@ class StepPublisher:
         self.dropped = 0
         self.frames_shed = 0
         self.first_error = ""
+        self._queue: Optional[queue.Queue] = None
+        self._thread: Optional[threading.Thread] = None
+        if background:
+            self._queue = queue.Queue(maxsize=max_pending or batch_size * 8)
+            self._thread = threading.Thread(target=self._drain, name="framelane-publish", daemon=True)
+            self._thread.start()
 
-    def add(self, step: pb.Step) -> None:
-        self._steps.append(step)
+    def add(self, step: Union[pb.Step, Callable[[], pb.Step]]) -> None:
+        if self._queue is not None:
+            self._queue.put((self._steps, step))
+            return
+        self._steps.append(step() if callable(step) else step)
         if len(self._steps) >= self.batch_size:
-            self.flush()
+            self._send()
 
-    def add_episode(self, episode: pb.Episode) -> None:
-        self._episodes.append(episode)
+    def add_episode(self, episode: Union[pb.Episode, Callable[[], pb.Episode]]) -> None:
+        if self._queue is not None:
+            self._queue.put((self._episodes, episode))
+            return
+        self._episodes.append(episode() if callable(episode) else episode)
 
     def flush(self) -> None:
+        if self._queue is not None:
+            self._queue.put(self._FLUSH)
+            self._queue.join()
+            return
+        self._send()
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(self._STOP)
+            self._queue.join()
+            self._thread.join()
+            self._queue = None
+            return
+        self._send()
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                # Idle: what is waiting goes out now rather than when the batch fills.
+                self._send()
+                continue
+            try:
+                if item is self._FLUSH or item is self._STOP:
+                    self._send()
+                    if item is self._STOP:
+                        return
+                    continue
+                target, message = item
+                target.append(message() if callable(message) else message)
+                if len(self._steps) >= self.batch_size:
+                    self._send()
+            finally:
+                self._queue.task_done()
+
+    def _send(self) -> None:
         for items, publish in ((self._steps, self.client.publish_steps), (self._episodes, self.client.publish_episodes)):
             if not items:
                 continue
             batch = list(items)
             items.clear()
-            result = publish(batch)
+            try:
+                result = publish(batch)
+            except ClientError as err:
+                self.dropped += len(batch)
+                if not self.first_error:
+                    self.first_error = str(err)
+                continue
             self.accepted += result.accepted
             self.dropped += result.dropped
             self.frames_shed += result.frames_shed
             if result.first_error and not self.first_error:
                 self.first_error = result.first_error
-
-    def close(self) -> None:
-        self.flush()
 
 
 __all__ = ["Client", "ClientError", "PublishResult", "StepPublisher", "raw_frame", "DEFAULT_ADDRESS"]

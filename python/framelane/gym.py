@@ -9,6 +9,7 @@ memory and dropped (unlike Gymnasium's RecordVideo, which holds an episode's fra
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Optional
 
@@ -37,7 +38,9 @@ class FramelaneRecorder(gymnasium.Wrapper):
         self.run_id = run_id
         self.client = Client(address, token=token, worker_id=worker_id)
         self.profile = self.client.register(run_id, profile=profile, worker_kind="gymnasium")
-        self.publisher = StepPublisher(self.client, run_id, batch_size=batch_size)
+        # Messages are built and published on a background thread: the environment's loop only
+        # queues a small closure per step and waits only when the daemon falls behind.
+        self.publisher = StepPublisher(self.client, run_id, batch_size=batch_size, background=True)
         self.fast_lane = fast_lane and env.render_mode == "rgb_array"
         self.frames_to_daemon = frames_to_daemon and env.render_mode == "rgb_array"
         self.writer: Optional[FastLaneWriter] = None
@@ -66,31 +69,35 @@ class FramelaneRecorder(gymnasium.Wrapper):
         if self.frames_to_daemon and frame is not None:
             height, width = frame.shape[:2]
             message_frame = raw_frame(frame, width, height, "rgb")
+        if hasattr(action, "dtype") and hasattr(action, "copy"):
+            action = action.copy()  # encoded later, on the publishing thread
         self.publisher.add(
-            self.client.step(
+            functools.partial(
+                self.client.step,
                 self.run_id,
                 episode=self.episode_index,
                 step=self.step_index,
                 reward=float(reward),
-                terminated=terminated,
-                truncated=truncated,
+                terminated=bool(terminated),
+                truncated=bool(truncated),
                 action=action,
                 frame=message_frame,
+                producer_unix_ns=time.time_ns(),
             )
         )
         if terminated or truncated:
             self.publisher.add_episode(
-                self.client.episode(
+                functools.partial(
+                    self.client.episode,
                     self.run_id,
                     episode=self.episode_index,
                     total_reward=self.episode_return,
                     steps=self.step_index,
-                    terminated=terminated,
-                    truncated=truncated,
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
                     metadata={"env": getattr(self.env.spec, "id", None)},
                 )
             )
-            self.publisher.flush()
         return observation, reward, terminated, truncated, info
 
     def _count_rate(self) -> None:
