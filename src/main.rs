@@ -56,6 +56,37 @@ enum Command {
     /// Measure speed and print figures (optionally as JSON).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a worker that prints one JSON object per step or episode (MOSAIC's JSONL format) and
+    /// forward its steps, episodes and frames; exits with the worker's status.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    /// The daemon (MOSAIC's flag).
+    #[arg(long, default_value = "127.0.0.1:50551", value_name = "HOST:PORT")]
+    target: std::net::SocketAddr,
+    /// Run the worker's lines belong to.
+    #[arg(long, value_name = "RUN")]
+    run_id: String,
+    /// Agent of lines that name none.
+    #[arg(long, default_value = "agent_1", value_name = "ID")]
+    agent_id: String,
+    /// Worker id sent with every line (default: the line's; registers as proxy-<pid>).
+    #[arg(long, value_name = "ID")]
+    worker_id: Option<String>,
+    /// Bearer token for the daemon (also FRAMELANE_TOKEN).
+    #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Do not publish the lines' frames to the fast lane.
+    #[arg(long)]
+    no_fast_lane: bool,
+    /// Also write the final report (what was forwarded, what was not and why) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
+    /// The worker's command and its arguments, after --.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -449,6 +480,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Some(Command::Proxy(args)) = cli.command {
+        return run_proxy(args);
+    }
     let result = match cli.command {
         None => run_gui(cli.gui),
         Some(Command::Gui(args)) => run_gui(args),
@@ -464,6 +498,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
         Some(Command::Bench(BenchCommand::Analyze(args))) => bench::run_analyze_bench(&args),
         Some(Command::Bench(BenchCommand::Rig(args))) => bench::run_rig_bench(&args),
+        Some(Command::Proxy(_)) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -724,6 +759,40 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     eprintln!("framelane serve: stopping; committing what is in flight");
     daemon.shutdown();
     Ok(())
+}
+
+/// Runs the proxy; the exit code is the worker's (1 when the proxy itself could not run it).
+fn run_proxy(args: ProxyArgs) -> ExitCode {
+    let outcome =
+        (|| -> anyhow::Result<(std::process::ExitStatus, framelane::proxy::ProxyReport)> {
+            fastlane::validate_run_id(&args.run_id).context("--run-id")?;
+            framelane_core::ingest::client::set_client_token(args.token.clone());
+            let config = framelane::proxy::ProxyConfig {
+                target: args.target,
+                run_id: args.run_id.clone(),
+                agent_id: args.agent_id.clone(),
+                worker_id: args.worker_id.clone(),
+                fast_lane: !args.no_fast_lane,
+                command: args.command.clone(),
+            };
+            let (status, report) = framelane::proxy::run(&config)?;
+            if let Some(path) = &args.report_json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok((status, report))
+        })();
+    match outcome {
+        Ok((status, report)) => {
+            eprintln!("framelane proxy: worker {status}; {}", report.summary());
+            let code = framelane::proxy::exit_code(status).unwrap_or(1);
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+        Err(err) => {
+            eprintln!("framelane proxy: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn path_string(path: Option<&PathBuf>) -> String {

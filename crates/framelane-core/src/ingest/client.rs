@@ -14,6 +14,12 @@ pub type Client = v1::telemetry_client::TelemetryClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
 >;
 
+/// A client of MOSAIC's trainer API (`gymgui.trainer.TrainerService`), with the same token and
+/// limits: what `framelane proxy` speaks, so it works against a framelane or a MOSAIC daemon.
+pub type TrainerClient = super::proto::gymgui::trainer_service_client::TrainerServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
+>;
+
 /// How long to wait before reconnecting to a daemon that is not there.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// How often (and how late) a step whose frame may sit in a video being recorded is tried.
@@ -51,6 +57,29 @@ impl tonic::service::Interceptor for BearerToken {
 
 /// Connects to the daemon at `address` (plain HTTP/2), with this process's token.
 pub async fn connect(address: SocketAddr) -> Result<Client, IngestError> {
+    let (channel, token) = open_channel(address).await?;
+    Ok(
+        v1::telemetry_client::TelemetryClient::with_interceptor(channel, token)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}
+
+/// Connects to the trainer API of the daemon at `address`.
+pub async fn connect_trainer(address: SocketAddr) -> Result<TrainerClient, IngestError> {
+    let (channel, token) = open_channel(address).await?;
+    Ok(
+        super::proto::gymgui::trainer_service_client::TrainerServiceClient::with_interceptor(
+            channel, token,
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}
+
+async fn open_channel(
+    address: SocketAddr,
+) -> Result<(tonic::transport::Channel, BearerToken), IngestError> {
     let token = TOKEN.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let header = token
         .map(|t| format!("Bearer {t}").parse())
@@ -63,11 +92,7 @@ pub async fn connect(address: SocketAddr) -> Result<Client, IngestError> {
         .connect()
         .await
         .map_err(|e| IngestError::Connection(e.to_string()))?;
-    Ok(
-        v1::telemetry_client::TelemetryClient::with_interceptor(channel, BearerToken(header))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
+    Ok((channel, BearerToken(header)))
 }
 
 /// Asks the workers of `run_id` to cap their rate at `max_rate_hz` (0: no cap); returns how
