@@ -56,9 +56,22 @@ enum Command {
     /// Measure speed and print figures (optionally as JSON).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Ask a running daemon whether it is healthy; prints its Health reply as JSON (exit 1 when
+    /// it cannot be reached or says it is not healthy).
+    Health(HealthArgs),
     /// Run a worker that prints one JSON object per step or episode (MOSAIC's JSONL format) and
     /// forward its steps, episodes and frames; exits with the worker's status.
     Proxy(ProxyArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// The daemon.
+    #[arg(long, default_value = "127.0.0.1:50551", value_name = "HOST:PORT")]
+    target: std::net::SocketAddr,
+    /// Bearer token for the daemon (also FRAMELANE_TOKEN).
+    #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -498,6 +511,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
         Some(Command::Bench(BenchCommand::Analyze(args))) => bench::run_analyze_bench(&args),
         Some(Command::Bench(BenchCommand::Rig(args))) => bench::run_rig_bench(&args),
+        Some(Command::Health(args)) => run_health(args),
         Some(Command::Proxy(_)) => unreachable!("handled above"),
     };
     match result {
@@ -758,6 +772,45 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     eprintln!("framelane serve: stopping; committing what is in flight");
     daemon.shutdown();
+    Ok(())
+}
+
+fn run_health(args: HealthArgs) -> anyhow::Result<()> {
+    framelane_core::ingest::client::set_client_token(args.token.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    let reply = runtime.block_on(async {
+        let mut client = tokio::time::timeout(
+            Duration::from_secs(10),
+            framelane_core::ingest::client::connect(args.target),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("daemon at {} not reachable within 10 s", args.target))?
+        .with_context(|| format!("daemon at {} not reachable", args.target))?;
+        client
+            .health(framelane_core::ingest::proto::framelane_v1::HealthRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("Health at {}: {}", args.target, s.message()))
+    })?;
+    let metrics: std::collections::BTreeMap<_, _> = reply.metrics.iter().collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "healthy": reply.healthy,
+            "pid": reply.pid,
+            "listen_address": reply.listen_address,
+            "started_unix_ns": reply.started_unix_ns,
+            "queue_depth": reply.queue_depth,
+            "queue_capacity": reply.queue_capacity,
+            "metrics": metrics,
+        })
+    );
+    if !reply.healthy {
+        bail!("the daemon at {} says it is not healthy", args.target);
+    }
     Ok(())
 }
 
