@@ -908,7 +908,10 @@ fn run_fastlane(cmd: FastlaneCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             if runs.is_empty() {
-                println!("no fast-lane segments in {}", fastlane::shm::SEGMENT_DIR);
+                println!(
+                    "no fast-lane segments in {}",
+                    fastlane::shm::segment_dir().display()
+                );
                 return Ok(());
             }
             println!(

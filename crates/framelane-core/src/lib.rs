@@ -5,7 +5,8 @@
 pub mod bus;
 pub mod daemon;
 pub mod encode;
-pub mod fastlane;
+/// The fast lane lives in its own crate (no FFmpeg or SQLite, so it also builds for Windows).
+pub use framelane_fastlane as fastlane;
 pub mod gating;
 pub mod ingest;
 pub mod live;

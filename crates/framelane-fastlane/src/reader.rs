@@ -648,7 +648,7 @@ fn volatile_u32(map: &[u8], offset: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastlane::writer::{FastLaneWriter, WriterConfig};
+    use crate::writer::{FastLaneWriter, WriterConfig};
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 

@@ -1,6 +1,5 @@
-//! Platform layer of the fast lane: the only code that maps shared memory, names segment files,
-//! inspects other processes and installs the termination cleanup. Linux keeps POSIX shared memory
-//! as files under /dev/shm; a Windows named mapping would replace this file alone.
+//! The fast lane's platform layer on Linux: POSIX shared memory as files under /dev/shm,
+//! futexes on the publish word, /proc for process checks, signal handlers for cleanup.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -15,6 +14,11 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 
 /// Directory that holds POSIX shared-memory objects on Linux.
 pub const SEGMENT_DIR: &str = "/dev/shm";
+
+/// The directory segments live in.
+pub fn segment_dir() -> PathBuf {
+    PathBuf::from(SEGMENT_DIR)
+}
 
 /// Path of the shared-memory object with this name.
 pub fn segment_path(name: &str) -> PathBuf {

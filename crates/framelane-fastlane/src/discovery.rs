@@ -56,7 +56,7 @@ fn kind_of(name: &str) -> Option<SegmentKind> {
 /// Lists framelane and MOSAIC segments in the segment directory, newest first.
 pub fn list_segments() -> Result<Vec<SegmentInfo>, FastLaneError> {
     let files =
-        shm::list_segment_files().map_err(|e| FastLaneError::io(shm::SEGMENT_DIR, "list", e))?;
+        shm::list_segment_files().map_err(|e| FastLaneError::io(shm::segment_dir(), "list", e))?;
     let now = SystemTime::now();
     let mut out = Vec::new();
     for (name, bytes, modified) in files {
@@ -108,7 +108,7 @@ pub fn clean_stale_segments() -> Result<Vec<PathBuf>, FastLaneError> {
         }
     }
     let files =
-        shm::list_segment_files().map_err(|e| FastLaneError::io(shm::SEGMENT_DIR, "list", e))?;
+        shm::list_segment_files().map_err(|e| FastLaneError::io(shm::segment_dir(), "list", e))?;
     for (name, _, _) in files {
         let Some(pid) = leftover_creator(&name) else {
             continue;
