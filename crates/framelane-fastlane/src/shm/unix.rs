@@ -7,8 +7,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::Ordering;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
@@ -175,32 +174,6 @@ pub fn map_sleepers(path: &Path, identity: FileIdentity, len: usize) -> Option<m
     unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file).ok() }
 }
 
-/// Removes a segment file; a missing file is not an error.
-pub fn unlink_segment(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
-}
-
-/// Names, sizes and modification times of the files in the segment directory.
-pub fn list_segment_files() -> io::Result<Vec<(String, u64, std::time::SystemTime)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(SEGMENT_DIR)? {
-        let Ok(entry) = entry else { continue };
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        out.push((name, meta.len(), modified));
-    }
-    Ok(out)
-}
-
 /// Nanoseconds on CLOCK_MONOTONIC, which all processes on one machine share.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -269,14 +242,6 @@ pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
     let _ = word;
 }
 
-/// Nanoseconds since the Unix epoch.
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), which
 /// tells a live writer from an unrelated process that reused its pid.
 pub fn process_start_ticks(pid: u32) -> Option<u64> {
@@ -286,18 +251,6 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether the process that wrote a segment still runs: its pid exists and, when the segment
-/// recorded one, it has the same start time.
-pub fn writer_alive(pid: u32, start_ticks: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    match process_start_ticks(pid) {
-        Some(ticks) => start_ticks == 0 || ticks == start_ticks,
-        None => false,
-    }
-}
-
 /// Start time of this process, for the segment header.
 pub fn own_start_ticks() -> u64 {
     process_start_ticks(std::process::id()).unwrap_or(0)
@@ -305,98 +258,24 @@ pub fn own_start_ticks() -> u64 {
 
 // ---- cleanup on SIGINT / SIGTERM -------------------------------------------------------------
 
-/// A segment the signal handler must invalidate and unlink if the process is terminated.
-struct CleanupEntry {
-    path: CString,
-    flags: *const AtomicU32,
-    invalidated_bit: u32,
-}
+/// The path as the signal handler passes it to unlink(2) (no allocation in the handler).
+pub(super) type CleanupPath = CString;
 
-const CLEANUP_SLOTS: usize = 64;
-static CLEANUP: [AtomicPtr<CleanupEntry>; CLEANUP_SLOTS] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; CLEANUP_SLOTS];
-static INSTALL: Once = Once::new();
-
-/// Handle of a registration; dropping it (or calling [`CleanupRegistration::release`]) removes it.
-pub struct CleanupRegistration {
-    slot: Option<usize>,
-}
-
-impl CleanupRegistration {
-    /// Removes the entry so the handler no longer touches the segment.
-    pub fn release(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let ptr = CLEANUP[slot].swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if !ptr.is_null() {
-                // SAFETY: the pointer came from Box::into_raw in `register_cleanup` and was
-                // swapped out, so nothing else can reach it.
-                drop(unsafe { Box::from_raw(ptr) });
-            }
-        }
-    }
-}
-
-impl Drop for CleanupRegistration {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-/// A registration that cleans nothing up, for writers that opted out.
-pub fn register_cleanup_disabled() -> CleanupRegistration {
-    CleanupRegistration { slot: None }
-}
-
-/// Registers a segment for cleanup on SIGINT/SIGTERM and installs the handler once. The flags
-/// word must stay mapped until the registration is released. Returns a registration that does
-/// nothing when all slots are taken (the segment is then only cleaned up on drop).
-pub fn register_cleanup(
-    path: &Path,
-    flags: *const AtomicU32,
-    invalidated_bit: u32,
-) -> CleanupRegistration {
-    INSTALL.call_once(install_handlers);
-    let Ok(path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return CleanupRegistration { slot: None };
-    };
-    let entry = Box::into_raw(Box::new(CleanupEntry {
-        path,
-        flags,
-        invalidated_bit,
-    }));
-    for (i, slot) in CLEANUP.iter().enumerate() {
-        if slot
-            .compare_exchange(
-                std::ptr::null_mut(),
-                entry,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            return CleanupRegistration { slot: Some(i) };
-        }
-    }
-    // SAFETY: never published, still owned here.
-    drop(unsafe { Box::from_raw(entry) });
-    CleanupRegistration { slot: None }
+pub(super) fn cleanup_path(path: &Path) -> Option<CleanupPath> {
+    CString::new(path.as_os_str().as_encoded_bytes()).ok()
 }
 
 extern "C" fn on_termination(signal: libc::c_int) {
-    for slot in CLEANUP.iter() {
-        let ptr = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if ptr.is_null() {
-            continue;
-        }
-        // SAFETY: entries stay alive until swapped out; we own this one now. Only
-        // async-signal-safe work follows: an atomic store and unlink(2). The entry is leaked
-        // on purpose because the process is about to die.
+    // Only async-signal-safe work: an atomic store and unlink(2) per registered segment. The
+    // entries are leaked on purpose because the process is about to die.
+    super::take_cleanups(|entry| {
+        // SAFETY: the flags word stays mapped while its registration lives; the path is a
+        // valid C string.
         unsafe {
-            let entry = &*ptr;
             (*entry.flags).fetch_or(entry.invalidated_bit, Ordering::SeqCst);
             libc::unlink(entry.path.as_ptr());
         }
-    }
+    });
     // SAFETY: restoring the default action and re-raising gives the usual exit status.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
@@ -404,7 +283,7 @@ extern "C" fn on_termination(signal: libc::c_int) {
     }
 }
 
-fn install_handlers() {
+pub(super) fn install_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: we install a handler that only does async-signal-safe work; an existing
         // non-default handler is kept rather than replaced.

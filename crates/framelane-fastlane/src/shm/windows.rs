@@ -10,8 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, STILL_ACTIVE};
@@ -149,32 +148,6 @@ pub fn map_sleepers(path: &Path, identity: FileIdentity, len: usize) -> Option<M
     unsafe { MmapOptions::new().len(len).map_mut(&file).ok() }
 }
 
-/// Removes a segment file (deleted once the last handle closes); a missing file is not an error.
-pub fn unlink_segment(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
-}
-
-/// Segment files: (name, size, modified).
-pub fn list_segment_files() -> io::Result<Vec<(String, u64, std::time::SystemTime)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(segment_dir())? {
-        let Ok(entry) = entry else { continue };
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        out.push((name, meta.len(), modified));
-    }
-    Ok(out)
-}
-
 /// Nanoseconds of the performance counter, which all processes on one machine share.
 pub fn monotonic_ns() -> u64 {
     let (mut count, mut frequency) = (0i64, 0i64);
@@ -187,14 +160,6 @@ pub fn monotonic_ns() -> u64 {
         return 0;
     }
     ((count as i128 * 1_000_000_000) / frequency as i128) as u64
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// No cross-process address wait on Windows: a reader polls (sleeps one millisecond at most).
@@ -231,17 +196,6 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
     }
 }
 
-/// Whether the process that wrote a segment still runs.
-pub fn writer_alive(pid: u32, start_ticks: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    match process_start_ticks(pid) {
-        Some(ticks) => start_ticks == 0 || ticks == start_ticks,
-        None => false,
-    }
-}
-
 /// Creation time of this process, for the segment header.
 pub fn own_start_ticks() -> u64 {
     // SAFETY: no arguments.
@@ -250,90 +204,24 @@ pub fn own_start_ticks() -> u64 {
 
 // ---- cleanup on Ctrl-C, Ctrl-Break and console close ------------------------------------------
 
-struct CleanupEntry {
-    path: PathBuf,
-    flags: *const AtomicU32,
-    invalidated_bit: u32,
+pub(super) type CleanupPath = PathBuf;
+
+pub(super) fn cleanup_path(path: &Path) -> Option<CleanupPath> {
+    Some(path.to_owned())
 }
 
-const CLEANUP_SLOTS: usize = 64;
-static CLEANUP: [AtomicPtr<CleanupEntry>; CLEANUP_SLOTS] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; CLEANUP_SLOTS];
-static INSTALL: Once = Once::new();
-
-/// Handle of a registration; dropping it removes it.
-pub struct CleanupRegistration {
-    slot: Option<usize>,
-}
-
-impl CleanupRegistration {
-    pub fn release(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let ptr = CLEANUP[slot].swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if !ptr.is_null() {
-                // SAFETY: from Box::into_raw in `register_cleanup`, swapped out: ours alone.
-                drop(unsafe { Box::from_raw(ptr) });
-            }
-        }
-    }
-}
-
-impl Drop for CleanupRegistration {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-pub fn register_cleanup_disabled() -> CleanupRegistration {
-    CleanupRegistration { slot: None }
-}
-
-/// Registers a segment to invalidate and delete when the console asks the process to end.
-pub fn register_cleanup(
-    path: &Path,
-    flags: *const AtomicU32,
-    invalidated_bit: u32,
-) -> CleanupRegistration {
-    INSTALL.call_once(|| {
-        // SAFETY: installs a handler function with the documented signature.
-        unsafe { SetConsoleCtrlHandler(Some(on_console_event), 1) };
-    });
-    let entry = Box::into_raw(Box::new(CleanupEntry {
-        path: path.to_owned(),
-        flags,
-        invalidated_bit,
-    }));
-    for (i, slot) in CLEANUP.iter().enumerate() {
-        if slot
-            .compare_exchange(
-                std::ptr::null_mut(),
-                entry,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            return CleanupRegistration { slot: Some(i) };
-        }
-    }
-    // SAFETY: never published, still owned here.
-    drop(unsafe { Box::from_raw(entry) });
-    CleanupRegistration { slot: None }
+pub(super) fn install_handlers() {
+    // SAFETY: installs a handler function with the documented signature.
+    unsafe { SetConsoleCtrlHandler(Some(on_console_event), 1) };
 }
 
 /// Runs on a thread of its own (not in a signal context): invalidates and deletes every
 /// registered segment, then lets the default handler end the process.
 unsafe extern "system" fn on_console_event(_event: u32) -> i32 {
-    for slot in CLEANUP.iter() {
-        let ptr = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if ptr.is_null() {
-            continue;
-        }
-        // SAFETY: entries stay alive until swapped out; this one is ours now (leaked: the
-        // process is ending).
-        let entry = unsafe { &*ptr };
+    super::take_cleanups(|entry| {
+        // SAFETY: the flags word stays mapped while its registration lives.
         unsafe { (*entry.flags).fetch_or(entry.invalidated_bit, Ordering::SeqCst) };
         let _ = std::fs::remove_file(&entry.path);
-    }
+    });
     0
 }
