@@ -219,6 +219,7 @@ impl FastLaneReader {
         dst_stride: usize,
     ) -> Result<ReadOutcome, FastLaneError> {
         self.check_destination(dst, dst_stride)?;
+        self.check_intact()?;
         let Some(candidates) = self.candidates() else {
             return Ok(if self.last_head == 0 {
                 ReadOutcome::NoFrameYet
@@ -254,6 +255,7 @@ impl FastLaneReader {
         dst_stride: usize,
     ) -> Result<Option<FrameMeta>, FastLaneError> {
         self.check_destination(dst, dst_stride)?;
+        self.check_intact()?;
         if number == 0 || number <= self.last_frame {
             return Ok(None);
         }
@@ -262,6 +264,29 @@ impl FastLaneReader {
             self.note_copied(number);
         }
         Ok(meta)
+    }
+
+    /// The file's size when it is now shorter than the mapping (someone truncated it): reading
+    /// a slot past the new end would be SIGBUS, so nothing is read then. The check is one fstat
+    /// per read; a file cut between the check and the copy is not caught.
+    fn cut_to(&self) -> Option<u64> {
+        let mapped = self.segment.map.len() as u64;
+        match self.segment.file.metadata() {
+            Ok(meta) if meta.len() < mapped => Some(meta.len()),
+            _ => None,
+        }
+    }
+
+    fn check_intact(&self) -> Result<(), FastLaneError> {
+        match self.cut_to() {
+            Some(size) => Err(FastLaneError::Truncated {
+                path: self.path.clone(),
+                size: size as usize,
+                needed: self.segment.map.len(),
+                what: "mapping (the file was cut while mapped)",
+            }),
+            None => Ok(()),
+        }
     }
 
     fn check_destination(&self, dst: &[u8], dst_stride: usize) -> Result<(), FastLaneError> {
@@ -280,6 +305,9 @@ impl FastLaneReader {
     /// Publication numbers that may hold a frame newer than the last one copied, oldest first;
     /// None when there is nothing new.
     fn candidates(&mut self) -> Option<std::ops::RangeInclusive<u64>> {
+        if self.cut_to().is_some() {
+            return None;
+        }
         let head = self.head();
         if head != self.last_head {
             self.last_head = head;
@@ -425,6 +453,14 @@ impl FastLaneReader {
         if flags & format::FLAG_INVALIDATED != 0 {
             return WriterStatus::Gone {
                 reason: "the writer closed the segment".into(),
+            };
+        }
+        if let Some(size) = self.cut_to() {
+            return WriterStatus::Gone {
+                reason: format!(
+                    "the segment was truncated to {size} of {} bytes while mapped; not read",
+                    self.segment.map.len()
+                ),
             };
         }
         match shm::FileIdentity::of_path(&self.path) {
@@ -997,6 +1033,48 @@ mod tests {
             "a poll waits one interval, not the timeout"
         );
         let _ = std::fs::remove_file(&copy);
+        drop(writer);
+    }
+
+    #[test]
+    fn a_segment_cut_short_while_mapped_is_reported_not_read() {
+        let run = unique_run("cut");
+        let mut config = WriterConfig::new(64, 64, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let mut writer = FastLaneWriter::create(&run, config).expect("create");
+        let mut reader = FastLaneReader::attach(&run).expect("attach");
+        let g = reader.geometry();
+        let mut dst = vec![0u8; g.frame_bytes()];
+        writer
+            .publish(&vec![9u8; g.frame_bytes()], &hud_for(1))
+            .expect("publish");
+        assert!(matches!(
+            reader.read_newest(&mut dst, g.row_stride),
+            Ok(ReadOutcome::Frame(_))
+        ));
+        writer
+            .publish(&vec![8u8; g.frame_bytes()], &hud_for(2))
+            .expect("publish");
+        // Someone cuts the file to its first 200 bytes: every slot is now past the end.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(reader.path())
+            .and_then(|f| f.set_len(200))
+            .expect("truncate");
+        // Without the check this read is a SIGBUS that kills the test process.
+        match reader.read_newest(&mut dst, g.row_stride) {
+            Err(FastLaneError::Truncated { size: 200, .. }) => {}
+            other => panic!("expected a truncated error, got {other:?}"),
+        }
+        assert!(reader.peek_newest().is_none());
+        assert!(reader.read_frame(2, &mut dst, g.row_stride).is_err());
+        match reader.writer_status() {
+            WriterStatus::Gone { reason } => {
+                assert!(reason.contains("truncated to 200"), "{reason}")
+            }
+            other => panic!("expected gone, got {other:?}"),
+        }
+        // The writer's own header stores stay inside the first page, which still exists.
         drop(writer);
     }
 }

@@ -122,6 +122,9 @@ pub fn publish_segment(segment: &NewSegment, final_path: &Path) -> io::Result<()
 pub struct MappedSegment {
     pub map: Mmap,
     pub identity: FileIdentity,
+    /// Kept open so the reader can check, before each read, that nobody cut the file shorter
+    /// than the mapping (touching a page past the end of the file is SIGBUS).
+    pub file: File,
 }
 
 /// Maps an existing segment read-only. Readers never write to a segment. Only a regular file
@@ -152,7 +155,11 @@ pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
     // concurrently; every access goes through raw pointers with atomics or a seqlock check,
     // never through references that assume the bytes are immutable.
     let map = unsafe { Mmap::map(&file)? };
-    Ok(MappedSegment { map, identity })
+    Ok(MappedSegment {
+        map,
+        identity,
+        file,
+    })
 }
 
 /// Maps the first `len` bytes of the segment `identity` names, writable, for the one field a

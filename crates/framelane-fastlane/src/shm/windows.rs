@@ -112,6 +112,9 @@ pub fn publish_segment(segment: &NewSegment, final_path: &Path) -> io::Result<()
 pub struct MappedSegment {
     pub map: Mmap,
     pub identity: FileIdentity,
+    /// Kept open so the reader can check, before each read, that nobody cut the file shorter
+    /// than the mapping (touching a page past the end of the file is SIGBUS).
+    pub file: File,
 }
 
 /// Maps an existing segment read-only (the directory is the user's own).
@@ -130,7 +133,11 @@ pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
     // SAFETY: as on Linux: the bytes change under us and are only read through atomics or a
     // seqlock check.
     let map = unsafe { Mmap::map(&file)? };
-    Ok(MappedSegment { map, identity })
+    Ok(MappedSegment {
+        map,
+        identity,
+        file,
+    })
 }
 
 /// Maps the header writable for the sleeper count (see the Linux side).
