@@ -1017,3 +1017,78 @@ fn a_viewers_rate_ask_reaches_that_runs_workers_only_and_the_reply_counts_them()
     });
     daemon.shutdown();
 }
+
+#[test]
+fn connections_past_the_cap_are_refused_and_counted_and_a_freed_place_is_taken_again() {
+    let dir = ScratchDir::new("connection-cap");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.limits.max_connections = 2;
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    rt.block_on(async {
+        // Two clients hold the two places (each channel is one connection).
+        let mut first = telemetry_client(addr).await;
+        let mut second = telemetry_client(addr).await;
+        first
+            .health(v1::HealthRequest {})
+            .await
+            .expect("first is served");
+        second
+            .health(v1::HealthRequest {})
+            .await
+            .expect("second is served");
+        // A third is closed at once: its call fails instead of waiting.
+        let third = tokio::time::timeout(Duration::from_secs(20), async {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await?;
+            v1::telemetry_client::TelemetryClient::new(channel)
+                .health(v1::HealthRequest {})
+                .await
+                .map_err(|s| -> Box<dyn std::error::Error> { s.into() })?;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+        .await
+        .expect("the third connection is answered at once, not left waiting");
+        assert!(
+            third.is_err(),
+            "a third connection past the cap of 2 is refused"
+        );
+        let health = first
+            .health(v1::HealthRequest {})
+            .await
+            .expect("health")
+            .into_inner();
+        assert!(
+            health.metrics["framelane_ingest_connections_refused_total"] >= 1.0,
+            "{:?}",
+            health.metrics
+        );
+        assert_eq!(health.metrics["framelane_ingest_connections_open"], 2.0);
+        // One client leaves; a new one gets its place.
+        drop(second);
+        let mut served = false;
+        for _ in 0..100 {
+            if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+            {
+                let mut client = v1::telemetry_client::TelemetryClient::new(channel);
+                if client.health(v1::HealthRequest {}).await.is_ok() {
+                    served = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            served,
+            "a place freed by a client that left is given to the next"
+        );
+    });
+    daemon.shutdown();
+}

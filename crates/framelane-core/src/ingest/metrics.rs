@@ -66,6 +66,19 @@ impl MetricSource for IngestCore {
         for (name, help, n) in gauges {
             out.push(Family::single(name, help, Kind::Gauge, n as f64));
         }
+        let connections = self.connection_stats();
+        out.push(Family::single(
+            "ingest_connections_open",
+            "gRPC connections held now.",
+            Kind::Gauge,
+            count(&connections.open),
+        ));
+        out.push(Family::single(
+            "ingest_connections_refused",
+            "Connections closed at once because the daemon held its most (ServerLimits::max_connections).",
+            Kind::Counter,
+            count(&connections.refused),
+        ));
         let mut shed = Family::new(
             "shed",
             "Items shed or refused, by kind (each kind states its reason in docs/metrics.md).",

@@ -4,6 +4,7 @@
 //! acknowledged only after the commit that holds its rows.
 
 pub mod client;
+mod connections;
 mod framelane_api;
 mod metrics;
 mod mosaic_api;
@@ -120,6 +121,7 @@ pub struct IngestCore {
     control: broadcast::Sender<(String, ControlEvent)>,
     /// Open Control streams per run (named by their first message).
     control_listeners: ControlListeners,
+    connections: Arc<connections::ConnectionStats>,
     token: Option<String>,
     started_unix_ns: u64,
     listen_address: Mutex<String>,
@@ -230,6 +232,7 @@ impl IngestCore {
             shed: parts.shed,
             control,
             control_listeners: ControlListeners::default(),
+            connections: Arc::default(),
             token: parts.token,
             started_unix_ns: crate::fastlane::shm::unix_ns(),
             listen_address: Mutex::new(String::new()),
@@ -568,6 +571,11 @@ impl IngestCore {
 
     pub(crate) fn control_events(&self) -> broadcast::Receiver<(String, ControlEvent)> {
         self.control.subscribe()
+    }
+
+    /// Connections open now and refused so far.
+    pub(crate) fn connection_stats(&self) -> Arc<connections::ConnectionStats> {
+        Arc::clone(&self.connections)
     }
 
     /// Control streams open for `run_id`.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
+use super::connections::capped_incoming;
 use super::framelane_api::TelemetryService;
 use super::mosaic_api::TrainerService;
 use super::proto::{framelane_v1, gymgui};
@@ -30,6 +30,9 @@ pub struct ServerLimits {
     /// A publish stream that delivers no message for this long (idle, or stalled inside a
     /// message) is ended with DEADLINE_EXCEEDED and its buffers freed: 120 s.
     pub idle_stream_timeout: std::time::Duration,
+    /// Connections held at once, all clients together: 256. Past it a new connection is closed
+    /// at once and counted (`framelane_ingest_connections_refused_total`).
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -41,6 +44,7 @@ impl Default for ServerLimits {
             keepalive_interval: std::time::Duration::from_secs(30),
             keepalive_timeout: std::time::Duration::from_secs(20),
             idle_stream_timeout: std::time::Duration::from_secs(120),
+            max_connections: 256,
         }
     }
 }
@@ -56,6 +60,7 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         core.set_listen_address(address.to_string());
     }
+    let connections = core.connection_stats();
     let telemetry = framelane_v1::telemetry_server::TelemetryServer::new(TelemetryService {
         core: Arc::clone(&core),
     })
@@ -71,9 +76,11 @@ pub async fn serve(
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .tcp_keepalive(Some(limits.keepalive_interval))
         .add_service(telemetry)
         .add_service(trainer)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            capped_incoming(listener, limits.max_connections, connections),
+            shutdown,
+        )
         .await
 }
