@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    output_within, runtime, step, telemetry_client, trainer_client, wait_until, ScratchDir,
-    ServeProcess,
+    output_within, runtime, step, telemetry_client, trainer_client, wait_until, wait_until_async,
+    ScratchDir, ServeProcess,
 };
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -928,19 +928,20 @@ fn a_viewers_rate_ask_reaches_that_runs_workers_only_and_the_reply_counts_them()
             event: Some(v1::control_message::Event::MaxRateHz(hz)),
         };
         // The daemon counts a stream once its first message arrived: ask until it does.
-        let mut listeners = 0;
-        for _ in 0..100 {
-            listeners = viewer
-                .send_control(ask(12))
-                .await
-                .expect("send control")
-                .into_inner()
-                .listeners;
-            if listeners == 1 {
-                break;
+        let asker = viewer.clone();
+        let listeners_of = |hz: u32, wanted: u32| {
+            let mut viewer = asker.clone();
+            async move {
+                let n = viewer
+                    .send_control(ask(hz))
+                    .await
+                    .expect("send control")
+                    .into_inner()
+                    .listeners;
+                (n == wanted).then_some(n)
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        let listeners = wait_until_async(|| listeners_of(12, 1)).await.unwrap_or(0);
         assert_eq!(listeners, 1, "one worker of the run listens");
         // Workers also get the daemon's own credit grants; only rate asks matter here.
         async fn next_rate(
@@ -1000,19 +1001,7 @@ fn a_viewers_rate_ask_reaches_that_runs_workers_only_and_the_reply_counts_them()
 
         // A worker that goes is no longer counted.
         drop((slow, slow_requests));
-        let mut counted = 1;
-        for _ in 0..100 {
-            counted = viewer
-                .send_control(ask(0))
-                .await
-                .expect("send control")
-                .into_inner()
-                .listeners;
-            if counted == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let counted = wait_until_async(|| listeners_of(0, 0)).await.unwrap_or(1);
         assert_eq!(counted, 0, "closed control streams stop being counted");
     });
     daemon.shutdown();
@@ -1070,21 +1059,17 @@ fn connections_past_the_cap_are_refused_and_counted_and_a_freed_place_is_taken_a
         assert_eq!(health.metrics["framelane_ingest_connections_open"], 2.0);
         // One client leaves; a new one gets its place.
         drop(second);
-        let mut served = false;
-        for _ in 0..100 {
-            if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        let served = wait_until_async(|| async move {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
                 .expect("uri")
                 .connect()
                 .await
-            {
-                let mut client = v1::telemetry_client::TelemetryClient::new(channel);
-                if client.health(v1::HealthRequest {}).await.is_ok() {
-                    served = true;
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .ok()?;
+            let mut client = v1::telemetry_client::TelemetryClient::new(channel);
+            client.health(v1::HealthRequest {}).await.ok().map(|_| ())
+        })
+        .await
+        .is_some();
         assert!(
             served,
             "a place freed by a client that left is given to the next"

@@ -1,12 +1,15 @@
 """A worker that prints MOSAIC's JSONL telemetry on stdout, as MOSAIC's workers do: steps with
 4x3 RGB frames in render_payload.rgb, episodes, and some lines a proxy must not forward.
-Usage: mosaic_jsonl_worker.py EPISODES STEPS EXIT_CODE HOLD_SECONDS"""
+Usage: mosaic_jsonl_worker.py EPISODES STEPS EXIT_CODE RELEASE_FILE
+After its last line it stays alive (so its last frame can be checked in the fast lane) until
+RELEASE_FILE exists, 60 s at most."""
 
 import json
+import os
 import sys
 import time
 
-episodes, steps, code, hold = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+episodes, steps, code, release = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
 
 def frame(n):
@@ -38,5 +41,7 @@ for e in range(episodes):
     print(json.dumps({"type": "EPISODE", "episode": e, "total_reward": total, "steps": steps, "terminated": True}))
 sys.stdout.flush()
 print("the last frame is published", file=sys.stderr, flush=True)
-time.sleep(hold)
+deadline = time.monotonic() + 60
+while not os.path.exists(release) and time.monotonic() < deadline:
+    time.sleep(0.02)
 sys.exit(code)

@@ -41,6 +41,7 @@ fn a_mosaic_worker_is_forwarded_unchanged_and_its_exit_status_passes_through() {
     let serve = ServeProcess::start(&data, &[]);
     let run = format!("proxy-run-{}", std::process::id());
     let report_path = dir.path().join("report.json");
+    let release = dir.path().join("release");
     let (episodes, steps) = (3u64, 40u64);
     let mut proxy = Command::new(EXE)
         .args([
@@ -52,13 +53,14 @@ fn a_mosaic_worker_is_forwarded_unchanged_and_its_exit_status_passes_through() {
         ])
         .arg("--report-json")
         .arg(&report_path)
-        .args(["--", "python3", &worker_script(), "3", "40", "7", "4"])
+        .args(["--", "python3", &worker_script(), "3", "40", "7"])
+        .arg(&release)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the proxy");
 
-    // While the worker holds on after its last line, the fast lane shows its last frame.
+    // While the worker waits after its last line, the fast lane shows its last frame.
     let shown = wait_until(|| {
         let mut reader = FastLaneReader::attach(&run).ok()?;
         let g = reader.geometry();
@@ -82,6 +84,7 @@ fn a_mosaic_worker_is_forwarded_unchanged_and_its_exit_status_passes_through() {
         hud.steps_per_second
     );
 
+    std::fs::write(&release, b"").expect("release the worker");
     let status = proxy.wait().expect("proxy ends");
     assert_eq!(
         status.code(),

@@ -279,11 +279,13 @@ class FastLaneWriter:
         self._wake()
         return number
 
-    def _wake(self) -> None:
+    def _wake(self, always: bool = False) -> None:
+        """Bumps the publish word and wakes sleeping readers (the wake call only when one
+        sleeps, or `always`, as when the writer goes)."""
         m = self._map
         seq = _U32.unpack_from(m, _H_PUBLISH_SEQ)[0]
         _U32.pack_into(m, _H_PUBLISH_SEQ, (seq + 1) & 0xFFFFFFFF)
-        if _U32.unpack_from(m, _H_SLEEPERS)[0] != 0:
+        if always or _U32.unpack_from(m, _H_SLEEPERS)[0] != 0:
             _futex_wake_all(m, _H_PUBLISH_SEQ)
 
     def heartbeat(self) -> None:
@@ -298,7 +300,7 @@ class FastLaneWriter:
         self._closed = True
         flags = _U32.unpack_from(self._map, _H_FLAGS)[0]
         _U32.pack_into(self._map, _H_FLAGS, flags | FLAG_INVALIDATED)
-        self._wake_always()
+        self._wake(always=True)
         self._view.release()
         self._map.close()
         try:
@@ -307,11 +309,6 @@ class FastLaneWriter:
                 os.unlink(self.path)
         except OSError:
             pass
-
-    def _wake_always(self) -> None:
-        seq = _U32.unpack_from(self._map, _H_PUBLISH_SEQ)[0]
-        _U32.pack_into(self._map, _H_PUBLISH_SEQ, (seq + 1) & 0xFFFFFFFF)
-        _futex_wake_all(self._map, _H_PUBLISH_SEQ)
 
     def __enter__(self) -> "FastLaneWriter":
         return self

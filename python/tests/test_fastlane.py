@@ -118,9 +118,9 @@ def test_bad_frames_and_names_are_refused_with_what_was_wrong(run_id):
 
 def test_a_killed_writers_segment_is_replaced_by_the_next_writer(run_id):
     script = (
-        "import sys, time; sys.path.insert(0, sys.argv[2]);"
+        "import signal, sys; sys.path.insert(0, sys.argv[2]);"
         "from framelane.fastlane import FastLaneWriter;"
-        "w = FastLaneWriter(sys.argv[1], 4, 4); w.publish(bytes(48)); print('ready', flush=True); time.sleep(60)"
+        "w = FastLaneWriter(sys.argv[1], 4, 4); w.publish(bytes(48)); print('ready', flush=True); signal.pause()"
     )
     package_root = os.path.dirname(os.path.dirname(__import__("framelane").__file__))
     child = subprocess.Popen(["python3", "-c", script, run_id, package_root], stdout=subprocess.PIPE, text=True)

@@ -395,17 +395,8 @@ async fn send_steps(
     let batch = std::mem::take(steps);
     let n = batch.len() as u64;
     report.steps_sent += n;
-    match client.publish_run_steps(tokio_stream::iter(batch)).await {
-        Ok(reply) => {
-            let reply = reply.into_inner();
-            report.steps_committed += reply.accepted;
-            report.refused_by_daemon += reply.dropped;
-        }
-        Err(status) => {
-            tracing::error!(error = %status.message(), steps = n, "publishing steps failed");
-            report.lost_in_failed_publishes += n;
-        }
-    }
+    let reply = client.publish_run_steps(tokio_stream::iter(batch)).await;
+    report.steps_committed += tally(reply, n, "steps", report);
 }
 
 async fn send_episodes(
@@ -419,15 +410,28 @@ async fn send_episodes(
     let batch = std::mem::take(episodes);
     let n = batch.len() as u64;
     report.episodes_sent += n;
-    match client.publish_run_episodes(tokio_stream::iter(batch)).await {
+    let reply = client.publish_run_episodes(tokio_stream::iter(batch)).await;
+    report.episodes_committed += tally(reply, n, "episodes", report);
+}
+
+/// Counts a publish's reply (refused items, or the whole batch lost when the call failed);
+/// returns how many items the daemon committed.
+fn tally(
+    reply: Result<tonic::Response<gymgui::PublishTelemetryResponse>, tonic::Status>,
+    sent: u64,
+    what: &'static str,
+    report: &mut ProxyReport,
+) -> u64 {
+    match reply {
         Ok(reply) => {
             let reply = reply.into_inner();
-            report.episodes_committed += reply.accepted;
             report.refused_by_daemon += reply.dropped;
+            reply.accepted
         }
         Err(status) => {
-            tracing::error!(error = %status.message(), episodes = n, "publishing episodes failed");
-            report.lost_in_failed_publishes += n;
+            tracing::error!(error = %status.message(), items = sent, what, "publishing failed");
+            report.lost_in_failed_publishes += sent;
+            0
         }
     }
 }

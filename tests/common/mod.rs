@@ -142,6 +142,24 @@ pub fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// The async twin of [`wait_until`]: awaits `check` until it yields Some or the same generous
+/// deadline passes.
+pub async fn wait_until_async<T, F>(mut check: impl FnMut() -> F) -> Option<T>
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// `framelane serve` in a child process; killed (SIGKILL) when dropped unless stopped first.
 pub struct ServeProcess {
     pub child: Child,

@@ -241,6 +241,9 @@ impl FastLaneReader {
     /// without copying pixels. Lets a HUD be laid out for exactly the frame that
     /// [`Self::read_frame`] copies next.
     pub fn peek_newest(&mut self) -> Option<FrameMeta> {
+        if self.cut_to().is_some() {
+            return None;
+        }
         let candidates = self.candidates()?;
         candidates
             .rev()
@@ -267,8 +270,8 @@ impl FastLaneReader {
     }
 
     /// The file's size when it is now shorter than the mapping (someone truncated it): reading
-    /// a slot past the new end would be SIGBUS, so nothing is read then. The check is one fstat
-    /// per read; a file cut between the check and the copy is not caught.
+    /// a slot past the new end would be SIGBUS, so nothing is read then. Every public read
+    /// checks once (one fstat); a file cut between the check and the copy is not caught.
     fn cut_to(&self) -> Option<u64> {
         let mapped = self.segment.map.len() as u64;
         match self.segment.file.metadata() {
@@ -305,9 +308,6 @@ impl FastLaneReader {
     /// Publication numbers that may hold a frame newer than the last one copied, oldest first;
     /// None when there is nothing new.
     fn candidates(&mut self) -> Option<std::ops::RangeInclusive<u64>> {
-        if self.cut_to().is_some() {
-            return None;
-        }
         let head = self.head();
         if head != self.last_head {
             self.last_head = head;

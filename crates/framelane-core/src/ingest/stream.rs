@@ -439,16 +439,16 @@ where
     let mut shutdown = core.shutdown_signal();
     tokio::spawn(async move {
         let mut run_filter = String::new();
-        // Held (not read) while the stream lives: counts it for its run.
-        let mut _listening: Option<super::ControlListener> = None;
+        // Held while the stream lives: counts it for its run.
+        let mut listening: Option<super::ControlListener> = None;
         loop {
             tokio::select! {
                 message = incoming.next() => match message {
                     Some(Ok(m)) => {
                         let run = run_of(&m);
-                        if run != run_filter || _listening.is_none() {
+                        if run != run_filter || listening.is_none() {
                             let (guard, cap) = listeners.listen(&run);
-                            _listening = Some(guard);
+                            listening = Some(guard);
                             // A worker that starts listening late keeps to the cap in force.
                             if let Some(hz) = cap {
                                 let event = make(run.clone(), ControlEvent::MaxRateHz(hz));

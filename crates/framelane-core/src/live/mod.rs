@@ -97,11 +97,12 @@ impl FrameSource {
 
 /// State shared by the GUI thread (tick) and the render thread (grab, present). The two never
 /// contend: the render thread runs its part while the GUI thread is blocked in sync.
+#[derive(Default)]
 pub struct LiveFeed {
     run_id: String,
-    /// Off: the fast lane is not attached even when the run has a segment; the daemon's kept
-    /// frames are shown.
-    prefer_shared_memory: bool,
+    /// The fast lane is not attached even when the run has a segment; the daemon's kept frames
+    /// are shown ("Shared memory" switched off).
+    shared_memory_off: bool,
     reader: Option<FastLaneReader>,
     state: FeedState,
     reason: String,
@@ -128,7 +129,7 @@ pub struct LiveFeed {
     fps_window_frames: u64,
     display_fps: f64,
     last_status_ns: u64,
-    /// Time between consecutive presented frames (gaps over `IDLE_GAP_NS` excluded).
+    /// Time between consecutive presented frames (gaps over `IDLE_GAP_NS` excluded), seconds.
     frame_seconds: Histogram,
     /// Presented frames that came later than their budget (see `presented`).
     late_frames: u64,
@@ -141,43 +142,13 @@ const IDLE_GAP_NS: u64 = 250_000_000;
 const FRAME_BUDGET_NS: u64 = 16_666_667;
 const LATE_FACTOR: f64 = 1.5;
 
-impl Default for LiveFeed {
-    fn default() -> Self {
-        Self {
-            run_id: String::new(),
-            prefer_shared_memory: true,
-            reader: None,
-            state: FeedState::default(),
-            reason: String::new(),
-            pending: None,
-            daemon_frame: None,
-            daemon_note: None,
-            refused_daemon_seq: None,
-            shown: None,
-            hud_lag_frames: 0,
-            awaiting_present: None,
-            present_latency: LatencyRing::default(),
-            copy_latency: LatencyRing::default(),
-            last_latency_ns: None,
-            presented: 0,
-            fps_window_start_ns: 0,
-            fps_window_frames: 0,
-            display_fps: 0.0,
-            last_status_ns: 0,
-            frame_seconds: Histogram::seconds(),
-            late_frames: 0,
-            last_present_ns: 0,
-        }
-    }
-}
-
 impl LiveFeed {
     /// Starts following `run_id` (empty: none), forgetting everything about the last run.
     pub fn follow(&mut self, run_id: &str) {
-        let prefer_shared_memory = self.prefer_shared_memory;
+        let shared_memory_off = self.shared_memory_off;
         *self = LiveFeed {
             run_id: run_id.to_owned(),
-            prefer_shared_memory,
+            shared_memory_off,
             state: if run_id.is_empty() {
                 FeedState::Idle
             } else {
@@ -191,11 +162,7 @@ impl LiveFeed {
     /// Whether the fast lane is attached when the run has a segment (off: the daemon's kept
     /// frames are shown instead). Takes effect at the next `follow`.
     pub fn set_prefer_shared_memory(&mut self, prefer: bool) {
-        self.prefer_shared_memory = prefer;
-    }
-
-    pub fn prefers_shared_memory(&self) -> bool {
-        self.prefer_shared_memory
+        self.shared_memory_off = !prefer;
     }
 
     /// GUI thread, polish phase: follows the writer, chooses the frame the render thread will
@@ -256,7 +223,7 @@ impl LiveFeed {
 
     /// Attaches, detects a gone writer and re-attaches after a restart.
     pub fn check_writer(&mut self, now: u64, force: bool) {
-        if !self.prefer_shared_memory {
+        if self.shared_memory_off {
             self.reader = None;
             if self.daemon_frame.is_none() {
                 self.state = FeedState::Waiting;
@@ -350,10 +317,10 @@ impl LiveFeed {
                 self.pending = Some(daemon_meta(frame));
             }
             self.state = FeedState::Live;
-            self.reason = if self.prefer_shared_memory {
-                "frames from the daemon's step stream (no fast-lane segment)".into()
-            } else {
+            self.reason = if self.shared_memory_off {
                 "frames from the daemon's step stream (shared memory is off)".into()
+            } else {
+                "frames from the daemon's step stream (no fast-lane segment)".into()
             };
         }
     }
@@ -484,7 +451,7 @@ impl LiveFeed {
             "copy_latency_p50_ms": copy.p50,
             "copy_latency_p99_ms": copy.p99,
             "display_fps": self.display_fps,
-            "prefer_shared_memory": self.prefer_shared_memory,
+            "prefer_shared_memory": !self.shared_memory_off,
             "frame_time_p50_ms": frame.quantile(0.5).map(|v| v * 1e3),
             "frame_time_p99_ms": frame.quantile(0.99).map(|v| v * 1e3),
             "frame_time_histogram": frame

@@ -101,10 +101,17 @@ mod tests {
 
     #[test]
     fn nonsense_rates_never_produce_an_ask() {
-        let mut advisor = RateAdvisor::default();
-        for t in 1..=10 {
-            assert_eq!(advisor.update(t * S, t * 50, f64::NAN, 120.0), None);
-            assert_eq!(advisor.update(t * S + 1, t * 50, 0.0, f64::INFINITY), None);
+        // Skipping every second, but the display rate is not a number (or zero), or the
+        // producer's rate is infinite: no streak, no ask.
+        for (display, producer) in [(f64::NAN, 120.0), (0.0, 120.0), (30.0, f64::INFINITY)] {
+            let mut advisor = RateAdvisor::default();
+            for t in 1..=10 {
+                assert_eq!(
+                    advisor.update(t * S, t * 50, display, producer),
+                    None,
+                    "{display} {producer}"
+                );
+            }
         }
     }
 }

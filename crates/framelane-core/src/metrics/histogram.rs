@@ -88,6 +88,13 @@ impl Histogram {
     }
 }
 
+/// A histogram of durations in seconds, the most common kind.
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::seconds()
+    }
+}
+
 impl HistogramSnapshot {
     /// The value below which a fraction `q` of observations fall, interpolated linearly inside
     /// its bucket; None with no observations. Values in the +Inf bucket read as the last bound.
