@@ -113,16 +113,32 @@ struct RigArgs {
     /// Open the full-screen kiosk (previews, trigger button, clips) instead of running headless.
     #[arg(long)]
     kiosk: bool,
+    /// Bearer token of the rig's gRPC API and of the daemon it lists clips with (also
+    /// FRAMELANE_TOKEN).
+    #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     action: Option<RigAction>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
 enum RigAction {
-    /// Trigger a clip on the rig running with this configuration.
-    Trigger,
-    /// Print the running rig's status as JSON.
-    Status,
+    /// Trigger a clip on the rig running with this configuration (its control socket), or on
+    /// the rig whose gRPC API listens at --addr.
+    Trigger {
+        /// The rig's gRPC address (recording.grpc_listen), on this or another machine.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<std::net::SocketAddr>,
+        /// Who triggers, for the rig's log.
+        #[arg(long, default_value = "cli")]
+        source: String,
+    },
+    /// Print the running rig's status as JSON (from its control socket, or its gRPC API at
+    /// --addr).
+    Status {
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -1096,10 +1112,25 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
 
 fn run_rig(args: RigArgs) -> anyhow::Result<()> {
     use framelane_rig::{rig, Rig, RigConfig};
-    let Some(path) = args.config else {
-        bail!("give the rig's configuration with --config FILE (see docs/rig.md)");
+    framelane_core::ingest::client::set_client_token(args.token.clone());
+    let remote = match &args.action {
+        Some(RigAction::Trigger {
+            addr: Some(addr),
+            source,
+        }) => Some((*addr, Some(source.clone()))),
+        Some(RigAction::Status { addr: Some(addr) }) => Some((*addr, None)),
+        _ => None,
     };
-    let config = RigConfig::load(&path)?;
+    if let Some((addr, trigger)) = remote {
+        return rig_over_grpc(addr, trigger);
+    }
+    let Some(path) = args.config else {
+        bail!("give the rig's configuration with --config FILE (see docs/rig.md), or the rig's gRPC address with --addr");
+    };
+    let mut config = RigConfig::load(&path)?;
+    if let Some(token) = args.token.clone().filter(|t| !t.is_empty()) {
+        config.token = Some(token);
+    }
     if args.kiosk && args.action.is_none() {
         let mut gui =
             Cli::try_parse_from(["framelane", "--no-demo", "--no-daemon", "--fullscreen"])?.gui;
@@ -1107,11 +1138,11 @@ fn run_rig(args: RigArgs) -> anyhow::Result<()> {
         return run_gui(gui);
     }
     match args.action {
-        Some(RigAction::Trigger) => {
+        Some(RigAction::Trigger { .. }) => {
             println!("{}", rig::send_command(&config.output_dir(), "trigger")?);
             return Ok(());
         }
-        Some(RigAction::Status) => {
+        Some(RigAction::Status { .. }) => {
             println!("{}", rig::send_command(&config.output_dir(), "status")?);
             return Ok(());
         }
@@ -1127,6 +1158,9 @@ fn run_rig(args: RigArgs) -> anyhow::Result<()> {
         program_name(),
         path.display()
     );
+    if let Some(addr) = rig.grpc_addr() {
+        println!("framelane rig: gRPC API (framelane.v1.Rig) on {addr}");
+    }
     {
         let rig = rig.trigger_handle();
         std::thread::Builder::new()
@@ -1163,6 +1197,37 @@ fn run_rig(args: RigArgs) -> anyhow::Result<()> {
     eprintln!("framelane rig: stopping; writing pending clips");
     rig.stop();
     Ok(())
+}
+
+/// `framelane rig trigger|status --addr`: the rig's gRPC API.
+fn rig_over_grpc(addr: std::net::SocketAddr, trigger: Option<String>) -> anyhow::Result<()> {
+    use framelane_core::ingest::proto::framelane_v1 as v1;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    runtime.block_on(async {
+        let mut client = framelane_core::ingest::client::connect_rig(addr)
+            .await
+            .with_context(|| format!("no rig API at {addr}"))?;
+        match trigger {
+            Some(source) => {
+                let reply = client
+                    .trigger(v1::TriggerRequest { source })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{addr}: trigger refused: {}", s.message()))?;
+                println!("ok trigger {}", reply.into_inner().triggers);
+            }
+            None => {
+                let reply = client
+                    .get_rig_status(v1::RigStatusRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{addr}: status refused: {}", s.message()))?;
+                println!("{}", reply.into_inner().json);
+            }
+        }
+        Ok(())
+    })
 }
 
 fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {

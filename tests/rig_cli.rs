@@ -249,3 +249,97 @@ fn an_episode_end_recorded_by_the_daemon_triggers_a_clip_for_watched_runs_only()
     rig.stop();
     daemon.shutdown();
 }
+
+#[test]
+fn a_trigger_over_grpc_makes_a_clip_that_the_daemons_store_lists_once() {
+    use common::runtime;
+    use framelane_core::ingest::client;
+    let dir = ScratchDir::new("rig-grpc");
+    let (daemon, rig) = daemon_and_rig(dir.path(), 300, "  grpc_listen: 127.0.0.1:0\n");
+    let rig_addr = rig.grpc_addr().expect("the rig serves gRPC");
+    // From another process, as lab software would.
+    let out = output_within(
+        framelane().args([
+            "rig",
+            "trigger",
+            "--addr",
+            &rig_addr.to_string(),
+            "--source",
+            "test",
+        ]),
+        30,
+    )
+    .expect("trigger returns");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("ok trigger 1"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (folder, clip) = wait_until(|| rig.clips().first().cloned()).expect("a clip");
+    let folder = std::fs::canonicalize(folder).expect("clip folder");
+    let rt = runtime();
+    let listed = wait_until(|| {
+        rt.block_on(client::list_clips(daemon.local_addr(), 0))
+            .ok()
+            .filter(|l| !l.is_empty())
+    })
+    .expect("the daemon lists the clip");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let record = &listed[0];
+    assert_eq!(record.clip_id, clip.id);
+    assert_eq!(record.folder, folder.display().to_string());
+    assert_eq!(record.files.len(), 1);
+    assert_eq!(record.files[0].frames, clip.cameras[0].frames);
+    assert!(
+        playable(Path::new(&record.files[0].path)),
+        "the listed file plays: {record:?}"
+    );
+    // A re-send (a restarted rig lists its folder again) changes nothing.
+    let again = rt
+        .block_on(client::register_clip(daemon.local_addr(), record.clone()))
+        .expect("re-send acknowledged");
+    assert!(!again, "a re-sent clip is not listed twice");
+    assert_eq!(
+        rt.block_on(client::list_clips(daemon.local_addr(), 0))
+            .expect("list")
+            .len(),
+        1
+    );
+    // A record naming files outside its folder is refused, naming the field.
+    let mut hostile = record.clone();
+    hostile.files[0].path = "/etc/passwd".into();
+    let refused = rt
+        .block_on(client::register_clip(daemon.local_addr(), hostile))
+        .expect_err("outside the folder")
+        .to_string();
+    assert!(refused.contains("files.path"), "{refused}");
+    // The status over gRPC, from another process, counts the listed clip.
+    let out = output_within(
+        framelane().args(["rig", "status", "--addr", &rig_addr.to_string()]),
+        30,
+    )
+    .expect("status returns");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+    assert_eq!(status["clips_written"], 1, "{status}");
+    assert_eq!(status["clips_registered"], 1, "{status}");
+    rig.stop();
+    daemon.shutdown();
+}
+
+#[test]
+fn a_rig_api_beyond_loopback_needs_a_token() {
+    let dir = ScratchDir::new("rig-grpc-token");
+    let yaml = "cameras:\n  - name: a\n    source: synthetic\n    size: 64x48\n    fps: 10\nrecording:\n  output_dir: clips\n  disk_reserve_mb: 1\n  grpc_listen: 0.0.0.0:0\n";
+    let mut config =
+        framelane_rig::RigConfig::parse(yaml, &dir.path().join("rig.yaml")).expect("config");
+    config.token = None;
+    let err = framelane_rig::Rig::start(config)
+        .err()
+        .expect("refused without a token")
+        .to_string();
+    assert!(
+        err.contains("grpc_listen") && err.contains("needs a token"),
+        "{err}"
+    );
+}

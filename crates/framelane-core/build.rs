@@ -1,5 +1,5 @@
-//! Generates the gRPC code of the workspace's proto/ folder (framelane.v1 and MOSAIC's trainer
-//! API) for the ingest part.
+//! Generates the gRPC code of the workspace's proto/ folder (framelane.v1: telemetry and the
+//! recording rig's API; MOSAIC's trainer API) for the ingest part and the rig.
 
 fn main() {
     println!("cargo::rerun-if-changed=../../proto");
@@ -7,6 +7,7 @@ fn main() {
         .compile_protos(
             &[
                 "../../proto/framelane/v1/telemetry.proto",
+                "../../proto/framelane/v1/rig.proto",
                 "../../proto/gymgui/trainer.proto",
             ],
             &["../../proto"],

@@ -1,7 +1,8 @@
 //! One camera: a capture thread (`rig-cap-NAME`) that never waits on encoding, and an encode
 //! thread (`rig-enc-NAME`) that feeds the packet ring. Between them a bounded hand-off of
-//! `HANDOFF_FRAMES` pooled buffers; its policy is **drop the new frame** when full (capture
-//! must not stall), counted in `dropped`. Keyframes are forced at every `gop_ms` boundary of
+//! pooled buffers (at most `HANDOFF_FRAMES` frames and `HANDOFF_BYTES` bytes, see
+//! [`handoff_frames`]); its policy is **drop the new frame** when full (capture must not
+//! stall), counted in `dropped`. Keyframes are forced at every `gop_ms` boundary of
 //! the shared monotonic clock, so all cameras' clips can start within one frame of each other.
 //! A source that fails (device gone, stream drops, file ends) is reopened with backoff
 //! (250 ms doubling to 5 s); its state and reason are shown; other cameras go on.
@@ -37,8 +38,20 @@ pub struct Preview {
     pub rgb: Vec<u8>,
 }
 
-/// Frames between capture and encoding, at most.
+/// Frames waiting between capture and encoding, at most.
 pub const HANDOFF_FRAMES: usize = 8;
+/// Raw bytes a camera holds between capture and encoding, at most, counting the two buffers in
+/// the threads' hands: 24 MiB. Two 1080p cameras would otherwise hold 2 × 10 × 6 MB of raw
+/// frames whenever their encoders fall behind.
+pub const HANDOFF_BYTES: usize = 24 << 20;
+
+/// Frames the hand-off holds for frames of `frame_bytes`: what `HANDOFF_BYTES` allows after
+/// the two in the threads' hands, from 1 to `HANDOFF_FRAMES` (7 at 720p RGB, 2 at 1080p).
+pub fn handoff_frames(frame_bytes: usize) -> usize {
+    (HANDOFF_BYTES / frame_bytes.max(1))
+        .saturating_sub(2)
+        .clamp(1, HANDOFF_FRAMES)
+}
 /// Hand-off latencies kept for the percentiles.
 const LATENCY_SAMPLES: usize = 4096;
 
@@ -115,14 +128,14 @@ fn settings_for(recording: &RecordingConfig, fps: u32) -> EncoderSettings {
     settings.gop = Some(((fps as u64 * recording.gop_ms * 2 / 1000).max(2)) as u32);
     // No look-ahead, no B-frames: packets leave the encoder with their frame.
     settings.tune = Some("zerolatency".into());
-    settings.preset = Some(
+    settings.preset = Some(recording.preset.clone().unwrap_or_else(|| {
         if family == CodecFamily::H264 {
             "veryfast"
         } else {
             "10"
         }
-        .into(),
-    );
+        .into()
+    }));
     settings
 }
 
@@ -153,10 +166,11 @@ impl Camera {
             preview: Mutex::new(Preview::default()),
             preview_wanted: AtomicBool::new(false),
         });
-        let (frames_tx, frames_rx) = mpsc::sync_channel::<Captured>(HANDOFF_FRAMES);
+        let queued = handoff_frames(width as usize * height as usize * 3);
+        let (frames_tx, frames_rx) = mpsc::sync_channel::<Captured>(queued);
         // Buffers are made on demand, up to the hand-off's size plus the two in the threads'
         // hands: an encoder that keeps up circulates two or three, not ten.
-        let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(HANDOFF_FRAMES + 2);
+        let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(queued + 2);
         let mut threads = Vec::new();
         let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -168,7 +182,14 @@ impl Camera {
         let fps = config.fps;
         threads.push(spawn(
             format!("rig-cap-{}", config.name),
-            Box::new(move || capture_loop(&s, &spec, id, width, height, fps, &frames_tx, &pool_rx)),
+            Box::new(move || {
+                let handoff = Handoff {
+                    frames: &frames_tx,
+                    pool: &pool_rx,
+                    buffers: queued + 2,
+                };
+                capture_loop(&s, &spec, id, width, height, fps, &handoff)
+            }),
         )?);
         let s = shared.clone();
         let settings = settings_for(recording, fps);
@@ -259,7 +280,15 @@ fn nap(stop: &AtomicBool, total: Duration) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The capture side of the hand-off: where frames go, where their buffers come back, and how
+/// many buffers it may make.
+#[derive(Clone, Copy)]
+struct Handoff<'a> {
+    frames: &'a SyncSender<Captured>,
+    pool: &'a Receiver<Vec<u8>>,
+    buffers: usize,
+}
+
 fn capture_loop(
     shared: &Shared,
     spec: &SourceSpec,
@@ -267,9 +296,13 @@ fn capture_loop(
     width: u32,
     height: u32,
     fps: u32,
-    frames: &SyncSender<Captured>,
-    pool: &Receiver<Vec<u8>>,
+    handoff: &Handoff<'_>,
 ) {
+    let Handoff {
+        frames,
+        pool,
+        buffers,
+    } = *handoff;
     let mut backoff = Duration::from_millis(250);
     let frame_bytes = width as usize * height as usize * 3;
     let mut spare: Vec<u8> = Vec::new();
@@ -291,7 +324,7 @@ fn capture_loop(
             let mut rgb = match pool.try_recv() {
                 Ok(buffer) => buffer,
                 Err(_) if spare.len() == frame_bytes => std::mem::take(&mut spare),
-                Err(_) if made < HANDOFF_FRAMES + 2 => {
+                Err(_) if made < buffers => {
                     made += 1;
                     vec![0u8; frame_bytes]
                 }
@@ -421,5 +454,24 @@ fn encode_loop(
         }
         drop(r);
         lock(&shared.status).encoded += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handoff_holds_fewer_frames_as_they_grow() {
+        let rgb = |w: usize, h: usize| w * h * 3;
+        assert_eq!(handoff_frames(rgb(84, 84)), HANDOFF_FRAMES);
+        assert_eq!(handoff_frames(rgb(1280, 720)), 7);
+        assert_eq!(handoff_frames(rgb(1920, 1080)), 2);
+        // Never none: a 4K camera still has one frame of slack, past the byte budget.
+        assert_eq!(handoff_frames(rgb(3840, 2160)), 1);
+        for (w, h) in [(1280, 720), (1920, 1080)] {
+            let held = (handoff_frames(rgb(w, h)) + 2) * rgb(w, h);
+            assert!(held <= HANDOFF_BYTES, "{w}x{h}: {held} bytes held");
+        }
     }
 }

@@ -20,6 +20,8 @@
 //!   telemetry_data_dir: /data/rl # optional: the daemon's data dir; clips get telemetry.jsonl
 //!   trigger_on_episode_end: true # optional: an episode's end (recorded by the daemon) triggers
 //!   trigger_runs: [arm-3]        # optional: only these runs' episodes
+//!   preset: veryfast             # optional: x264 preset, or SVT-AV1's 0..13
+//!   grpc_listen: 127.0.0.1:50070 # optional: the rig's gRPC API (framelane.v1.Rig)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -78,7 +80,28 @@ pub struct RecordingConfig {
     pub trigger_on_episode_end: bool,
     #[serde(default)]
     pub trigger_runs: Vec<String>,
+    /// Encoder speed preset: x264's names (ultrafast ... veryslow; default veryfast) or
+    /// SVT-AV1's 0..13 (default 10). Faster presets cost bitrate, not frames.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Where the rig serves its gRPC API (`framelane.v1.Rig`: Trigger, GetRigStatus). An
+    /// address beyond loopback needs a token (`--token` or FRAMELANE_TOKEN).
+    #[serde(default)]
+    pub grpc_listen: Option<String>,
 }
+
+/// x264's speed presets, fastest first.
+pub const X264_PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
 
 fn default_pre() -> u64 {
     3000
@@ -110,6 +133,10 @@ pub struct RigConfig {
     /// Where the file came from (for errors), not part of the YAML.
     #[serde(skip)]
     pub path: PathBuf,
+    /// Bearer token of the rig's gRPC API and of the daemon it lists clips with (from
+    /// `--token` or FRAMELANE_TOKEN, never from the file).
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// Where a camera's frames come from.
@@ -190,6 +217,9 @@ impl RigConfig {
             reason: e.to_string(),
         })?;
         config.path = path.to_owned();
+        config.token = std::env::var("FRAMELANE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
         config.validate(text)?;
         Ok(config)
     }
@@ -288,6 +318,37 @@ impl RigConfig {
                 "recording: trigger_on_episode_end needs telemetry_data_dir (the daemon's data directory)".into(),
             ));
         }
+        if let Some(preset) = &r.preset {
+            let ok = if r.codec == "av1" {
+                preset.parse::<u32>().is_ok_and(|p| p <= 13)
+            } else {
+                X264_PRESETS.contains(&preset.as_str())
+            };
+            if !ok {
+                return Err(fail(
+                    "preset:",
+                    format!(
+                        "recording: preset {preset:?} is not one of {} (codec {})",
+                        if r.codec == "av1" {
+                            "0..13".to_owned()
+                        } else {
+                            X264_PRESETS.join(", ")
+                        },
+                        r.codec
+                    ),
+                ));
+            }
+        }
+        if let Some(listen) = &r.grpc_listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(fail(
+                    "grpc_listen:",
+                    format!(
+                        "recording: grpc_listen {listen:?} is not an address like 127.0.0.1:50070"
+                    ),
+                ));
+            }
+        }
         if !(1..=4096).contains(&r.ring_mb) {
             return Err(fail(
                 "ring_mb:",
@@ -308,6 +369,11 @@ impl RigConfig {
     /// The output folder, relative paths taken from the config file's folder.
     pub fn output_dir(&self) -> PathBuf {
         self.beside_config(&self.recording.output_dir)
+    }
+
+    /// The rig's gRPC address, if it serves one (checked by `parse`).
+    pub fn grpc_listen(&self) -> Option<std::net::SocketAddr> {
+        self.recording.grpc_listen.as_deref()?.parse().ok()
     }
 
     /// The telemetry daemon's data directory, if the clips carry a telemetry slice.
@@ -369,5 +435,21 @@ mod tests {
         assert!(err.contains("share"), "{err}");
         let path = GOOD.replace("name: left", "name: ../left");
         assert!(RigConfig::parse(&path, Path::new("rig.yaml")).is_err());
+        let preset = format!("{GOOD}  preset: warp\n");
+        let err = RigConfig::parse(&preset, Path::new("rig.yaml"))
+            .expect_err("unknown preset")
+            .to_string();
+        assert!(
+            err.starts_with("rig.yaml:8:") && err.contains("veryfast"),
+            "{err}"
+        );
+        let listen = format!("{GOOD}  grpc_listen: localhost\n");
+        let err = RigConfig::parse(&listen, Path::new("rig.yaml"))
+            .expect_err("not an address")
+            .to_string();
+        assert!(
+            err.starts_with("rig.yaml:8:") && err.contains("grpc_listen"),
+            "{err}"
+        );
     }
 }

@@ -6,13 +6,16 @@
 //! Parts: `config` (rig.yaml, validated with file, line and key), `source` (synthetic, OpenCV
 //! capture), `ring` (the packet ring), `camera` (capture and encode threads, state and
 //! counters), `clip` (choosing packets for an interval, writing clips), `rig` (cameras,
-//! triggers and the clip thread together; the control socket).
+//! triggers and the clip thread together; the control socket), `grpc` (the rig's gRPC API),
+//! `registry` (clips listed in the telemetry daemon's store).
 
 pub mod camera;
 pub mod clip;
 pub mod config;
 pub mod error;
+mod grpc;
 pub mod reference;
+pub mod registry;
 pub mod rig;
 pub mod ring;
 pub mod source;

@@ -49,6 +49,10 @@ pub struct RigStatus {
     pub bytes_written: u64,
     pub uptime_s: f64,
     pub last_clip: Option<ClipDescription>,
+    /// Clips listed in the telemetry daemon's store (with `telemetry_data_dir`).
+    pub clips_registered: u64,
+    /// Why clips are not listed in the store yet (no daemon, refused), empty when they are.
+    pub register_note: String,
 }
 
 impl RigStatus {
@@ -65,16 +69,18 @@ impl RigStatus {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     triggers: u64,
     refused: u64,
-    written: u64,
+    pub(crate) written: u64,
     failed: u64,
     pending: usize,
     errors: Vec<String>,
     last_clip: Option<ClipDescription>,
     bytes_written: u64,
     started: Option<Instant>,
+    pub(crate) registered: u64,
+    pub(crate) register_note: String,
 }
 
 pub struct Rig {
@@ -85,6 +91,7 @@ pub struct Rig {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     socket: PathBuf,
+    grpc_addr: Option<std::net::SocketAddr>,
 }
 
 /// Free megabytes of the file system holding `dir`.
@@ -107,6 +114,7 @@ struct Pending {
 
 impl Rig {
     pub fn start(config: RigConfig) -> Result<Self, RigError> {
+        let grpc = crate::grpc::bind(&config)?;
         let out = config.output_dir();
         std::fs::create_dir_all(&out).map_err(|e| RigError::Output {
             path: out.clone(),
@@ -180,6 +188,28 @@ impl Rig {
             config: config.clone(),
             seq: Arc::new(AtomicU64::new(0)),
         };
+        let mut grpc_addr = None;
+        if let Some((listener, bound)) = grpc {
+            threads.push(crate::grpc::spawn(
+                listener,
+                rig_for_control.clone(),
+                stop.clone(),
+            )?);
+            tracing::info!(address = %bound, "rig gRPC API listening");
+            grpc_addr = Some(bound);
+        }
+        if let Some(data_dir) = config.telemetry_data_dir() {
+            let (state, stop, out) = (state.clone(), stop.clone(), config.output_dir());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("rig-register".into())
+                    .spawn(move || crate::registry::register_loop(&data_dir, &out, &state, &stop))
+                    .map_err(|source| RigError::Thread {
+                        name: "rig-register".into(),
+                        source,
+                    })?,
+            );
+        }
         {
             let stop = stop.clone();
             threads.push(
@@ -200,7 +230,14 @@ impl Rig {
             stop,
             threads,
             socket,
+            grpc_addr,
         })
+    }
+
+    /// Where the rig's gRPC API listens (`recording.grpc_listen`, the port chosen when it was
+    /// 0), if it serves one.
+    pub fn grpc_addr(&self) -> Option<std::net::SocketAddr> {
+        self.grpc_addr
     }
 
     /// Triggers a clip now; false when the trigger queue is full (counted).
@@ -302,6 +339,8 @@ fn status(cameras: &[Camera], state: &Mutex<State>, config: &RigConfig) -> RigSt
         bytes_written: s.bytes_written,
         uptime_s: s.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         last_clip: s.last_clip.clone(),
+        clips_registered: s.registered,
+        register_note: s.register_note.clone(),
     }
 }
 
@@ -457,12 +496,29 @@ fn episode_trigger_loop(
     }
 }
 
-struct ControlHandle {
+/// What the control socket and the gRPC API act on.
+#[derive(Clone)]
+pub(crate) struct ControlHandle {
     triggers: SyncSender<u64>,
     state: Arc<Mutex<State>>,
     cameras: Arc<Vec<Camera>>,
     config: RigConfig,
     seq: Arc<AtomicU64>,
+}
+
+impl ControlHandle {
+    /// Triggers a clip; the trigger's number, or None when the queue is full.
+    pub(crate) fn trigger(&self) -> Option<u64> {
+        trigger(&self.triggers, &self.state).then(|| self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn status(&self) -> RigStatus {
+        status(&self.cameras, &self.state, &self.config)
+    }
+
+    pub(crate) fn token(&self) -> Option<String> {
+        self.config.token.clone()
+    }
 }
 
 fn control_loop(listener: &UnixListener, rig: &ControlHandle, stop: &AtomicBool) {
@@ -478,17 +534,11 @@ fn control_loop(listener: &UnixListener, rig: &ControlHandle, stop: &AtomicBool)
                     continue;
                 }
                 let reply = match line.trim() {
-                    "trigger" => {
-                        if trigger(&rig.triggers, &rig.state) {
-                            format!("ok trigger {}", rig.seq.fetch_add(1, Ordering::Relaxed) + 1)
-                        } else {
-                            "error: the trigger queue is full".into()
-                        }
-                    }
-                    "status" => {
-                        serde_json::to_string(&status(&rig.cameras, &rig.state, &rig.config))
-                            .unwrap_or_default()
-                    }
+                    "trigger" => match rig.trigger() {
+                        Some(n) => format!("ok trigger {n}"),
+                        None => "error: the trigger queue is full".into(),
+                    },
+                    "status" => serde_json::to_string(&rig.status()).unwrap_or_default(),
                     other => format!("error: unknown command {other:?} (trigger, status)"),
                 };
                 let mut writer = &stream;

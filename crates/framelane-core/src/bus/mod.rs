@@ -103,6 +103,34 @@ pub struct EpisodeRecord {
     pub producer_unix_ns: u64,
 }
 
+/// One camera's file of a recording rig's clip.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClipFileEntry {
+    pub camera: String,
+    /// Absolute path of the MP4.
+    pub path: String,
+    pub frames: u64,
+    pub encoder: String,
+    /// Capture time of the first and last frame relative to the trigger, ms.
+    pub start_offset_ms: f64,
+    pub end_offset_ms: f64,
+}
+
+/// A recording rig's finished clip, as the store lists it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClipEntry {
+    /// The clip folder's name.
+    pub clip_id: String,
+    /// Absolute path of the clip folder: what makes a clip unique.
+    pub folder: String,
+    pub triggered_unix_ms: u64,
+    pub pre_roll_ms: u64,
+    pub post_roll_ms: u64,
+    pub codec: String,
+    pub telemetry_items: u64,
+    pub files: Vec<ClipFileEntry>,
+}
+
 /// A frame the gate decided to keep, on its way to the store or the snapshot writer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptFrame {

@@ -65,6 +65,40 @@ pub async fn connect(address: SocketAddr) -> Result<Client, IngestError> {
     )
 }
 
+/// A client of a recording rig's API (`framelane.v1.Rig`), with this process's token.
+pub type RigClient = v1::rig_client::RigClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
+>;
+
+/// Connects to the rig listening at `address`.
+pub async fn connect_rig(address: SocketAddr) -> Result<RigClient, IngestError> {
+    let (channel, token) = open_channel(address).await?;
+    Ok(v1::rig_client::RigClient::with_interceptor(channel, token))
+}
+
+/// Lists a rig's finished clip in the daemon's store; true when it was not listed before.
+pub async fn register_clip(address: SocketAddr, clip: v1::ClipRecord) -> Result<bool, IngestError> {
+    let mut client = connect(address).await?;
+    let reply = client
+        .register_clip(clip)
+        .await
+        .map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+    Ok(reply.into_inner().created)
+}
+
+/// The clips the daemon's store lists, newest first.
+pub async fn list_clips(
+    address: SocketAddr,
+    limit: u32,
+) -> Result<Vec<v1::ClipRecord>, IngestError> {
+    let mut client = connect(address).await?;
+    let reply = client
+        .list_clips(v1::ListClipsRequest { limit })
+        .await
+        .map_err(|s| IngestError::Connection(s.message().to_owned()))?;
+    Ok(reply.into_inner().clips)
+}
+
 /// Connects to the trainer API of the daemon at `address`.
 pub async fn connect_trainer(address: SocketAddr) -> Result<TrainerClient, IngestError> {
     let (channel, token) = open_channel(address).await?;

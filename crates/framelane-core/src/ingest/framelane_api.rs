@@ -201,6 +201,36 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         }
     }
 
+    async fn register_clip(
+        &self,
+        request: Request<v1::ClipRecord>,
+    ) -> Result<Response<v1::RegisterClipReply>, Status> {
+        self.core.authorize(&request)?;
+        let clip = wire::clip_from_v1(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let created = self.core.register_clip(clip).await?;
+        Ok(Response::new(v1::RegisterClipReply { created }))
+    }
+
+    async fn list_clips(
+        &self,
+        request: Request<v1::ListClipsRequest>,
+    ) -> Result<Response<v1::ListClipsReply>, Status> {
+        self.core.authorize(&request)?;
+        let limit = match request.get_ref().limit {
+            0 => 100,
+            n => n.min(10_000) as usize,
+        };
+        let reader = self.core.reader()?;
+        let clips = tokio::task::spawn_blocking(move || reader.clips(limit))
+            .await
+            .map_err(|_| Status::internal("clip listing failed"))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::ListClipsReply {
+            clips: clips.into_iter().map(wire::clip_to_v1).collect(),
+        }))
+    }
+
     async fn health(
         &self,
         request: Request<v1::HealthRequest>,

@@ -270,20 +270,7 @@ impl IngestCore {
 
     /// Checks the bearer token when the daemon requires one.
     pub(crate) fn authorize<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        match given.and_then(|v| v.strip_prefix("Bearer ")) {
-            Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(Status::unauthenticated("wrong token")),
-            None => Err(Status::unauthenticated(
-                "this daemon listens beyond loopback and needs a token: send 'authorization: Bearer <token>' metadata",
-            )),
-        }
+        check_bearer(request, self.token.as_deref())
     }
 
     /// Re-resolves every run's profile after the profile file changed.
@@ -560,6 +547,32 @@ impl IngestCore {
             })
     }
 
+    /// Lists a rig's clip in the store and waits for its commit; false when it was listed
+    /// already (a re-send).
+    pub(crate) async fn register_clip(&self, clip: crate::bus::ClipEntry) -> Result<bool, Status> {
+        let reader = self.reader()?;
+        let folder = clip.folder.clone();
+        let listed = tokio::task::spawn_blocking(move || reader.clip_listed(&folder))
+            .await
+            .map_err(|_| Status::internal("clip lookup failed"))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if listed {
+            return Ok(false);
+        }
+        let failed_at_start = self
+            .writer_stats
+            .failed_batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.store
+            .send(StoreCommand::Clip(clip))
+            .await
+            .map_err(|_| Status::unavailable("the store writer has stopped"))?;
+        crate::store::writer_barrier(&self.store, failed_at_start)
+            .await
+            .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
+        Ok(true)
+    }
+
     /// A reader of the store for queries and subscriptions.
     pub(crate) fn reader(&self) -> Result<StoreReader, Status> {
         StoreReader::open(&self.db_path).map_err(|e| Status::internal(e.to_string()))
@@ -710,6 +723,25 @@ fn new_token() -> String {
         bytes[..8].copy_from_slice(&seed.to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a request's `authorization: Bearer <token>` against `token` (None: anyone may call),
+/// in constant time. The daemon and the recording rig's API both use it.
+pub fn check_bearer<T>(request: &tonic::Request<T>, token: Option<&str>) -> Result<(), Status> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    match given.and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(Status::unauthenticated("wrong token")),
+        None => Err(Status::unauthenticated(
+            "this service listens beyond loopback and needs a token: send 'authorization: Bearer <token>' metadata",
+        )),
+    }
 }
 
 /// Compares a presented token with ours in time that depends only on the lengths, so timing

@@ -6,7 +6,10 @@ use serde::de::IgnoredAny;
 
 use super::proto::{framelane_v1 as v1, gymgui};
 use super::{ControlEvent, IngestError};
-use crate::bus::{EpisodeRecord, FrameImage, ImageCodec, Payload, RawPixelFormat, StepRecord};
+use crate::bus::{
+    ClipEntry, ClipFileEntry, EpisodeRecord, FrameImage, ImageCodec, Payload, RawPixelFormat,
+    StepRecord,
+};
 use crate::replay::RgbaFrame;
 use crate::store::{EpisodeRow, StepRow};
 
@@ -224,6 +227,126 @@ fn timestamp_ns(ts: Option<prost_types::Timestamp>) -> u64 {
 }
 
 /// A protobuf timestamp for Unix nanoseconds.
+/// Longest path a clip record may name.
+const MAX_CLIP_PATH: usize = 4096;
+/// Most camera files in one clip.
+const MAX_CLIP_FILES: usize = 64;
+
+fn check_absolute_path(field: &'static str, path: &str) -> Result<(), IngestError> {
+    if path.len() > MAX_CLIP_PATH || path.contains('\0') {
+        return Err(IngestError::field(
+            field,
+            format!("is longer than {MAX_CLIP_PATH} bytes or holds a NUL"),
+        ));
+    }
+    if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+        let shown: String = path.chars().take(64).collect();
+        return Err(IngestError::field(
+            field,
+            format!("{shown:?} is not an absolute path without '..'"),
+        ));
+    }
+    Ok(())
+}
+
+/// A rig's clip record, checked: an id that names its folder, absolute paths of files inside
+/// that folder, finite offsets.
+pub fn clip_from_v1(clip: v1::ClipRecord) -> Result<ClipEntry, IngestError> {
+    let id_ok = !clip.clip_id.is_empty()
+        && clip.clip_id.len() <= 128
+        && clip
+            .clip_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        let shown: String = clip.clip_id.chars().take(64).collect();
+        return Err(IngestError::field(
+            "clip_id",
+            format!("{shown:?}: 1 to 128 letters, digits, '-' or '_'"),
+        ));
+    }
+    check_absolute_path("folder", &clip.folder)?;
+    let folder = clip.folder.trim_end_matches('/');
+    if folder.rsplit('/').next() != Some(clip.clip_id.as_str()) {
+        return Err(IngestError::field(
+            "folder",
+            format!("does not end in the clip id {:?}", clip.clip_id),
+        ));
+    }
+    check_label("codec", &clip.codec)?;
+    if clip.files.is_empty() || clip.files.len() > MAX_CLIP_FILES {
+        return Err(IngestError::field(
+            "files",
+            format!(
+                "has {} entries: a clip has 1 to {MAX_CLIP_FILES} camera files",
+                clip.files.len()
+            ),
+        ));
+    }
+    let mut files = Vec::with_capacity(clip.files.len());
+    for (i, file) in clip.files.into_iter().enumerate() {
+        let at = |e: IngestError| match e {
+            IngestError::Field { field, problem } => {
+                IngestError::field(field, format!("(file {i}) {problem}"))
+            }
+            other => other,
+        };
+        check_label("files.camera", &file.camera).map_err(at)?;
+        check_label("files.encoder", &file.encoder).map_err(at)?;
+        check_absolute_path("files.path", &file.path).map_err(at)?;
+        if !file.path.starts_with(&format!("{folder}/")) {
+            return Err(at(IngestError::field(
+                "files.path",
+                "is not inside the clip's folder",
+            )));
+        }
+        check_finite("files.start_offset_ms", file.start_offset_ms).map_err(at)?;
+        check_finite("files.end_offset_ms", file.end_offset_ms).map_err(at)?;
+        files.push(ClipFileEntry {
+            camera: file.camera,
+            path: file.path,
+            frames: file.frames,
+            encoder: file.encoder,
+            start_offset_ms: file.start_offset_ms,
+            end_offset_ms: file.end_offset_ms,
+        });
+    }
+    Ok(ClipEntry {
+        folder: folder.to_owned(),
+        clip_id: clip.clip_id,
+        triggered_unix_ms: clip.triggered_unix_ms,
+        pre_roll_ms: clip.pre_roll_ms,
+        post_roll_ms: clip.post_roll_ms,
+        codec: clip.codec,
+        telemetry_items: clip.telemetry_items,
+        files,
+    })
+}
+
+pub fn clip_to_v1(clip: ClipEntry) -> v1::ClipRecord {
+    v1::ClipRecord {
+        clip_id: clip.clip_id,
+        folder: clip.folder,
+        triggered_unix_ms: clip.triggered_unix_ms,
+        pre_roll_ms: clip.pre_roll_ms,
+        post_roll_ms: clip.post_roll_ms,
+        files: clip
+            .files
+            .into_iter()
+            .map(|f| v1::ClipFile {
+                camera: f.camera,
+                path: f.path,
+                frames: f.frames,
+                encoder: f.encoder,
+                start_offset_ms: f.start_offset_ms,
+                end_offset_ms: f.end_offset_ms,
+            })
+            .collect(),
+        telemetry_items: clip.telemetry_items,
+        codec: clip.codec,
+    }
+}
+
 pub fn timestamp(ns: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ns / 1_000_000_000) as i64,

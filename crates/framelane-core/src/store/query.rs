@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{open_for_reading, StoreError};
-use crate::bus::{EpisodeRecord, FrameIndexEntry, FrameKind, Payload, StepRecord};
+use crate::bus::{ClipEntry, EpisodeRecord, FrameIndexEntry, FrameKind, Payload, StepRecord};
 
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -518,6 +518,46 @@ impl StoreReader {
     }
 
     /// `PRAGMA integrity_check`: "ok" for a sound database.
+    /// Clips of recording rigs, newest first, at most `limit`.
+    pub fn clips(&self, limit: usize) -> Result<Vec<ClipEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT folder, clip_id, triggered_unix_ms, pre_roll_ms, post_roll_ms, codec, telemetry_items, files_json FROM clips ORDER BY triggered_unix_ms DESC, folder DESC LIMIT ?1",
+            )
+            .map_err(StoreError::sql("reading clips"))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                let files: String = r.get(7)?;
+                Ok(ClipEntry {
+                    folder: r.get(0)?,
+                    clip_id: r.get(1)?,
+                    triggered_unix_ms: r.get::<_, i64>(2)? as u64,
+                    pre_roll_ms: r.get::<_, i64>(3)? as u64,
+                    post_roll_ms: r.get::<_, i64>(4)? as u64,
+                    codec: r.get(5)?,
+                    telemetry_items: r.get::<_, i64>(6)? as u64,
+                    files: serde_json::from_str(&files).unwrap_or_default(),
+                })
+            })
+            .map_err(StoreError::sql("reading clips"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading a clip"))
+    }
+
+    /// Whether the clip in `folder` is listed.
+    pub fn clip_listed(&self, folder: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM clips WHERE folder = ?1",
+                params![folder],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(StoreError::sql("looking up a clip"))
+    }
+
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))

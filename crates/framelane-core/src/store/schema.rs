@@ -114,6 +114,22 @@ const MIGRATIONS: &[&str] = &[
     -- Step lookups for replay: the steps of an episode in order.
     CREATE INDEX steps_by_episode ON steps (run_key, episode, step);
     "#,
+    // 3: clips of recording rigs (framelane rig), listed for the Replay tab. A clip is its
+    // folder; its camera files are a JSON array (they are only ever read together).
+    r#"
+    CREATE TABLE clips (
+        folder TEXT PRIMARY KEY,
+        clip_id TEXT NOT NULL,
+        triggered_unix_ms INTEGER NOT NULL,
+        pre_roll_ms INTEGER NOT NULL,
+        post_roll_ms INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        telemetry_items INTEGER NOT NULL,
+        files_json TEXT NOT NULL,
+        registered_unix_ns INTEGER NOT NULL
+    );
+    CREATE INDEX clips_by_time ON clips (triggered_unix_ms);
+    "#,
 ];
 
 /// Schema version this build writes.

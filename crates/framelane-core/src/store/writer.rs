@@ -59,6 +59,8 @@ pub enum StoreCommand {
     Frame(FrameIndexEntry),
     /// The encoder's frame index.
     Video(VideoIndexEntry),
+    /// A recording rig's finished clip (listed once per folder; a re-send changes nothing).
+    Clip(crate::bus::ClipEntry),
     /// Answered once everything sent before it is committed. The number is the writer's
     /// failed-batch count when the sender started sending: if a batch failed since, some of
     /// the sender's rows may be lost and the barrier fails.
@@ -614,6 +616,22 @@ fn apply(
         }
         StoreCommand::Video(entry) => {
             write_video_index(tx, runs, default_batch, entry)?;
+            batch.rows += 1;
+        }
+        StoreCommand::Clip(clip) => {
+            let files = serde_json::to_string(&clip.files).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached("INSERT OR IGNORE INTO clips (folder, clip_id, triggered_unix_ms, pre_roll_ms, post_roll_ms, codec, telemetry_items, files_json, registered_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?
+                .execute(params![
+                    clip.folder,
+                    clip.clip_id,
+                    clip.triggered_unix_ms as i64,
+                    clip.pre_roll_ms as i64,
+                    clip.post_roll_ms as i64,
+                    clip.codec,
+                    clip.telemetry_items as i64,
+                    files,
+                    now,
+                ])?;
             batch.rows += 1;
         }
         StoreCommand::Barrier(reply, epoch) => batch.barriers.push((reply, epoch)),
