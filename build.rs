@@ -15,6 +15,7 @@ fn main() {
         "qml/AnalysisPanel.qml",
         "qml/RigKiosk.qml",
         "qml/MetricsPanel.qml",
+        "qml/ClipsPanel.qml",
     ]);
     let builder = CxxQtBuilder::new_qml_module(qml)
         .qt_module("Gui")
@@ -33,6 +34,8 @@ fn main() {
             "src/ui/replay_episodes.rs",
             "src/ui/analysis_view.rs",
             "src/ui/rig_kiosk.rs",
+            "src/ui/clip_player.rs",
+            "src/ui/clip_catalog.rs",
             "src/ui/daemon_metrics.rs",
         ])
         .cpp_files([

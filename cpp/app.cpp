@@ -43,6 +43,16 @@ labelTexts(QObject* root, const QString& prefix)
   return out;
 }
 
+// What a clip player shows: its file, frame, frames shown, whether it plays, why not.
+QJsonObject
+playerState(const QObject* player)
+{
+  QJsonObject out;
+  for (const char* name : { "file", "position", "shown", "playing", "note" })
+    out.insert(QString::fromLatin1(name), QJsonValue::fromVariant(player->property(name)));
+  return out;
+}
+
 QJsonObject
 statsOf(QObject* root, QQuickWindow* window)
 {
@@ -117,7 +127,34 @@ statsOf(QObject* root, QQuickWindow* window)
       previews.append(QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
     }
     r.insert(QStringLiteral("previews"), previews);
+    // Clip thumbnails: where each is painted and what its player shows.
+    QJsonArray thumbs;
+    const QVariantList thumbItems = kiosk ? kiosk->property("thumbItems").toList() : QVariantList();
+    const QVariantList thumbPlayers = kiosk ? kiosk->property("thumbPlayers").toList() : QVariantList();
+    for (qsizetype i = 0; i < thumbItems.size() && i < thumbPlayers.size(); ++i) {
+      auto* item = qvariant_cast<QQuickItem*>(thumbItems[i]);
+      auto* player = qvariant_cast<QObject*>(thumbPlayers[i]);
+      if (!item || !player)
+        continue;
+      QJsonObject t = playerState(player);
+      const QRectF scene = item->mapRectToScene(item->property("paintedRect").toRectF());
+      t.insert(QStringLiteral("rect"), QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+      thumbs.append(t);
+    }
+    r.insert(QStringLiteral("thumbs"), thumbs);
+    if (auto* button = root->findChild<QQuickItem*>(QStringLiteral("rigTrigger"))) {
+      const QRectF scene = button->mapRectToScene(button->boundingRect());
+      r.insert(QStringLiteral("trigger_rect"), QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });
+    }
     stats.insert(QStringLiteral("rig"), r);
+  }
+  if (auto* clips = root->findChild<QObject*>(QStringLiteral("clipCatalog"))) {
+    QJsonObject c;
+    c.insert(QStringLiteral("count"), clips->property("count").toInt());
+    c.insert(QStringLiteral("note"), clips->property("note").toString());
+    if (auto* player = root->findChild<QObject*>(QStringLiteral("clipPlayer")))
+      c.insert(QStringLiteral("player"), playerState(player));
+    stats.insert(QStringLiteral("clips"), c);
   }
   if (auto* catalog = root->findChild<QObject*>(QStringLiteral("runCatalog")))
     stats.insert(QStringLiteral("fastlane_runs"), catalog->property("count").toInt());
@@ -172,6 +209,8 @@ runApplication(const AppOptions& options)
     { QStringLiteral("dataDir"), toQString(options.data_dir) },
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
     { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
+    { QStringLiteral("initialClip"), toQString(options.replay_clip) },
+    { QStringLiteral("playInitialClip"), options.play_clip },
     { QStringLiteral("rigConfig"), toQString(options.rig_config) },
     { QStringLiteral("preferSharedMemory"), !options.no_shared_memory },
     { QStringLiteral("initialAskRate"), int(options.ask_rate_hz) },

@@ -28,9 +28,14 @@ ApplicationWindow {
     property string rigConfig: ""
     // Output folder of `framelane analyze` opened in the Replay tab (empty: none).
     property string initialAnalysis: ""
+    // A rig clip (its id) opened in the Replay tab once the store lists it, and played.
+    property string initialClip: ""
+    property bool playInitialClip: false
     readonly property bool replaying: modeBar.currentIndex === 1
     // The Replay tab shows an episode analysis instead of a recorded run.
     readonly property bool analysing: replaying && analysisView.folder !== ""
+    // The Replay tab shows a rig clip's camera file.
+    readonly property bool showingClip: replaying && !analysing && clipPlayer.file !== ""
 
     width: 1280
     height: 760
@@ -60,6 +65,36 @@ ApplicationWindow {
         objectName: "replayView"
         dataDir: root.dataDir
         runId: root.initialReplayRunId
+    }
+
+    ClipCatalog {
+        id: clipCatalog
+        objectName: "clipCatalog"
+        dataDir: root.dataDir
+        // The clip given on the command line, once listed.
+        onCountChanged: {
+            if (root.initialClip === "" || clipPlayer.file !== "")
+                return
+            const row = indexOf(root.initialClip)
+            if (row >= 0) {
+                clipPlayer.file = cameraFile(row, 0)
+                clipPlayer.playing = root.playInitialClip
+            }
+        }
+    }
+
+    ClipPlayer {
+        id: clipPlayer
+        objectName: "clipPlayer"
+    }
+
+    // Rigs list clips while the window is open.
+    Timer {
+        interval: 3000
+        repeat: true
+        running: root.dataDir !== "" && (root.replaying || root.initialClip !== "")
+        triggeredOnStart: true
+        onTriggered: clipCatalog.refresh()
     }
 
     AnalysisView {
@@ -122,10 +157,24 @@ ApplicationWindow {
                 runsPanel: runsPanel
                 selectedRunId: root.replaying ? replayView.runId : runPlot.runId
                 onRunChosen: runId => {
-                    if (root.replaying)
+                    if (root.replaying) {
+                        clipPlayer.file = ""
                         replayView.runId = runId
-                    else
+                    } else {
                         runPlot.runId = runId
+                    }
+                }
+            }
+
+            ClipsPanel {
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                visible: root.replaying && clipCatalog.count > 0
+                catalog: clipCatalog
+                shownFile: clipPlayer.file
+                onFileChosen: path => {
+                    analysisView.folder = ""
+                    clipPlayer.file = path
                 }
             }
         }
@@ -145,7 +194,7 @@ ApplicationWindow {
                 Layout.fillWidth: true
                 // --replay-run and --analysis open the Replay tab; the demo run is replayable but
                 // opens live.
-                currentIndex: root.initialAnalysis !== ""
+                currentIndex: root.initialAnalysis !== "" || root.initialClip !== ""
                               || (root.initialReplayRunId !== "" && root.initialReplayRunId !== root.initialRunId) ? 1 : 0
                 TabButton { text: "Live" }
                 TabButton {
@@ -221,7 +270,8 @@ ApplicationWindow {
                 objectName: "frameItem"
                 anchors.fill: parent
                 anchors.margins: 8
-                source: root.analysing ? analysisView : root.replaying ? replayView : liveView
+                source: root.analysing ? analysisView : root.showingClip ? clipPlayer
+                        : root.replaying ? replayView : liveView
                 pollIntervalMs: root.pollIntervalMs
                 maxFps: root.maxFps
             }
@@ -259,7 +309,7 @@ ApplicationWindow {
             Label {
                 objectName: "replayPlaceholder"
                 anchors.centerIn: parent
-                visible: root.replaying && !root.analysing && replayView.runId === ""
+                visible: root.replaying && !root.analysing && !root.showingClip && replayView.runId === ""
                 text: root.dataDir === "" ? "No recorded runs here (no data directory).\nOpen an analysis folder below."
                       : "Nothing to replay yet.\nPick a recorded run in the list on the left,\nor open an analysis folder below."
                 horizontalAlignment: Text.AlignHCenter
@@ -285,8 +335,38 @@ ApplicationWindow {
         ReplayPanel {
             Layout.fillWidth: true
             Layout.preferredHeight: 260
-            visible: root.replaying && !root.analysing
+            visible: root.replaying && !root.analysing && !root.showingClip
             replay: replayView
+        }
+
+        // A rig clip's camera file: play it, and what is shown.
+        Rectangle {
+            Layout.fillWidth: true
+            Layout.preferredHeight: 48
+            visible: root.showingClip
+            color: "#111316"
+            RowLayout {
+                anchors.fill: parent
+                anchors.margins: 6
+                spacing: 8
+                Button {
+                    objectName: "clipPlay"
+                    text: clipPlayer.playing ? "Stop" : "Play"
+                    onClicked: clipPlayer.playing = !clipPlayer.playing
+                }
+                Label {
+                    objectName: "clipStatus"
+                    Layout.fillWidth: true
+                    text: clipPlayer.note !== "" ? clipPlayer.note
+                          : clipPlayer.file + " · frame " + clipPlayer.position
+                    color: clipPlayer.note !== "" ? "#d29922" : "#e6edf3"
+                    elide: Text.ElideLeft
+                }
+                Button {
+                    text: "Close"
+                    onClicked: clipPlayer.file = ""
+                }
+            }
         }
         }
     }

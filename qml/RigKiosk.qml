@@ -13,6 +13,9 @@ Rectangle {
     property string config: ""
     // The preview items by camera (for the window's statistics: where each preview is painted).
     property var previewItems: []
+    // The clip thumbnails' items and players by row (for the window's statistics).
+    property var thumbItems: []
+    property var thumbPlayers: []
     color: "#0b0c0e"
     focus: visible
 
@@ -144,16 +147,72 @@ Rectangle {
                 font.pixelSize: 20
             }
 
-            Repeater {
-                model: Math.min(rig.clips, 6)
-                Label {
-                    required property int index
-                    Layout.fillWidth: true
-                    Layout.maximumWidth: 380
-                    text: rig.clips >= 0 ? rig.clipLine(index) : ""
-                    color: index === 0 ? "#3fb950" : "#8b949e"
-                    font.pixelSize: 16
-                    elide: Text.ElideRight
+            // The newest clips: a thumbnail (the first camera's first frame) that plays the
+            // clip when touched, and its cameras and frame counts. A positioner, not the
+            // layout, places the rows: they come and go with the clips.
+            Column {
+                Layout.fillWidth: true
+                Layout.maximumWidth: 380
+                spacing: 8
+
+                Repeater {
+                    model: Math.min(rig.clips, 4)
+                    Row {
+                        id: clipRow
+                        required property int index
+                        width: 380
+                        spacing: 8
+
+                        ClipPlayer {
+                            id: thumbPlayer
+                            // Re-read when a new clip shifts the list (clips changes).
+                            file: rig.clips >= 0 ? rig.clipFile(clipRow.index) : ""
+                        }
+                        Rectangle {
+                            width: 128
+                            height: 72
+                            color: "#15171a"
+                            border.width: 2
+                            border.color: thumbPlayer.playing ? "#3fb950" : "#30363d"
+                            FrameItem {
+                                id: thumbItem
+                                objectName: "rigClipThumb" + clipRow.index
+                                anchors.fill: parent
+                                anchors.margins: 2
+                                source: thumbPlayer
+                                Component.onCompleted: {
+                                    const items = kiosk.thumbItems.slice()
+                                    items[clipRow.index] = thumbItem
+                                    kiosk.thumbItems = items
+                                    const players = kiosk.thumbPlayers.slice()
+                                    players[clipRow.index] = thumbPlayer
+                                    kiosk.thumbPlayers = players
+                                }
+                            }
+                            Label {
+                                anchors.centerIn: parent
+                                visible: !thumbPlayer.playing && thumbPlayer.shown > 0
+                                text: "\u25B6"
+                                color: "white"
+                                font.pixelSize: 28
+                                style: Text.Outline
+                                styleColor: "black"
+                            }
+                            MouseArea {
+                                anchors.fill: parent
+                                onClicked: thumbPlayer.playing = !thumbPlayer.playing
+                            }
+                        }
+                        Label {
+                            width: 380 - 128 - 8
+                            text: rig.clips >= 0 ? rig.clipLine(clipRow.index) : ""
+                            color: clipRow.index === 0 ? "#3fb950" : "#8b949e"
+                            font.pixelSize: 16
+                            wrapMode: Text.Wrap
+                            maximumLineCount: 3
+                            elide: Text.ElideRight
+                        }
+                    }
                 }
             }
 

@@ -9,8 +9,9 @@ PACKAGES=(
   qml6-module-qtquick qml6-module-qtquick-window qml6-module-qtquick-controls
   qml6-module-qtquick-layouts qml6-module-qtquick-templates qml6-module-qtqml
   qml6-module-qtqml-models qml6-module-qtqml-workerscript qt6-qpa-plugins libqt6opengl6-dev
-  # headless display for tests and for running without a desktop
-  xvfb xauth libgl1-mesa-dri libegl-mesa0 libglx-mesa0 fonts-dejavu-core
+  # headless display for tests and for running without a desktop; xdotool presses keys and
+  # touches buttons in the window under test (real X input events)
+  xvfb xauth libgl1-mesa-dri libegl-mesa0 libglx-mesa0 fonts-dejavu-core xdotool
   # toolchain pieces: cxx-qt links with lld; pkg-config finds Qt
   lld pkg-config g++ make
   # gRPC code generation (protoc and the well-known .proto files)

@@ -363,6 +363,12 @@ struct GuiArgs {
     /// Output folder of `framelane analyze` to open in the Replay tab when the window opens.
     #[arg(long, value_name = "DIR")]
     analysis: Option<PathBuf>,
+    /// A rig clip the store lists (its id, `clip-...`) to open in the Replay tab when the
+    /// window opens; `--play-clip` also plays it.
+    #[arg(long, value_name = "CLIP")]
+    replay_clip: Option<String>,
+    #[arg(long, requires = "replay_clip")]
+    play_clip: bool,
     /// Run the recording rig of this rig.yaml and show it as a kiosk in the window (what
     /// `framelane rig --kiosk` opens).
     #[arg(long, value_name = "FILE")]
@@ -694,6 +700,8 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|dir| dir.display().to_string())
             .unwrap_or_default(),
+        replay_clip: args.replay_clip.clone().unwrap_or_default(),
+        play_clip: args.play_clip,
         rig_config: args
             .rig_config
             .as_ref()

@@ -822,6 +822,281 @@ fn rig_kiosk_shows_cameras_and_clips(failures: &mut Vec<String>) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An X server of the test's own (not `xvfb-run`), so xdotool can send real key presses and
+/// clicks to the window on it.
+struct OwnXServer {
+    server: Child,
+    display: String,
+}
+
+impl OwnXServer {
+    fn start() -> Option<Self> {
+        for n in 0..20 {
+            let number = 60 + (std::process::id() as usize + n) % 200;
+            if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() {
+                continue;
+            }
+            let display = format!(":{number}");
+            let mut server = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() {
+                    return Some(Self { server, display });
+                }
+                if let Ok(Some(_)) = server.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        None
+    }
+
+    /// Runs xdotool on this display; whether it succeeded.
+    fn xdotool(&self, args: &[&str]) -> bool {
+        Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for OwnXServer {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// The kiosk as a lab uses it, on a real X server: the T key triggers a clip, its thumbnail
+/// shows the clip's first frame, and touching the thumbnail plays the clip.
+fn rig_kiosk_takes_keys_and_plays_clips(failures: &mut Vec<String>) {
+    println!("xvfb: the kiosk's key trigger and clip thumbnails");
+    let Some(x) = OwnXServer::start() else {
+        failures.push("could not start Xvfb for the kiosk test".into());
+        return;
+    };
+    let dir = artifacts().join(format!("kiosk-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("rig.yaml");
+    std::fs::write(
+        &config,
+        "cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 800\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n",
+    )
+    .expect("rig.yaml");
+    let stats_path = artifacts().join("kiosk-keys.json");
+    let shot = artifacts().join("kiosk-keys.ppm");
+    // What `framelane rig --config rig.yaml --kiosk` opens, with the test's statistics.
+    let mut command = Command::new(EXE);
+    command
+        .env("DISPLAY", &x.display)
+        .env_remove("QT_QPA_PLATFORM")
+        .args(["--no-demo", "--no-daemon", "--fullscreen", "--rig-config"])
+        .arg(&config)
+        .arg("--screenshot")
+        .arg(&shot);
+    let keyed = std::cell::Cell::new(false);
+    let touched = std::cell::Cell::new(false);
+    let first_shown = std::cell::Cell::new(0i64);
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        let rig = &stats["rig"];
+        let live = rig["previews"].as_array().is_some_and(|p| p.len() == 1);
+        if live && !keyed.get() {
+            // The pointer over the kiosk (X gives key presses to the window under it).
+            keyed.set(x.xdotool(&["mousemove", "400", "300", "key", "t"]));
+        }
+        let thumb = &rig["thumbs"][0];
+        let shown = number(&thumb["shown"]).unwrap_or(0);
+        if rig["clips"].as_i64() >= Some(1) && shown >= 1 && !touched.get() {
+            if let Some(r) = rect(&thumb["rect"]) {
+                let (cx, cy) = ((r[0] + r[2] / 2.0) as i64, (r[1] + r[3] / 2.0) as i64);
+                first_shown.set(shown);
+                touched.set(x.xdotool(&[
+                    "mousemove",
+                    &cx.to_string(),
+                    &cy.to_string(),
+                    "click",
+                    "1",
+                ]));
+            }
+        }
+        touched.get() && shown >= first_shown.get() + 15
+    });
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let rig = &stats["rig"];
+    check(
+        keyed.get() && rig["triggers"].as_i64() >= Some(1) && rig["clips"].as_i64() >= Some(1),
+        format!("the T key triggered a clip that the kiosk lists ({rig})"),
+        failures,
+    );
+    check(
+        ready,
+        format!(
+            "touching the clip's thumbnail played it ({})",
+            rig["thumbs"]
+        ),
+        failures,
+    );
+    let thumb = rect(&rig["thumbs"][0]["rect"]);
+    let button = rect(&rig["trigger_rect"]);
+    check(
+        matches!((thumb, button), (Some(t), Some(b)) if t[1] >= b[1] + b[3]),
+        format!(
+            "the clip list sits below the trigger button (thumbnail {thumb:?}, button {button:?})"
+        ),
+        failures,
+    );
+    // The thumbnail shows a picture (the synthetic camera's pattern), not an empty box.
+    if let Some(r) = thumb.filter(|r| r[2] >= 8.0 && r[3] >= 8.0) {
+        let (w, _, pixels) = read_ppm(&shot);
+        let mut seen = std::collections::HashSet::new();
+        for y in (r[1] as usize..(r[1] + r[3]) as usize).step_by(3) {
+            for x in (r[0] as usize..(r[0] + r[2]) as usize).step_by(3) {
+                let p = &pixels[(y * w + x) * 3..][..3];
+                seen.insert((p[0] / 32, p[1] / 32, p[2] / 32));
+            }
+        }
+        check(
+            seen.len() >= 4,
+            format!(
+                "the thumbnail shows the clip's frames ({} colours)",
+                seen.len()
+            ),
+            failures,
+        );
+    } else {
+        check(
+            false,
+            format!("the thumbnail was painted ({rig})"),
+            failures,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A clip a headless rig recorded and listed in the daemon's store opens (and plays) in the
+/// Replay tab of a window on the same data directory.
+fn rig_clip_plays_in_the_replay_tab(failures: &mut Vec<String>) {
+    use framelane_core::media::stamp::read_stamp;
+    println!("offscreen: a rig clip in the Replay tab");
+    let dir = artifacts().join(format!("replay-clip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let data = dir.join("data");
+    let daemon = Reaped(
+        Command::new(EXE)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+    );
+    let config = dir.join("rig.yaml");
+    std::fs::write(
+        &config,
+        format!("cameras:\n  - name: a\n    source: synthetic\n    size: 320x240\n    fps: 30\nrecording:\n  pre_roll_ms: 500\n  post_roll_ms: 1000\n  gop_ms: 250\n  output_dir: clips\n  disk_reserve_mb: 1\n  telemetry_data_dir: {}\n", data.display()),
+    )
+    .expect("rig.yaml");
+    let rig = Reaped(
+        Command::new(EXE)
+            .args(["rig", "--status-interval-s", "0", "--config"])
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the rig"),
+    );
+    let database = data.join(framelane_core::store::DATABASE_FILE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut listed = None;
+    let mut triggered = false;
+    while Instant::now() < deadline && listed.is_none() {
+        if !triggered {
+            triggered = Command::new(EXE)
+                .args(["rig", "trigger", "--config"])
+                .arg(&config)
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("ok trigger"));
+        }
+        listed = framelane_core::store::StoreReader::open(&database)
+            .and_then(|r| r.clips(10))
+            .ok()
+            .and_then(|clips| clips.into_iter().next());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(rig);
+    drop(daemon);
+    let Some(clip) = listed else {
+        failures.push("the rig's clip was not listed in the daemon's store".into());
+        return;
+    };
+    let stats_path = artifacts().join("replay-clip.json");
+    let shot = artifacts().join("replay-clip.ppm");
+    let mut command = Display::Offscreen.command();
+    command
+        .args(["--no-demo", "--no-daemon", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--replay-clip",
+            &clip.clip_id,
+            "--play-clip",
+            "--screenshot",
+        ])
+        .arg(&shot);
+    let (status, ready) = run_gui_until(command, &stats_path, |stats| {
+        let player = &stats["clips"]["player"];
+        number(&player["shown"]).unwrap_or(0) >= 20 && player["playing"] == false
+    });
+    let stats = exited_with_stats(status, &stats_path, failures);
+    let clips = &stats["clips"];
+    check(
+        clips["count"].as_i64() == Some(1)
+            && clips["player"]["file"].as_str() == Some(clip.files[0].path.as_str()),
+        format!("the Replay tab lists the clip and opened its file ({clips})"),
+        failures,
+    );
+    check(
+        ready && clips["player"]["note"] == "",
+        format!("the clip played to its end ({clips})"),
+        failures,
+    );
+    // The frame area shows the camera's frames (camera 0's id in their pixels).
+    if let Some(painted) = rect(&stats["painted_rect"]) {
+        const W: u32 = 320;
+        const H: u32 = 240;
+        let (w, _, pixels) = read_ppm(&shot);
+        let mut rgb = vec![0u8; (W * H * 3) as usize];
+        for y in 0..H as usize {
+            for x in 0..W as usize {
+                let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
+                let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
+                let src = &pixels[(sy * w + sx) * 3..][..3];
+                rgb[(y * W as usize + x) * 3..][..3].copy_from_slice(src);
+            }
+        }
+        let id = read_stamp(&rgb, W, H, 3, 1);
+        check(
+            id == Some(0),
+            format!("the Replay tab paints the clip's frames (camera id in pixels: {id:?})"),
+            failures,
+        );
+    } else {
+        check(false, format!("the clip was painted ({stats})"), failures);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn smoke_test(failures: &mut Vec<String>) {
     println!("offscreen: --smoke-test");
     let out = Display::Offscreen
@@ -1160,6 +1435,7 @@ fn main() {
     recorded_video_replays_in_the_window(&mut failures);
     analysis_opens_in_the_replay_tab(&mut failures);
     rig_kiosk_shows_cameras_and_clips(&mut failures);
+    rig_clip_plays_in_the_replay_tab(&mut failures);
     live_window_shows_the_producer_frame_and_hud(Display::Offscreen, &mut failures);
     if Command::new("xvfb-run")
         .arg("--help")
@@ -1172,6 +1448,7 @@ fn main() {
         fps_cap_holds(&mut failures);
         live_controls_work(&mut failures);
         auto_slow_asks_for_the_display_rate(&mut failures);
+        rig_kiosk_takes_keys_and_plays_clips(&mut failures);
     } else {
         failures.push("xvfb-run is not installed (scripts/setup-debian.sh installs it)".into());
     }

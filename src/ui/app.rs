@@ -38,6 +38,10 @@ pub mod ffi {
         replay_run_id: String,
         /// Analysis output folder opened in the Replay tab when the window opens (empty: none).
         analysis_dir: String,
+        /// Rig clip (its id) opened in the Replay tab when the window opens (empty: none).
+        replay_clip: String,
+        /// Play that clip once it is open.
+        play_clip: bool,
         /// rig.yaml of a rig to run as a kiosk in the window (empty: the normal window).
         rig_config: String,
         /// Show the daemon's kept frames even when the run has a fast-lane segment.

@@ -3,6 +3,8 @@
 
 pub mod analysis_view;
 pub mod app;
+pub mod clip_catalog;
+pub mod clip_player;
 pub mod daemon_metrics;
 pub mod follower;
 pub mod list_rows;

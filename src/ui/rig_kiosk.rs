@@ -56,6 +56,11 @@ pub mod qobject {
         #[qinvokable]
         #[cxx_name = "clipLine"]
         fn clip_line(self: &RigControl, index: i32) -> QString;
+
+        /// Path of the first camera's MP4 of the `index`-th newest clip (its thumbnail).
+        #[qinvokable]
+        #[cxx_name = "clipFile"]
+        fn clip_file(self: &RigControl, index: i32) -> QString;
     }
 
     extern "RustQt" {
@@ -254,6 +259,28 @@ impl qobject::RigControl {
             .map(|c| format!("{} {} frames", c.name, c.frames))
             .collect();
         text(format!("{} · {}", d.id, cams.join(", ")))
+    }
+}
+
+impl qobject::RigControl {
+    fn clip_file(&self, index: i32) -> QString {
+        let Some(d) = usize::try_from(index).ok().and_then(|i| self.recent.get(i)) else {
+            return QString::default();
+        };
+        let Some(first) = d.cameras.first() else {
+            return QString::default();
+        };
+        let Some(rig) = rig() else {
+            return QString::default();
+        };
+        text(
+            rig.config()
+                .output_dir()
+                .join(&d.id)
+                .join(&first.file)
+                .display()
+                .to_string(),
+        )
     }
 }
 

@@ -66,6 +66,23 @@ impl<R: RequestSlots> Requests<R> {
         self.wake.notify_all();
     }
 
+    /// Worker side: waits at most `timeout` for requests and takes them all (nothing asked
+    /// when none came); None once stopped.
+    pub fn next_within(&self, timeout: std::time::Duration) -> Option<R> {
+        let mut slots = lock(&self.slots);
+        if slots.0.is_empty() && !slots.1 {
+            slots = self
+                .wake
+                .wait_timeout(slots, timeout)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        if slots.1 {
+            return None;
+        }
+        Some(std::mem::take(&mut slots.0))
+    }
+
     /// Worker side: waits for requests and takes them all; None once stopped.
     pub fn next(&self) -> Option<R> {
         let mut slots = lock(&self.slots);

@@ -231,6 +231,25 @@ impl VideoReader {
         }
     }
 
+    /// Goes back to the first frame: the next [`Self::next_frame`] returns it.
+    pub fn rewind(&mut self) -> Result<(), ReplayError> {
+        self.seek(0)
+    }
+
+    /// The next picture in presentation order with its frame number (numbers may skip where
+    /// the recording dropped frames), or None at the end of the file.
+    pub fn next_frame(&mut self) -> Result<Option<(u64, RgbaFrame)>, ReplayError> {
+        match self.decode_next()? {
+            Some(n) => Ok(Some((n, self.convert()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Frames per second the frame numbers count in.
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
     /// Decodes every frame from the start, calling `visit(number, picture)`.
     pub fn for_each(&mut self, mut visit: impl FnMut(u64, &RgbaFrame)) -> Result<u64, ReplayError> {
         self.seek(0)?;
