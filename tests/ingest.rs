@@ -565,6 +565,77 @@ fn a_non_finite_reward_costs_only_its_own_step_and_no_other_run_loses_a_row() {
 }
 
 #[test]
+fn a_step_the_database_refuses_fails_only_its_own_stream_and_the_shared_batch_commits() {
+    const N: u64 = 300;
+    let dir = ScratchDir::new("savepoint");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // One shared batch window for both streams, as in a busy daemon.
+    config.batch = framelane_core::store::BatchPolicy {
+        max_rows: 10_000,
+        max_delay: Duration::from_millis(300),
+    };
+    let daemon = Daemon::start(config).expect("start daemon");
+    // A fault the database raises for one row, as a constraint or a full page would: before
+    // each command had its savepoint, it rolled back the whole batch, the other run with it.
+    rusqlite::Connection::open(daemon.database_path())
+        .and_then(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON steps WHEN NEW.step = 13 AND NEW.worker_id = 'w0' BEGIN SELECT RAISE(ABORT, 'step 13 refused by the database'); END",
+            )
+        })
+        .expect("install the fault");
+    let addr = daemon.local_addr();
+    runtime().block_on(async {
+        let bystander = async {
+            let mut client = telemetry_client(addr).await;
+            let steps = (0..N).map(|i| {
+                let mut s = step("bystander", i);
+                s.worker_id = "w1".into();
+                s
+            });
+            client.publish_steps(tokio_stream::iter(steps)).await
+        };
+        let victim = async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .publish_steps(tokio_stream::iter((0..N).map(|i| step("victim", i))))
+                .await
+        };
+        let (bystander, victim) = tokio::join!(bystander, victim);
+        let bystander = bystander.expect("the other stream commits").into_inner();
+        assert_eq!((bystander.accepted, bystander.dropped), (N, 0));
+        let refused = victim.expect_err("the refused stream is told");
+        assert!(
+            refused
+                .message()
+                .contains("step 13 refused by the database"),
+            "the error says why: {}",
+            refused.message()
+        );
+    });
+    let reader = StoreReader::open(daemon.database_path()).expect("reader");
+    let bystander = reader.steps_since("bystander", 1, 10_000).expect("rows");
+    assert_eq!(bystander.len() as u64, N, "no row of the other run is lost");
+    // The refused chunk is gone as a whole, and the run's sequence numbers have no gap.
+    let victim = reader.steps_since("victim", 1, 10_000).expect("rows");
+    assert!(
+        victim.iter().all(|r| r.record.step != 13) && (victim.len() as u64) < N,
+        "the chunk holding step 13 was rolled back ({} rows)",
+        victim.len()
+    );
+    let seqs: Vec<u64> = victim.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (1..=victim.len() as u64).collect();
+    assert_eq!(seqs, expected, "sequence numbers without a gap");
+    let failed = daemon.core().map(|c| {
+        c.writer_stats()
+            .failed_commands
+            .load(std::sync::atomic::Ordering::Relaxed)
+    });
+    assert_eq!(failed, Some(1));
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_directory_is_refused_with_the_holders_pid() {
     let dir = ScratchDir::new("one-daemon");
     let first = ServeProcess::start(dir.path(), &[]);

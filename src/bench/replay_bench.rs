@@ -191,23 +191,29 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
         });
         if chunk.len() == 1024 || i + 1 == steps {
             sender
-                .blocking_send(StoreCommand::Steps(std::mem::take(&mut chunk)))
+                .blocking_send(StoreCommand::Steps {
+                    origin: framelane_core::store::NO_ORIGIN,
+                    steps: std::mem::take(&mut chunk),
+                })
                 .map_err(|_| anyhow::anyhow!("store writer stopped"))?;
         }
         if i % 1000 == 999 {
             sender
-                .blocking_send(StoreCommand::Episode(framelane_core::bus::EpisodeRecord {
-                    run_id: "long".into(),
-                    worker_id: "w".into(),
-                    agent_id: "a".into(),
-                    episode: i / 1000,
-                    total_reward: 1.0,
-                    steps: 1000,
-                    terminated: true,
-                    truncated: false,
-                    metadata_json: "{}".into(),
-                    producer_unix_ns: i,
-                }))
+                .blocking_send(StoreCommand::Episode {
+                    origin: framelane_core::store::NO_ORIGIN,
+                    episode: framelane_core::bus::EpisodeRecord {
+                        run_id: "long".into(),
+                        worker_id: "w".into(),
+                        agent_id: "a".into(),
+                        episode: i / 1000,
+                        total_reward: 1.0,
+                        steps: 1000,
+                        terminated: true,
+                        truncated: false,
+                        metadata_json: "{}".into(),
+                        producer_unix_ns: i,
+                    },
+                })
                 .map_err(|_| anyhow::anyhow!("store writer stopped"))?;
         }
     }

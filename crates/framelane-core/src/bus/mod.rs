@@ -190,6 +190,16 @@ pub enum VideoIndexEntry {
     },
 }
 
+impl VideoIndexEntry {
+    pub fn run_id(&self) -> &str {
+        match self {
+            VideoIndexEntry::Opened { run_id, .. }
+            | VideoIndexEntry::Frames { run_id, .. }
+            | VideoIndexEntry::Closed { run_id, .. } => run_id,
+        }
+    }
+}
+
 /// Items shed, per (run, kind). Shared by everything that sheds; the store writer persists it.
 #[derive(Debug, Default)]
 pub struct ShedCounters {

@@ -23,6 +23,11 @@ impl MetricSource for IngestCore {
                 &stats.failed_batches,
             ),
             (
+                "store_failed_commands",
+                "Commands rolled back alone (their stream was told; the rest of the batch committed).",
+                &stats.failed_commands,
+            ),
+            (
                 "store_wal_checkpoints",
                 "Background WAL checkpoints.",
                 &stats.checkpoints,

@@ -110,6 +110,8 @@ pub struct IngestCore {
     store: mpsc::Sender<StoreCommand>,
     store_capacity: usize,
     writer_stats: Arc<WriterStats>,
+    /// The next publish stream's origin tag (from 1; 0 is "no stream").
+    origins: std::sync::atomic::AtomicU64,
     commits: broadcast::Sender<CommitNotice>,
     db_path: PathBuf,
     snapshots: SnapshotWriter,
@@ -222,6 +224,7 @@ impl IngestCore {
             store: parts.store,
             store_capacity: parts.store_capacity,
             writer_stats: parts.writer_stats,
+            origins: std::sync::atomic::AtomicU64::new(1),
             commits: parts.commits,
             db_path: parts.db_path,
             snapshots: parts.snapshots,
@@ -567,10 +570,21 @@ impl IngestCore {
             .send(StoreCommand::Clip(clip))
             .await
             .map_err(|_| Status::unavailable("the store writer has stopped"))?;
-        crate::store::writer_barrier(&self.store, failed_at_start)
+        crate::store::writer_barrier(&self.store, failed_at_start, crate::store::NO_ORIGIN)
             .await
             .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
         Ok(true)
+    }
+
+    /// The store writer's counters.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.writer_stats
+    }
+
+    /// A new tag for one publish stream's store commands.
+    pub(crate) fn next_origin(&self) -> crate::store::Origin {
+        self.origins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A reader of the store for queries and subscriptions.

@@ -105,6 +105,9 @@ pub struct PublishTally {
     chunk: Vec<StepRecord>,
     /// The writer's failed-batch count when the stream started.
     failed_batches_at_start: u64,
+    /// This stream's tag on its store commands: a command the store refuses fails this
+    /// stream's publish, no other.
+    origin: crate::store::Origin,
     pub dropped: u64,
     pub frames_shed: u64,
     pub first_error: Option<String>,
@@ -120,6 +123,7 @@ impl PublishTally {
                 .writer_stats
                 .failed_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
+            origin: core.next_origin(),
             dropped: 0,
             frames_shed: 0,
             first_error: None,
@@ -221,7 +225,10 @@ impl IngestCore {
         let chunk = std::mem::replace(&mut tally.chunk, Vec::with_capacity(STEP_CHUNK));
         let n = chunk.len() as u64;
         self.store
-            .send(StoreCommand::Steps(chunk))
+            .send(StoreCommand::Steps {
+                origin: tally.origin,
+                steps: chunk,
+            })
             .await
             .map_err(|_| Status::unavailable("the store writer has stopped"))?;
         tally.pending += n;
@@ -242,7 +249,10 @@ impl IngestCore {
                     video.episode_ended(&episode.run_id, episode.episode);
                 }
                 self.store
-                    .send(StoreCommand::Episode(episode))
+                    .send(StoreCommand::Episode {
+                        origin: tally.origin,
+                        episode,
+                    })
                     .await
                     .map_err(|_| Status::unavailable("the store writer has stopped"))?;
                 tally.pending += 1;
@@ -260,7 +270,7 @@ impl IngestCore {
         tally: &mut PublishTally,
     ) -> Result<(u64, u64), Status> {
         self.hand_over_steps(tally).await?;
-        crate::store::writer_barrier(&self.store, tally.failed_batches_at_start)
+        crate::store::writer_barrier(&self.store, tally.failed_batches_at_start, tally.origin)
             .await
             .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
         Ok((tally.pending, tally.dropped))

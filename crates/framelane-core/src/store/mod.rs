@@ -17,7 +17,8 @@ pub use schema::SCHEMA_VERSION;
 /// The statement the store writer inserts one step with (benchmarks measure a raw loop of it).
 pub use writer::INSERT_STEP;
 pub use writer::{
-    barrier as writer_barrier, BatchPolicy, CommitNotice, StoreCommand, StoreWriter, WriterStats,
+    barrier as writer_barrier, BatchPolicy, CommitNotice, Origin, StoreCommand, StoreWriter,
+    WriterStats, NO_ORIGIN,
 };
 
 /// File name of the database inside the data directory.

@@ -43,6 +43,17 @@ impl BatchPolicy {
     }
 }
 
+/// Which publish stream a command came from; [`NO_ORIGIN`] for commands no stream waits on
+/// (the encoder's index rows, kept frames). A command that fails is rolled back alone (a
+/// savepoint per command) and its error goes to its stream's barrier; every other command of
+/// the batch commits.
+pub type Origin = u64;
+pub const NO_ORIGIN: Origin = 0;
+
+/// Streams whose failed commands are remembered until their barrier, at most; past it every
+/// barrier in flight fails (as after a failed batch) rather than one being wrongly answered.
+const FAILED_ORIGINS_KEPT: usize = 4096;
+
 /// What the writer thread is asked to do.
 #[derive(Debug)]
 pub enum StoreCommand {
@@ -54,17 +65,28 @@ pub enum StoreCommand {
         worker: Option<(String, String, String)>,
     },
     /// Steps in the order received (a publish stream hands over what it has ready at once).
-    Steps(Vec<StepRecord>),
-    Episode(EpisodeRecord),
+    Steps {
+        origin: Origin,
+        steps: Vec<StepRecord>,
+    },
+    Episode {
+        origin: Origin,
+        episode: EpisodeRecord,
+    },
     Frame(FrameIndexEntry),
     /// The encoder's frame index.
     Video(VideoIndexEntry),
     /// A recording rig's finished clip (listed once per folder; a re-send changes nothing).
     Clip(crate::bus::ClipEntry),
-    /// Answered once everything sent before it is committed. The number is the writer's
-    /// failed-batch count when the sender started sending: if a batch failed since, some of
-    /// the sender's rows may be lost and the barrier fails.
-    Barrier(oneshot::Sender<Result<(), String>>, u64),
+    /// Answered once everything sent before it is committed. `failed_at_start` is the
+    /// writer's failed-batch count when the sender started sending: if a batch failed since,
+    /// some of the sender's rows may be lost and the barrier fails; so does a barrier whose
+    /// origin had a command refused.
+    Barrier {
+        reply: oneshot::Sender<Result<(), String>>,
+        failed_at_start: u64,
+        origin: Origin,
+    },
     /// Commit what came before and stop; later commands are refused.
     Close,
 }
@@ -85,6 +107,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub rows: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Commands rolled back alone (their stream was told; the rest of their batch committed).
+    pub failed_commands: AtomicU64,
     pub checkpoints: AtomicU64,
     /// Time in `COMMIT` (the fsync of the WAL), per batch.
     pub commit_seconds: Histogram,
@@ -100,6 +124,7 @@ impl Default for WriterStats {
             commits: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
+            failed_commands: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             commit_seconds: Histogram::seconds(),
             batch_rows: Histogram::counts(),
@@ -108,6 +133,7 @@ impl Default for WriterStats {
     }
 }
 
+#[derive(Clone)]
 struct RunState {
     key: i64,
     steps: u64,
@@ -151,6 +177,7 @@ impl StoreWriter {
             runs: HashMap::new(),
             default_batch,
             carry: None,
+            failed_origins: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -198,6 +225,7 @@ impl StoreWriter {
         barrier(
             &self.sender,
             self.stats.failed_batches.load(Ordering::Relaxed),
+            NO_ORIGIN,
         )
         .await
     }
@@ -229,14 +257,20 @@ impl Drop for StoreWriter {
     }
 }
 
-/// Sends a barrier and waits for the commit that covers everything sent before it.
+/// Sends a barrier for `origin` and waits for the commit that covers everything sent before
+/// it.
 pub async fn barrier(
     sender: &mpsc::Sender<StoreCommand>,
     failed_batches_at_start: u64,
+    origin: Origin,
 ) -> Result<(), StoreError> {
     let (reply, done) = oneshot::channel();
     sender
-        .send(StoreCommand::Barrier(reply, failed_batches_at_start))
+        .send(StoreCommand::Barrier {
+            reply,
+            failed_at_start: failed_batches_at_start,
+            origin,
+        })
         .await
         .map_err(|_| StoreError::WriterStopped)?;
     match done.await {
@@ -289,7 +323,9 @@ struct WriterThread {
     runs: HashMap<String, RunState>,
     default_batch: BatchPolicy,
     /// Steps left over from a chunk that went past the last batch's row limit.
-    carry: Option<Vec<StepRecord>>,
+    carry: Option<(Origin, Vec<StepRecord>)>,
+    /// Streams with a refused command, and why, until their barrier.
+    failed_origins: HashMap<Origin, String>,
 }
 
 pub const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
@@ -323,7 +359,7 @@ impl WriterThread {
         };
         loop {
             let first = match self.carry.take() {
-                Some(steps) => StoreCommand::Steps(steps),
+                Some((origin, steps)) => StoreCommand::Steps { origin, steps },
                 None => match self.receiver.blocking_recv() {
                     Some(cmd) => cmd,
                     None => break,
@@ -362,16 +398,41 @@ impl WriterThread {
             frame: tx.prepare_cached(INSERT_FRAME)?,
         };
         let mut next = Some(first);
+        let mut undo = RunsUndo::default();
         loop {
             if let Some(cmd) = next.take() {
-                apply(
+                // One savepoint per command: a command that fails is rolled back alone, with
+                // the run counters it moved, and reported to its stream.
+                let origin = cmd.origin();
+                let rows_before = batch.rows;
+                undo.capture(&self.runs, &cmd);
+                tx.execute_batch("SAVEPOINT command")?;
+                match apply(
                     &tx,
                     &mut statements,
                     &mut self.runs,
                     self.default_batch,
                     cmd,
                     batch,
-                )?;
+                ) {
+                    Ok(()) => tx.execute_batch("RELEASE command")?,
+                    Err(err) => {
+                        tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                        undo.restore(&mut self.runs);
+                        batch.rows = rows_before;
+                        self.stats.failed_commands.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %err, origin, "store command refused; the rest of the batch commits");
+                        if origin != NO_ORIGIN {
+                            if self.failed_origins.len() >= FAILED_ORIGINS_KEPT {
+                                self.failed_origins.clear();
+                                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                            }
+                            self.failed_origins.entry(origin).or_insert_with(|| {
+                                format!("the store refused a command of this stream: {err}")
+                            });
+                        }
+                    }
+                }
             }
             let policy = batch.policy.unwrap_or(self.default_batch);
             if batch.rows >= policy.max_rows || !batch.barriers.is_empty() || batch.closing {
@@ -431,11 +492,14 @@ impl WriterThread {
                     let _ = self.commits.send(notice);
                 }
                 let failed = self.stats.failed_batches.load(Ordering::Relaxed);
-                for (reply, epoch) in batch.barriers {
-                    let _ = reply.send(if failed > epoch {
-                        Err("an earlier batch holding rows of this publish failed to commit".into())
-                    } else {
-                        Ok(())
+                for (reply, epoch, origin) in batch.barriers {
+                    let refused = self.failed_origins.remove(&origin);
+                    let _ = reply.send(match refused {
+                        Some(why) if origin != NO_ORIGIN => Err(why),
+                        _ if failed > epoch => Err(
+                            "an earlier batch holding rows of this publish failed to commit".into(),
+                        ),
+                        _ => Ok(()),
                     });
                 }
                 self.carry = batch.carry;
@@ -446,7 +510,8 @@ impl WriterThread {
                 // Sequence counters may have advanced inside the rolled-back transaction.
                 self.runs.clear();
                 let message = err.to_string();
-                for (reply, _) in batch.barriers {
+                for (reply, _, origin) in batch.barriers {
+                    self.failed_origins.remove(&origin);
                     let _ = reply.send(Err(message.clone()));
                 }
                 self.carry = batch.carry;
@@ -462,15 +527,72 @@ struct Statements<'tx> {
     frame: rusqlite::CachedStatement<'tx>,
 }
 
+/// A barrier waiting for its batch's commit: (reply, failed batches at its start, origin).
+type PendingBarrier = (oneshot::Sender<Result<(), String>>, u64, Origin);
+
 #[derive(Default)]
 struct Batch {
     rows: usize,
     policy: Option<BatchPolicy>,
-    barriers: Vec<(oneshot::Sender<Result<(), String>>, u64)>,
+    barriers: Vec<PendingBarrier>,
     notices: Vec<CommitNotice>,
     closing: bool,
     /// Steps of a chunk beyond this batch's row limit, for the next batch.
-    carry: Option<Vec<StepRecord>>,
+    carry: Option<(Origin, Vec<StepRecord>)>,
+}
+
+impl StoreCommand {
+    fn origin(&self) -> Origin {
+        match self {
+            StoreCommand::Steps { origin, .. }
+            | StoreCommand::Episode { origin, .. }
+            | StoreCommand::Barrier { origin, .. } => *origin,
+            _ => NO_ORIGIN,
+        }
+    }
+}
+
+/// Run counters as they were before a command, to put back if the command is rolled back.
+#[derive(Default)]
+struct RunsUndo {
+    /// (run, its state before; None: the run was not loaded).
+    saved: Vec<(String, Option<RunState>)>,
+}
+
+impl RunsUndo {
+    fn capture(&mut self, runs: &HashMap<String, RunState>, cmd: &StoreCommand) {
+        self.saved.clear();
+        let mut save = |run: &str| {
+            if !self.saved.iter().any(|(r, _)| r == run) {
+                self.saved.push((run.to_owned(), runs.get(run).cloned()));
+            }
+        };
+        match cmd {
+            StoreCommand::Run { run_id, .. } => save(run_id),
+            StoreCommand::Steps { steps, .. } => {
+                for step in steps {
+                    save(&step.run_id);
+                }
+            }
+            StoreCommand::Episode { episode, .. } => save(&episode.run_id),
+            StoreCommand::Frame(frame) => save(&frame.run_id),
+            StoreCommand::Video(entry) => save(entry.run_id()),
+            StoreCommand::Clip(_) | StoreCommand::Barrier { .. } | StoreCommand::Close => {}
+        }
+    }
+
+    fn restore(&mut self, runs: &mut HashMap<String, RunState>) {
+        for (run, before) in self.saved.drain(..) {
+            match before {
+                Some(state) => {
+                    runs.insert(run, state);
+                }
+                None => {
+                    runs.remove(&run);
+                }
+            }
+        }
+    }
 }
 
 fn run_state<'a>(
@@ -543,7 +665,7 @@ fn apply(
                     .execute(params![key, worker_id, kind, token, now])?;
             }
         }
-        StoreCommand::Steps(steps) => {
+        StoreCommand::Steps { origin, steps } => {
             let mut steps = steps.into_iter();
             while let Some(step) = steps.next() {
                 let state = run_state(tx, runs, default_batch, &step.run_id)?;
@@ -573,12 +695,12 @@ fn apply(
                 batch.rows += 1;
                 let limit = batch.policy.map_or(default_batch.max_rows, |p| p.max_rows);
                 if batch.rows >= limit && steps.len() > 0 {
-                    batch.carry = Some(steps.collect());
+                    batch.carry = Some((origin, steps.collect()));
                     break;
                 }
             }
         }
-        StoreCommand::Episode(episode) => {
+        StoreCommand::Episode { episode, .. } => {
             let state = run_state(tx, runs, default_batch, &episode.run_id)?;
             state.episodes += 1;
             state.touched = true;
@@ -634,7 +756,11 @@ fn apply(
                 ])?;
             batch.rows += 1;
         }
-        StoreCommand::Barrier(reply, epoch) => batch.barriers.push((reply, epoch)),
+        StoreCommand::Barrier {
+            reply,
+            failed_at_start,
+            origin,
+        } => batch.barriers.push((reply, failed_at_start, origin)),
         StoreCommand::Close => batch.closing = true,
     }
     Ok(())
@@ -722,4 +848,101 @@ fn persist_shed(
             .execute(params![key, kind, *n as i64])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(run: &str, n: u64) -> StepRecord {
+        StepRecord {
+            run_id: run.into(),
+            worker_id: "w".into(),
+            step: n,
+            reward: 1.0,
+            ..StepRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_command_rolls_back_alone_and_fails_only_its_stream() {
+        let dir = std::env::temp_dir().join(format!(
+            "framelane-savepoint-{}-{}",
+            std::process::id(),
+            crate::fastlane::shm::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch");
+        let path = dir.join("store.sqlite3");
+        // Everything of a batch lands in one transaction: a whole second, 10 000 rows.
+        let policy = BatchPolicy {
+            max_rows: 10_000,
+            max_delay: Duration::from_secs(1),
+        };
+        let writer = StoreWriter::start(&path, 64, policy, Arc::default()).expect("writer");
+        // A fault the database itself raises for one row (as a constraint would).
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER refuse_13 BEFORE INSERT ON steps WHEN NEW.step = 13 BEGIN SELECT RAISE(ABORT, 'step 13 refused'); END",
+                )
+            })
+            .expect("trigger");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sender = writer.sender();
+        let (bad, good) = runtime.block_on(async {
+            for (origin, steps) in [
+                (1, vec![step("a", 12), step("a", 13), step("a", 14)]),
+                (2, vec![step("b", 0), step("b", 1), step("b", 2)]),
+            ] {
+                sender
+                    .send(StoreCommand::Steps { origin, steps })
+                    .await
+                    .expect("queued");
+            }
+            tokio::join!(barrier(&sender, 0, 1), barrier(&sender, 0, 2))
+        });
+        let err = bad
+            .expect_err("the refused stream's barrier fails")
+            .to_string();
+        assert!(err.contains("step 13 refused"), "{err}");
+        good.expect("the other stream in the same batch commits");
+        // The refused stream's run goes on with the sequence numbers it had: no gap.
+        runtime
+            .block_on(async {
+                sender
+                    .send(StoreCommand::Steps {
+                        origin: 3,
+                        steps: vec![step("a", 15)],
+                    })
+                    .await
+                    .expect("queued");
+                barrier(&sender, 0, 3).await
+            })
+            .expect("later steps of the run commit");
+        assert_eq!(writer.stats().failed_commands.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().failed_batches.load(Ordering::Relaxed), 0);
+        drop(sender);
+        writer.shutdown();
+        let conn = Connection::open(&path).expect("open");
+        let rows: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT r.run_id, s.seq, s.step FROM steps s JOIN runs r USING (run_key) ORDER BY r.run_id, s.seq")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("a".into(), 1, 15),
+                ("b".into(), 1, 0),
+                ("b".into(), 2, 1),
+                ("b".into(), 3, 2)
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
