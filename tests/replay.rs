@@ -233,3 +233,90 @@ fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_ba
         }
     }
 }
+
+#[test]
+fn an_odd_sized_frame_recorded_to_video_comes_back_at_its_own_size() {
+    use framelane::bench::pattern::psnr_rgb_rgba;
+    const S: u32 = 85;
+    let dir = ScratchDir::new("replay-odd");
+    let profiles = dir.path().join("profiles.yaml");
+    std::fs::write(&profiles, PROFILES).expect("profiles");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.profiles_file = Some(profiles);
+    config.encode = ServiceConfig {
+        max_wait: Duration::from_secs(2),
+        ..ServiceConfig::default()
+    };
+    let daemon = Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    let picture = |i: u64| -> Vec<u8> {
+        let mut rgb = Vec::with_capacity((S * S * 3) as usize);
+        for y in 0..S {
+            for x in 0..S {
+                rgb.extend_from_slice(&[(x * 3) as u8, (y * 3) as u8, (i * 8) as u8]);
+            }
+        }
+        rgb
+    };
+    const N: u64 = 30;
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "odd".into(),
+                worker_id: "w0".into(),
+                worker_kind: "test".into(),
+                profile: "vid".into(),
+            })
+            .await
+            .expect("register");
+        let steps = (0..N).map(move |i| {
+            let mut s = step("odd", i);
+            s.episode = 0;
+            s.frame = Some(v1::Frame {
+                content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                    width: S,
+                    height: S,
+                    format: v1::PixelFormat::Rgb8 as i32,
+                    pixels: picture(i),
+                })),
+            });
+            s
+        });
+        let reply = client
+            .publish_steps(tokio_stream::iter(steps))
+            .await
+            .expect("publish")
+            .into_inner();
+        assert_eq!(reply.accepted, N, "{reply:?}");
+        let mut end = episode("odd", 0);
+        end.steps = N;
+        client
+            .publish_episodes(tokio_stream::iter([end]))
+            .await
+            .expect("episode");
+    });
+    let reader = StoreReader::open(daemon.database_path()).expect("reader");
+    wait_for("the 85x85 episode's file", || {
+        reader
+            .videos("odd")
+            .expect("videos")
+            .iter()
+            .any(|v| v.status == "finished")
+    });
+    let videos = reader.videos("odd").expect("videos");
+    assert_eq!(videos[0].frames, N, "every frame recorded: {videos:?}");
+    assert_eq!((videos[0].width, videos[0].height), (S, S));
+    let mut resolver = FrameResolver::open(daemon.database_path(), 16 << 20).expect("resolver");
+    for i in [0, 13, N - 1] {
+        match resolver.frame("odd", 0, i).expect("resolve") {
+            StepFrame::Found { frame, .. } => {
+                assert_eq!((frame.width, frame.height), (S, S), "step {i}");
+                let db = psnr_rgb_rgba(&picture(i), &frame.rgba);
+                assert!(db > 30.0, "step {i}: PSNR {db:.1} dB");
+            }
+            StepFrame::Missing(why) => panic!("step {i}: {why}"),
+        }
+    }
+}

@@ -34,6 +34,12 @@ pub struct RigBenchArgs {
     pub pre_roll_ms: u64,
     #[arg(long, default_value_t = 1000)]
     pub post_roll_ms: u64,
+    /// The rig's encoder preset (rig.yaml `preset`; default: the rig's own, veryfast).
+    #[arg(long, value_name = "PRESET")]
+    pub preset: Option<String>,
+    /// Only these designs (framelane, deque), comma separated.
+    #[arg(long, default_value = "framelane,deque")]
+    pub designs: String,
     /// Write all figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -163,6 +169,9 @@ fn run_child(args: &RigBenchArgs, design: &str) -> anyhow::Result<DesignFigures>
                 args.post_roll_ms,
                 out.display()
             ));
+            if let Some(preset) = &args.preset {
+                yaml.push_str(&format!("  preset: {preset}\n"));
+            }
             let rig = Rig::start(RigConfig::parse(&yaml, &out.join("rig.yaml"))?)?;
             std::thread::sleep(half.saturating_sub(started.elapsed()));
             let t = Instant::now();
@@ -217,7 +226,10 @@ fn run_child(args: &RigBenchArgs, design: &str) -> anyhow::Result<DesignFigures>
         encoded,
         dropped,
         trigger_to_file_ms: latency,
-        encoder,
+        encoder: match (&args.preset, design) {
+            (Some(preset), "framelane") => format!("{encoder} {preset}"),
+            _ => encoder,
+        },
     })
 }
 
@@ -289,7 +301,10 @@ pub fn run_rig_bench(args: &RigBenchArgs) -> anyhow::Result<()> {
         .filter(|c| !c.is_empty())
     {
         parse_case(case)?;
-        for design in ["framelane", "deque"] {
+        for design in args.designs.split(',').map(str::trim) {
+            if !matches!(design, "framelane" | "deque") {
+                bail!("--designs: {design:?} is not framelane or deque");
+            }
             let out = scratch
                 .0
                 .join(format!("{design}-{}", case.replace(['@', 'x'], "_")));
@@ -309,6 +324,7 @@ pub fn run_rig_bench(args: &RigBenchArgs) -> anyhow::Result<()> {
                     "--post-roll-ms",
                     &args.post_roll_ms.to_string(),
                 ])
+                .args(args.preset.iter().flat_map(|p| ["--preset", p.as_str()]))
                 .output()
                 .context("running a design")?;
             if !output.status.success() {

@@ -318,6 +318,22 @@ impl RigConfig {
                 "recording: trigger_on_episode_end needs telemetry_data_dir (the daemon's data directory)".into(),
             ));
         }
+        if r.codec == "av1" {
+            // SVT-AV1 refuses sides under 64 ("Invalid argument" when the camera starts).
+            for cam in &self.cameras {
+                if let Ok((w, h)) = parse_size(&cam.size) {
+                    if w < 64 || h < 64 {
+                        return Err(fail(
+                            &format!("size: {}", cam.size),
+                            format!(
+                                "camera {}: size {} is under AV1's smallest side (64); use codec h264 or a larger size",
+                                cam.name, cam.size
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         if let Some(preset) = &r.preset {
             let ok = if r.codec == "av1" {
                 preset.parse::<u32>().is_ok_and(|p| p <= 13)
@@ -441,6 +457,14 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("rig.yaml:8:") && err.contains("veryfast"),
+            "{err}"
+        );
+        let tiny_av1 = format!("{GOOD}  codec: av1\n").replace("320x240", "48x48");
+        let err = RigConfig::parse(&tiny_av1, Path::new("rig.yaml"))
+            .expect_err("av1 under 64")
+            .to_string();
+        assert!(
+            err.starts_with("rig.yaml:4:") && err.contains("smallest side"),
             "{err}"
         );
         let listen = format!("{GOOD}  grpc_listen: localhost\n");

@@ -22,6 +22,61 @@ pub fn ffmpeg_pixel(format: RawPixelFormat) -> ff::format::Pixel {
     }
 }
 
+/// The size a picture of `width` x `height` is coded at by encoder `encoder`: sides rounded up
+/// to even (4:2:0 video) and up to the encoder's smallest (SVT-AV1 refuses sides under 64).
+/// The picture sits in the top-left corner; the rest repeats its edge pixels ([`pad_edges`]).
+pub fn coded_size(encoder: &str, width: u32, height: u32) -> (u32, u32) {
+    let min = if encoder.contains("svtav1") { 64 } else { 2 };
+    let side = |n: u32| n.max(min).div_ceil(2) * 2;
+    (side(width), side(height))
+}
+
+/// Fills a frame coded larger than its picture ([`coded_size`]) outside the picture's
+/// `width` x `height` by repeating the last column and row of every plane, so the padding
+/// costs the encoder almost nothing and cropping it back on replay loses nothing.
+pub fn pad_edges(frame: &mut ff::frame::Video, width: u32, height: u32) {
+    let (coded_w, coded_h) = (frame.width() as usize, frame.height() as usize);
+    let (w, h) = (width as usize, height as usize);
+    if (w >= coded_w && h >= coded_h) || w == 0 || h == 0 {
+        return;
+    }
+    let Some(descriptor) = frame.format().descriptor() else {
+        return;
+    };
+    let (sub_w, sub_h) = (descriptor.log2_chroma_w(), descriptor.log2_chroma_h());
+    // Bytes per sample: 2 above 8 bits; NV12-style planes interleave two chroma samples.
+    // SAFETY: reading the format descriptor's first component; FFmpeg guarantees it exists
+    // for every video format.
+    let depth = unsafe { (*descriptor.as_ptr()).comp[0].depth } as usize;
+    let sample = if depth > 8 { 2 } else { 1 };
+    let planes = frame.planes();
+    for p in 0..planes {
+        let chroma = p == 1 || p == 2;
+        let (shift_w, shift_h) = if chroma { (sub_w, sub_h) } else { (0, 0) };
+        let interleaved = chroma && planes == 2;
+        let group = sample * if interleaved { 2 } else { 1 };
+        let plane_w = coded_w.div_ceil(1 << shift_w);
+        let plane_h = coded_h.div_ceil(1 << shift_h);
+        let used_w = w.div_ceil(1 << shift_w).min(plane_w);
+        let used_h = h.div_ceil(1 << shift_h).min(plane_h);
+        let stride = frame.stride(p);
+        let data = frame.data_mut(p);
+        for y in 0..used_h {
+            let row = &mut data[y * stride..y * stride + plane_w * group];
+            let (inside, outside) = row.split_at_mut(used_w * group);
+            let last = &inside[(used_w - 1) * group..];
+            for pixel in outside.chunks_exact_mut(group) {
+                pixel.copy_from_slice(last);
+            }
+        }
+        for y in used_h..plane_h {
+            let (above, below) = data.split_at_mut(y * stride);
+            let source = &above[(used_h - 1) * stride..(used_h - 1) * stride + plane_w * group];
+            below[..plane_w * group].copy_from_slice(source);
+        }
+    }
+}
+
 /// One band of rows with its own swscale context.
 struct Band {
     context: *mut ffi::SwsContext,
@@ -130,7 +185,11 @@ impl Converter {
                 got: format!("{} bytes with stride {stride}", pixels.len()),
             });
         }
-        if frame.format() != self.output || frame.width() != self.width {
+        // The frame may be coded larger than the picture (padding, see `coded_size`).
+        if frame.format() != self.output
+            || frame.width() < self.width
+            || frame.height() < self.height
+        {
             return Err(EncodeError::Settings("destination frame mismatch".into()));
         }
         let planes = frame.planes().min(4);

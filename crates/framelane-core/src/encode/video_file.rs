@@ -143,12 +143,15 @@ impl VideoFileWriter {
         settings: &EncoderSettings,
     ) -> Result<Self, EncodeError> {
         super::init_ffmpeg();
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        if width == 0 || height == 0 {
             return Err(EncodeError::FrameSize {
-                expected: "even, non-zero width and height (4:2:0 video)".into(),
+                expected: "a non-zero width and height".into(),
                 got: format!("{width}x{height}"),
             });
         }
+        // Odd sides and sides under the encoder's smallest are coded padded; the index keeps
+        // the picture's own size and replay crops back to it.
+        let (coded_w, coded_h) = super::convert::coded_size(encoder_name, width, height);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| EncodeError::Io {
                 path: parent.to_owned(),
@@ -167,7 +170,7 @@ impl VideoFileWriter {
             .format()
             .flags()
             .contains(ff::format::Flags::GLOBAL_HEADER);
-        let encoder = open_encoder(encoder_name, width, height, settings, global_header)?;
+        let encoder = open_encoder(encoder_name, coded_w, coded_h, settings, global_header)?;
         let encoder_time_base = ff::Rational::new(1, settings.fps as i32);
         {
             let codec = ff::encoder::find_by_name(encoder_name)
@@ -214,7 +217,7 @@ impl VideoFileWriter {
             encoder.format(),
             settings.convert_threads,
         )?;
-        let frame = ff::frame::Video::new(encoder.format(), width, height);
+        let frame = ff::frame::Video::new(encoder.format(), coded_w, coded_h);
         Ok(Self {
             output,
             encoder,
@@ -259,6 +262,8 @@ impl VideoFileWriter {
     /// Encodes one frame (rows `stride` bytes apart); returns its frame number in the file.
     pub fn write_frame(&mut self, pixels: &[u8], stride: usize) -> Result<u64, EncodeError> {
         self.converter.run(pixels, stride, &mut self.frame)?;
+        let (_, width, height) = self.converter.input();
+        super::convert::pad_edges(&mut self.frame, width, height);
         let number = self.submitted;
         self.frame.set_pts(Some(number as i64));
         self.encoder

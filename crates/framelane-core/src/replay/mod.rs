@@ -202,7 +202,8 @@ impl FrameResolver {
                 }
             }
             match VideoReader::open(Path::new(&location.path), location.fps, location.gop) {
-                Ok(reader) => {
+                Ok(mut reader) => {
+                    reader.crop_to(location.width, location.height);
                     self.videos.insert(location.path.clone(), (reader, tick));
                 }
                 Err(err) => {

@@ -37,6 +37,8 @@ pub struct VideoReader {
     /// Frames within which a forward request decodes on instead of seeking.
     forward_window: u64,
     at_eof: bool,
+    /// The picture's size when the file is coded larger (padding): pictures are cropped to it.
+    crop: Option<(u32, u32)>,
 }
 
 // SAFETY: the FFmpeg contexts are owned by this value alone (no shared pointers escape it) and
@@ -97,11 +99,19 @@ impl VideoReader {
             position: None,
             forward_window: gop.max(1) as u64,
             at_eof: false,
+            crop: None,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Pictures come out cropped to `width` x `height` from the top-left corner: the size the
+    /// index recorded for a file coded padded (odd sides, sides under the encoder's smallest).
+    /// A size larger than the coded one changes nothing.
+    pub fn crop_to(&mut self, width: u32, height: u32) {
+        self.crop = (width > 0 && height > 0).then_some((width, height));
     }
 
     fn frame_number(&self, pts: i64) -> u64 {
@@ -307,6 +317,10 @@ impl VideoReader {
                     reason: format!("colour conversion: {e}"),
                 })?;
         }
+        let (width, height) = match self.crop {
+            Some((w, h)) => (w.min(width), h.min(height)),
+            None => (width, height),
+        };
         let row = width as usize * 4;
         let stride = self.converted.stride(0);
         let data = self.converted.data(0);

@@ -60,6 +60,9 @@ pub struct VideoFrameRef {
     pub path: String,
     pub fps: u32,
     pub gop: u32,
+    /// The picture's own size (the file may be coded padded to even or minimum sides).
+    pub width: u32,
+    pub height: u32,
     pub frame_no: u64,
     pub status: String,
     pub encoder: String,
@@ -373,7 +376,7 @@ impl StoreReader {
         let key = self.run_key(run_id)?;
         self.conn
             .prepare_cached(
-                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3",
+                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder, v.width, v.height FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3",
             )
             .and_then(|mut s| {
                 s.query_row(params![key, episode as i64, step as i64], |r| {
@@ -384,6 +387,8 @@ impl StoreReader {
                         frame_no: r.get::<_, i64>(3)? as u64,
                         status: r.get(4)?,
                         encoder: r.get(5)?,
+                        width: r.get(6)?,
+                        height: r.get(7)?,
                     })
                 })
                 .optional()
