@@ -257,6 +257,9 @@ pub mod shed_kind {
     pub const FRAME_NO_ENCODER: &str = "frame_no_encoder";
     /// The video encoder fell behind: its queue's oldest frame was shed after the wait.
     pub const FRAME_ENCODER_BEHIND: &str = "frame_encoder_behind";
+    /// A kept frame of a video profile whose episode would open an encode job past the
+    /// daemon's cap on open jobs.
+    pub const FRAME_JOB_CAP: &str = "frame_job_cap";
     /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
     pub const INVALID_STEP: &str = "invalid_step";
     /// An episode refused as malformed.
@@ -271,6 +274,7 @@ pub fn describe_shed(kind: &str, count: u64) -> String {
         shed_kind::FRAME_INVALID => ("frames", "could not be decoded or encoded"),
         shed_kind::FRAME_NO_ENCODER => ("frames", "no video encoder"),
         shed_kind::FRAME_ENCODER_BEHIND => ("frames", "encoder behind"),
+        shed_kind::FRAME_JOB_CAP => ("frames", "video jobs at their cap"),
         shed_kind::INVALID_STEP => ("steps", "malformed"),
         shed_kind::INVALID_EPISODE => ("episodes", "malformed"),
         other => ("items", other),

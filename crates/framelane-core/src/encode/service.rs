@@ -750,7 +750,13 @@ fn open_segment(
 ) -> Result<(), EncodeError> {
     let settings = &job.shared.spec.settings;
     let encoder = shared.encoder_for(settings)?;
-    let segment = job.next_segment;
+    // An existing recording is never overwritten: a (run, episode) opened again (a daemon
+    // restart mid-episode, a frame after its episode's end) starts the next free segment.
+    let mut segment = job.next_segment;
+    while segment_path(&job.shared.spec.path, segment).exists() && segment < u32::MAX {
+        segment += 1;
+    }
+    job.next_segment = segment;
     let path = segment_path(&job.shared.spec.path, segment);
     // The encoder is opened on a short-lived thread made nicer first: the threads the encoder
     // starts (x264, SVT-AV1) inherit its niceness, while this worker, which shares the queue

@@ -1,10 +1,15 @@
 //! Frames of runs whose profile asks for video: one encode job per (run, episode), opened with
-//! the episode's first kept frame and finished when the episode ends (or the run moves on to a
-//! later episode). The encoder's frame index goes to the store writer.
+//! the episode's first kept frame and finished when the episode ends, when the run moves on to
+//! a later episode, or when it has had no frame for [`JobLimits::idle`]. Open jobs are capped:
+//! a run holds at most [`JobLimits::per_run`] (opening another finishes the run's least recently
+//! fed one, so a client sending episodes in any order cannot pile up encoders), and the daemon
+//! at most [`JobLimits::total`] (past it frames are refused and counted as `frame_job_cap`).
+//! The encoder's frame index goes to the store writer.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -88,23 +93,77 @@ pub fn settings_for(profile: &StorageProfile) -> EncoderSettings {
     settings
 }
 
+/// Caps on open encode jobs (each is an FFmpeg encoder with its own buffers and threads).
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    /// Open jobs of the whole daemon: 32.
+    pub total: usize,
+    /// Open jobs of one run: 4.
+    pub per_run: usize,
+    /// A job with no frame for this long is finished: 60 s.
+    pub idle: Duration,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self {
+            total: 32,
+            per_run: 4,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An open job and when it last took a frame.
+struct OpenJob {
+    job: u64,
+    fed: Instant,
+}
+
+/// Why a frame found no job.
+#[derive(Debug)]
+enum NoJob {
+    /// The daemon's cap on open jobs is reached.
+    Cap,
+    Encode(crate::encode::EncodeError),
+}
+
 /// Open encode jobs of the daemon's runs.
 pub struct VideoRecorder {
     service: Arc<EncoderService>,
     dir: PathBuf,
     /// (run, episode) to job.
-    jobs: Mutex<HashMap<(String, u64), u64>>,
+    jobs: Mutex<HashMap<(String, u64), OpenJob>>,
     shed: Arc<ShedCounters>,
+    limits: JobLimits,
+    /// When the cap was last logged (at most every 10 s, not once per refused frame).
+    cap_logged: Mutex<Option<Instant>>,
 }
 
 impl VideoRecorder {
     pub fn new(service: Arc<EncoderService>, dir: PathBuf, shed: Arc<ShedCounters>) -> Self {
+        Self::with_limits(service, dir, shed, JobLimits::default())
+    }
+
+    pub fn with_limits(
+        service: Arc<EncoderService>,
+        dir: PathBuf,
+        shed: Arc<ShedCounters>,
+        limits: JobLimits,
+    ) -> Self {
         Self {
             service,
             dir,
             jobs: Mutex::new(HashMap::new()),
             shed,
+            limits,
+            cap_logged: Mutex::new(None),
         }
+    }
+
+    /// Encode jobs open now.
+    pub fn open_jobs(&self) -> usize {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Queues a kept frame for the episode's file; false when it was refused (and counted).
@@ -139,7 +198,11 @@ impl VideoRecorder {
         };
         let job = match self.job_for(run_id, episode, profile) {
             Ok(job) => job,
-            Err(err) => {
+            Err(NoJob::Cap) => {
+                self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
+                return false;
+            }
+            Err(NoJob::Encode(err)) => {
                 tracing::error!(run = %run_id, error = %err, "cannot open an encode job");
                 self.shed.add(run_id, shed_kind::FRAME_NO_ENCODER, 1);
                 return false;
@@ -169,44 +232,71 @@ impl VideoRecorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .find(|(_, j)| **j == job)
+            .find(|(_, j)| j.job == job)
             .map(|((run, _), _)| run.clone())
     }
 
-    /// The job of (run, episode), opening it if new; earlier episodes of the run still open
-    /// are finished (their episode record may never come).
-    fn job_for(
-        &self,
-        run_id: &str,
-        episode: u64,
-        profile: &StorageProfile,
-    ) -> Result<u64, crate::encode::EncodeError> {
+    /// The job of (run, episode), opening it if new. Earlier episodes of the run still open are
+    /// finished (their episode record may never come), so are jobs idle past the limit; a run
+    /// at its cap gives up its least recently fed job; past the daemon's cap: refused.
+    fn job_for(&self, run_id: &str, episode: u64, profile: &StorageProfile) -> Result<u64, NoJob> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(job) = jobs.get(&(run_id.to_owned(), episode)) {
-            return Ok(*job);
+        let now = Instant::now();
+        if let Some(open) = jobs.get_mut(&(run_id.to_owned(), episode)) {
+            open.fed = now;
+            return Ok(open.job);
         }
-        let stale: Vec<(String, u64)> = jobs
-            .keys()
-            .filter(|(run, ep)| run == run_id && *ep < episode)
-            .cloned()
+        let idle = self.limits.idle;
+        let finished: Vec<(String, u64)> = jobs
+            .iter()
+            .filter(|((run, ep), open)| {
+                (run == run_id && *ep < episode) || now.duration_since(open.fed) >= idle
+            })
+            .map(|(key, _)| key.clone())
             .collect();
-        for key in stale {
-            if let Some(job) = jobs.remove(&key) {
-                let _ = self.service.finish_job(job);
+        for key in finished {
+            if let Some(open) = jobs.remove(&key) {
+                let _ = self.service.finish_job(open.job);
             }
+        }
+        let of_run = jobs.keys().filter(|(run, _)| run == run_id).count();
+        if of_run >= self.limits.per_run {
+            let oldest = jobs
+                .iter()
+                .filter(|((run, _), _)| run == run_id)
+                .min_by_key(|(_, open)| open.fed)
+                .map(|(key, _)| key.clone());
+            if let Some(open) = oldest.and_then(|key| jobs.remove(&key)) {
+                let _ = self.service.finish_job(open.job);
+            }
+        }
+        if jobs.len() >= self.limits.total {
+            let mut logged = self.cap_logged.lock().unwrap_or_else(|p| p.into_inner());
+            if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                *logged = Some(now);
+                tracing::warn!(
+                    run = %run_id,
+                    cap = self.limits.total,
+                    "video jobs at their cap: frames of new episodes are refused until one ends or idles"
+                );
+            }
+            return Err(NoJob::Cap);
         }
         let settings = settings_for(profile);
         let path = self.dir.join(run_folder_name(run_id)).join(format!(
             "episode-{episode:06}.{}",
             settings.container.extension()
         ));
-        let job = self.service.open_job(JobSpec {
-            run_id: run_id.to_owned(),
-            episode,
-            path,
-            settings,
-        })?;
-        jobs.insert((run_id.to_owned(), episode), job);
+        let job = self
+            .service
+            .open_job(JobSpec {
+                run_id: run_id.to_owned(),
+                episode,
+                path,
+                settings,
+            })
+            .map_err(NoJob::Encode)?;
+        jobs.insert((run_id.to_owned(), episode), OpenJob { job, fed: now });
         Ok(job)
     }
 
@@ -217,12 +307,158 @@ impl VideoRecorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(run_id.to_owned(), episode));
-        if let Some(job) = job {
-            let _ = self.service.finish_job(job);
+        if let Some(open) = job {
+            let _ = self.service.finish_job(open.job);
         }
     }
 
     pub fn service(&self) -> &Arc<EncoderService> {
         &self.service
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::RawPixelFormat;
+    use crate::encode::ServiceConfig;
+    use crate::gating::ProfileSet;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "framelane-video-{tag}-{}-{}",
+            std::process::id(),
+            crate::fastlane::shm::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    fn frame() -> FrameImage {
+        FrameImage::Raw {
+            width: 64,
+            height: 48,
+            format: RawPixelFormat::Rgb8,
+            pixels: vec![90; 64 * 48 * 3],
+        }
+    }
+
+    fn recorder(dir: &std::path::Path, limits: JobLimits) -> (VideoRecorder, Arc<ShedCounters>) {
+        let service =
+            Arc::new(EncoderService::start(ServiceConfig::never_shed(1), None).expect("service"));
+        let shed = Arc::new(ShedCounters::default());
+        (
+            VideoRecorder::with_limits(service, dir.to_owned(), shed.clone(), limits),
+            shed,
+        )
+    }
+
+    fn demo_profile() -> StorageProfile {
+        ProfileSet::builtin()
+            .expect("profiles")
+            .get("demo")
+            .expect("demo")
+            .clone()
+    }
+
+    #[test]
+    fn episodes_in_any_order_never_hold_more_jobs_than_the_run_cap() {
+        let dir = scratch("order");
+        let limits = JobLimits {
+            total: 32,
+            per_run: 3,
+            idle: Duration::from_secs(600),
+        };
+        let (recorder, shed) = recorder(&dir, limits);
+        let profile = demo_profile();
+        // Descending episodes used to open an encoder each and never finish one.
+        for episode in (0..12u64).rev() {
+            assert!(recorder.offer("r", episode, episode, frame(), &profile));
+            assert!(recorder.open_jobs() <= 3, "{} open", recorder.open_jobs());
+        }
+        assert!(
+            shed.totals().is_empty(),
+            "nothing refused: {:?}",
+            shed.totals()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn past_the_daemon_cap_frames_are_refused_and_counted_and_idle_jobs_make_room() {
+        let dir = scratch("cap");
+        let limits = JobLimits {
+            total: 4,
+            per_run: 4,
+            idle: Duration::from_millis(300),
+        };
+        let (recorder, shed) = recorder(&dir, limits);
+        let profile = demo_profile();
+        for run in 0..4 {
+            assert!(recorder.offer(&format!("run{run}"), 0, 0, frame(), &profile));
+        }
+        assert!(
+            !recorder.offer("late", 0, 0, frame(), &profile),
+            "a fifth job is refused"
+        );
+        assert_eq!(
+            shed.totals(),
+            vec![(shed_kind::FRAME_JOB_CAP, 1)],
+            "and counted"
+        );
+        // The four go idle; the next frame finishes them and opens its own job.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !recorder.offer("late", 0, 1, frame(), &profile) {
+            assert!(Instant::now() < deadline, "idle jobs never made room");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(recorder.open_jobs(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_episode_opened_again_starts_a_new_segment_and_keeps_the_first_file() {
+        let dir = scratch("reopen");
+        let (recorder, _) = recorder(&dir, JobLimits::default());
+        let profile = demo_profile();
+        for step in 0..10 {
+            assert!(recorder.offer("r", 0, step, frame(), &profile));
+        }
+        recorder.episode_ended("r", 0);
+        let first = dir.join(run_folder_name("r")).join("episode-000000.mp4");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let size_of = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        // Finished when the fast-start rewrite has put the index in front (size settles).
+        let mut size = 0;
+        while Instant::now() < deadline {
+            let now = size_of(&first);
+            if now > 0 && now == size && recorder.service().open_jobs() == 0 {
+                break;
+            }
+            size = now;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let before = std::fs::read(&first).expect("first file");
+        // A frame after the episode's end (the other stream) opens the episode again.
+        for step in 10..15 {
+            assert!(recorder.offer("r", 0, step, frame(), &profile));
+        }
+        recorder.episode_ended("r", 0);
+        let second = dir
+            .join(run_folder_name("r"))
+            .join("episode-000000-part1.mp4");
+        while Instant::now() < deadline && size_of(&second) == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            size_of(&second) > 0,
+            "the reopened episode went to a new segment"
+        );
+        assert_eq!(
+            std::fs::read(&first).expect("first file"),
+            before,
+            "the first recording is untouched"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
