@@ -487,16 +487,7 @@ fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
     let path = dir.path().join("odd.mp4");
     // No H.264 encoder may be used: opening the file fails on the first frame.
     let mut settings = EncoderSettings::for_family(CodecFamily::H264);
-    settings.disabled_encoders = [
-        "h264_nvenc",
-        "h264_vaapi",
-        "h264_qsv",
-        "libx264",
-        "libopenh264",
-        "mpeg4",
-    ]
-    .map(String::from)
-    .to_vec();
+    settings.disabled_encoders = no_h264_encoders();
     let job = service
         .open_job(JobSpec {
             run_id: "odd".into(),
@@ -547,6 +538,76 @@ fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
     let raw = std::fs::read(kept.with_extension("raw")).expect("raw frames");
     assert_eq!(raw.len(), 5 * (w * h * 3) as usize);
     assert_eq!(raw[(w * h * 3) as usize * 4], 4, "frames kept in order");
+
+    // A restarted daemon failing the same file again keeps its frames in a spool of their own:
+    // the first spool is untouched, and the new one's description lists exactly its frames
+    // (appending to the first used to leave a description of 2 steps over 7 frames).
+    let first_raw = raw;
+    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
+    let mut events = service.events();
+    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
+    settings.disabled_encoders = no_h264_encoders();
+    let job = service
+        .open_job(JobSpec {
+            run_id: "odd".into(),
+            episode: 3,
+            path: path.clone(),
+            settings,
+        })
+        .expect("job");
+    for i in 0..2u64 {
+        service
+            .submit(
+                job,
+                200 + i,
+                w,
+                h,
+                RawPixelFormat::Rgb8,
+                vec![9; (w * h * 3) as usize],
+            )
+            .expect("submit");
+    }
+    service.finish_job(job).expect("finish");
+    service
+        .wait_job(job, Duration::from_secs(30))
+        .expect("stats");
+    service.shutdown();
+    let mut second = None;
+    while let Ok(event) = events.try_recv() {
+        if let framelane_core::encode::EncodeEvent::Failed { kept_input, .. } = event {
+            second = kept_input;
+        }
+    }
+    let second = second.expect("the second failure kept its frames");
+    assert_ne!(second, kept, "a spool of its own");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&second).expect("description")).expect("json");
+    assert_eq!(meta["steps"], serde_json::json!([200, 201]));
+    let raw = std::fs::read(second.with_extension("raw")).expect("raw frames");
+    assert_eq!(
+        raw.len(),
+        2 * (w * h * 3) as usize,
+        "exactly the frames listed"
+    );
+    assert_eq!(
+        std::fs::read(kept.with_extension("raw")).expect("first spool"),
+        first_raw,
+        "the first spool is untouched"
+    );
+}
+
+/// Every H.264 encoder FFmpeg might offer, for a job that must fail to open its file.
+fn no_h264_encoders() -> Vec<String> {
+    [
+        "h264_nvenc",
+        "h264_vaapi",
+        "h264_qsv",
+        "libx264",
+        "libopenh264",
+        "mpeg4",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[test]

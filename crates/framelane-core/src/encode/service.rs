@@ -561,12 +561,29 @@ struct Spool {
     path: PathBuf,
     steps: Vec<u64>,
     meta: serde_json::Value,
+    /// Size and layout of every frame in this spool (its description names one).
+    shape: (u32, u32, RawPixelFormat),
 }
 
 impl Spool {
+    /// A new spool beside `file`: `<file>.failed.raw`, or `.failed-N.raw` when that exists (a
+    /// spool is never appended to by another job, so its description and frames agree).
     fn create(file: &Path, frame: &QueuedFrame, fps: u32, error: &str) -> std::io::Result<Self> {
-        let path = PathBuf::from(format!("{}.failed.raw", file.display()));
-        let raw = File::options().create(true).append(true).open(&path)?;
+        let mut attempt = 0u32;
+        let (raw, path) = loop {
+            let path = if attempt == 0 {
+                PathBuf::from(format!("{}.failed.raw", file.display()))
+            } else {
+                PathBuf::from(format!("{}.failed-{attempt}.raw", file.display()))
+            };
+            match File::options().write(true).create_new(true).open(&path) {
+                Ok(raw) => break (raw, path),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 10_000 => {
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let meta = serde_json::json!({
             "width": frame.width,
             "height": frame.height,
@@ -579,6 +596,7 @@ impl Spool {
             path,
             steps: Vec::new(),
             meta,
+            shape: (frame.width, frame.height, frame.format),
         })
     }
 
@@ -588,12 +606,15 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes the description beside the raw frames; returns its path.
+    /// Writes the description beside the raw frames (through a temporary name); returns its
+    /// path.
     fn close(mut self) -> std::io::Result<PathBuf> {
         self.raw.flush()?;
         self.meta["steps"] = serde_json::json!(self.steps);
         let json_path = self.path.with_extension("json");
-        std::fs::write(&json_path, serde_json::to_vec_pretty(&self.meta)?)?;
+        let part = self.path.with_extension("json.part");
+        std::fs::write(&part, serde_json::to_vec_pretty(&self.meta)?)?;
+        std::fs::rename(&part, &json_path)?;
         Ok(json_path)
     }
 }
@@ -857,6 +878,23 @@ fn fail(job: &mut ActiveJob, error: String) {
 }
 
 fn spool_frame(job: &mut ActiveJob, frame: &QueuedFrame, error: &str) {
+    // A frame of another size or layout goes to a spool of its own: a description names one.
+    if job
+        .spool
+        .as_ref()
+        .is_some_and(|s| s.shape != (frame.width, frame.height, frame.format))
+    {
+        if let Some(done) = job.spool.take() {
+            match done.close() {
+                Ok(path) => {
+                    tracing::warn!(kept = %path.display(), "frames of a failed job kept raw; the size changed, a new spool starts")
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot describe the kept frames of a failed job")
+                }
+            }
+        }
+    }
     if job.spool.is_none() {
         match Spool::create(
             &segment_path(&job.shared.spec.path, job.next_segment.max(1) - 1),
