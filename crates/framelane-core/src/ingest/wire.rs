@@ -776,6 +776,185 @@ pub fn control_to_mosaic(run_id: String, event: ControlEvent) -> gymgui::Control
 mod tests {
     use super::*;
 
+    /// xorshift64*: repeatable random messages without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        fn text(&mut self) -> String {
+            match self.below(7) {
+                0 => String::new(),
+                1 => "x".repeat(self.below(600) as usize),
+                2 => "run\u{0}\n\u{7f}".into(),
+                3 => "{\"a\": [1, 2".into(),
+                4 => "é/ü ✓".repeat(1 + self.below(100) as usize),
+                5 => r#"{"rgb": [[[1,2,3]],[[4,5]]]}"#.into(),
+                _ => format!("r{}", self.below(1000)),
+            }
+        }
+
+        fn float(&mut self) -> f64 {
+            [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e308, 0.5][self.below(6) as usize]
+        }
+
+        fn bytes(&mut self) -> Vec<u8> {
+            let n = [0, 1, 3, 12, 4096][self.below(5) as usize];
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Fields an edge error may name (what a worker can put right).
+    const FIELDS: &[&str] = &[
+        "run_id",
+        "worker_id",
+        "agent_id",
+        "reward",
+        "total_reward",
+        "action",
+        "observation",
+        "action_json",
+        "observation_json",
+        "metadata_json",
+        "frame",
+        "render_payload_json",
+        "policy_label",
+        "backend",
+        "frame_ref",
+        "render_hint_json",
+        "extra",
+        "timestamp",
+        "producer",
+        "pixels",
+        "width",
+        "height",
+        "format",
+        "codec",
+        "steps",
+        "episode",
+    ];
+
+    fn names_a_field(err: &IngestError) -> bool {
+        match err {
+            IngestError::Field { field, problem } => {
+                !problem.is_empty()
+                    && FIELDS
+                        .iter()
+                        .any(|f| field.contains(f) || f.contains(field))
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn random_and_malformed_messages_never_panic_and_errors_name_a_field() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut refused = 0;
+        for round in 0..4000 {
+            let frame = match rng.below(5) {
+                0 => None,
+                1 => Some(v1::frame::Content::Raw(v1::RawFrame {
+                    width: [0, 1, 3, 16_385, u32::MAX][rng.below(5) as usize],
+                    height: [0, 1, 2, 16_384, u32::MAX][rng.below(5) as usize],
+                    format: rng.below(7) as i32 - 1,
+                    pixels: rng.bytes(),
+                })),
+                2 => Some(v1::frame::Content::Encoded(v1::EncodedImage {
+                    codec: rng.text(),
+                    data: rng.bytes(),
+                })),
+                3 => Some(v1::frame::Content::Reference(rng.text())),
+                _ => Some(v1::frame::Content::Raw(v1::RawFrame {
+                    width: 2,
+                    height: 2,
+                    format: 1,
+                    pixels: vec![0; 12],
+                })),
+            };
+            let payload = |rng: &mut Rng| match rng.below(3) {
+                0 => None,
+                1 => Some(v1::Payload {
+                    content: Some(v1::payload::Content::Json(rng.text())),
+                }),
+                _ => Some(v1::Payload {
+                    content: Some(v1::payload::Content::Raw(rng.bytes())),
+                }),
+            };
+            let step = v1::Step {
+                run_id: rng.text(),
+                worker_id: rng.text(),
+                agent_id: rng.text(),
+                episode: rng.next(),
+                step: rng.next(),
+                reward: if rng.below(2) == 0 { rng.float() } else { 1.0 },
+                action: payload(&mut rng),
+                observation: payload(&mut rng),
+                frame: frame.map(|content| v1::Frame {
+                    content: Some(content),
+                }),
+                ..Default::default()
+            };
+            let mosaic = gymgui::RunStep {
+                run_id: rng.text(),
+                action_json: rng.text(),
+                observation_json: rng.text(),
+                reward: rng.float(),
+                render_payload_json: rng.text(),
+                render_hint_json: rng.text(),
+                agent_id: rng.text(),
+                worker_id: rng.text(),
+                ..Default::default()
+            };
+            let episode = v1::Episode {
+                run_id: rng.text(),
+                worker_id: rng.text(),
+                total_reward: rng.float(),
+                metadata_json: rng.text(),
+                ..Default::default()
+            };
+            let payload_text = rng.text();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut errors = Vec::new();
+                if let Err(e) = step_from_v1(step) {
+                    errors.push(e);
+                }
+                if let Err(e) = step_from_mosaic(mosaic, true) {
+                    errors.push(e);
+                }
+                if let Err(e) = episode_from_v1(episode) {
+                    errors.push(e);
+                }
+                if let Err(e) = frame_from_render_payload(&payload_text) {
+                    errors.push(e);
+                }
+                errors
+            }));
+            let errors = outcome.unwrap_or_else(|_| panic!("round {round}: the edge panicked"));
+            for err in &errors {
+                assert!(
+                    names_a_field(err),
+                    "round {round}: the error does not name a field: {err:?}"
+                );
+                // Errors quote at most a short excerpt of what was sent, never all of it.
+                assert!(err.to_string().len() < 1000, "round {round}: {err}");
+            }
+            refused += errors.len();
+        }
+        assert!(
+            refused > 1000,
+            "the messages reached the checks ({refused} refused)"
+        );
+    }
+
     #[test]
     fn render_payload_rgb_becomes_a_raw_frame() {
         let json = r#"{"rgb": [[[1,2,3],[4,5,6]],[[7,8,9],[10,11,12]]], "mode": "rgb_array"}"#;
