@@ -469,6 +469,9 @@ enum BenchCommand {
     Analyze(bench::AnalyzeBenchArgs),
     /// Recording rig beside raw-frame deques + OpenCV VideoWriter: memory, CPU, disk, drops.
     Rig(bench::RigBenchArgs),
+    /// The durable lane's fault harness: kill -9 the daemon during ingest, round after round;
+    /// acknowledged steps lost, duplicates, integrity, playable recordings.
+    Crash(bench::CrashBenchArgs),
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -533,6 +536,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
         Some(Command::Bench(BenchCommand::Analyze(args))) => bench::run_analyze_bench(&args),
         Some(Command::Bench(BenchCommand::Rig(args))) => bench::run_rig_bench(&args),
+        Some(Command::Bench(BenchCommand::Crash(args))) => bench::run_crash_bench(&args),
         Some(Command::Health(args)) => run_health(args),
         Some(Command::Proxy(_)) => unreachable!("handled above"),
     };
@@ -824,6 +828,7 @@ fn run_health(args: HealthArgs) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "healthy": reply.healthy,
+            "problems": reply.problems,
             "pid": reply.pid,
             "listen_address": reply.listen_address,
             "started_unix_ns": reply.started_unix_ns,
@@ -833,7 +838,11 @@ fn run_health(args: HealthArgs) -> anyhow::Result<()> {
         })
     );
     if !reply.healthy {
-        bail!("the daemon at {} says it is not healthy", args.target);
+        bail!(
+            "the daemon at {} says it is not healthy: {}",
+            args.target,
+            reply.problems.join("; ")
+        );
     }
     Ok(())
 }

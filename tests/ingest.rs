@@ -636,6 +636,62 @@ fn a_step_the_database_refuses_fails_only_its_own_stream_and_the_shared_batch_co
 }
 
 #[test]
+fn failing_batches_show_in_health_with_their_cause_and_clear_when_the_store_recovers() {
+    let dir = ScratchDir::new("health-failing");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let health = || {
+        rt.block_on(async {
+            telemetry_client(addr)
+                .await
+                .health(v1::HealthRequest {})
+                .await
+                .expect("health")
+                .into_inner()
+        })
+    };
+    let publish = |run: &'static str| {
+        rt.block_on(async {
+            telemetry_client(addr)
+                .await
+                .publish_steps(tokio_stream::iter((0..5).map(|i| step(run, i))))
+                .await
+        })
+    };
+    assert!(publish("before").is_ok());
+    let h = health();
+    assert!(h.healthy && h.problems.is_empty(), "{:?}", h.problems);
+    // Every batch now fails at its end (as on a full or failing disk).
+    let conn = rusqlite::Connection::open(daemon.database_path()).expect("open");
+    conn.execute_batch(
+        "CREATE TRIGGER fail_batches BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+    )
+    .expect("install the fault");
+    let refused = publish("during").expect_err("nothing of a failed batch is acknowledged");
+    assert!(
+        refused.message().contains("disk says no"),
+        "{}",
+        refused.message()
+    );
+    let h = health();
+    assert!(!h.healthy, "a failing store is not healthy");
+    assert!(
+        h.problems
+            .iter()
+            .any(|p| p.starts_with("store:") && p.contains("disk says no")),
+        "the problem names the store and the cause: {:?}",
+        h.problems
+    );
+    // The fault goes; the next batch commits and the daemon is healthy again.
+    conn.execute_batch("DROP TRIGGER fail_batches")
+        .expect("remove the fault");
+    assert!(publish("after").is_ok());
+    let h = health();
+    assert!(h.healthy && h.problems.is_empty(), "{:?}", h.problems);
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_directory_is_refused_with_the_holders_pid() {
     let dir = ScratchDir::new("one-daemon");
     let first = ServeProcess::start(dir.path(), &[]);

@@ -2,6 +2,7 @@
 //! not pass/fail: docs/benchmarks.md records them with the command and the machine.
 
 mod analyze_bench;
+mod crash_bench;
 mod encode_bench;
 mod fastlane_bench;
 mod ingest_bench;
@@ -10,6 +11,7 @@ mod replay_bench;
 mod rig_bench;
 
 pub use analyze_bench::{run_analyze_bench, AnalyzeBenchArgs};
+pub use crash_bench::{run_crash_bench, CrashBenchArgs};
 pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
 pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};

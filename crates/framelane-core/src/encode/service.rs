@@ -319,6 +319,17 @@ impl EncoderService {
         &self.config
     }
 
+    /// Workers whose thread has stopped (panicked) while the service runs: their jobs are not
+    /// encoded any more.
+    pub fn stopped_workers(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.thread.as_ref().is_some_and(|t| t.is_finished()))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     /// Progress and outcome events of every job.
     pub fn events(&self) -> broadcast::Receiver<EncodeEvent> {
         self.shared.events.subscribe()

@@ -241,6 +241,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             started_unix_ns: self.core.started_unix_ns(),
             listen_address: self.core.listen_address(),
             healthy: self.core.healthy(),
+            problems: self.core.problems(),
             queue_depth: self.core.queue_depth() as u64,
             queue_capacity: self.core.queue_capacity() as u64,
             metrics: {

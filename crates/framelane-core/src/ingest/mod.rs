@@ -646,8 +646,43 @@ impl IngestCore {
             .clone()
     }
 
+    /// What keeps the daemon from doing its work, worded for an operator (empty: healthy).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.store.is_closed() {
+            problems.push("store: the writer has stopped; nothing can be recorded".into());
+        }
+        if let Some(error) = self
+            .writer_stats
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            problems.push(format!(
+                "store: the last batch failed and none has committed since ({} failed so far): {error}",
+                self.writer_stats
+                    .failed_batches
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            ));
+        }
+        if !self.snapshots.is_running() {
+            problems.push(
+                "snapshots: the writer thread has stopped; kept PNG/JPEG frames are refused".into(),
+            );
+        }
+        if let Some(video) = &self.video {
+            for worker in video.service().stopped_workers() {
+                problems.push(format!(
+                    "video: encoder worker encode-{worker} has stopped; its jobs are not encoded"
+                ));
+            }
+        }
+        problems
+    }
+
     pub(crate) fn healthy(&self) -> bool {
-        !self.store.is_closed()
+        self.problems().is_empty()
     }
 
     /// Rates and committed counts of the runs seen since start, sorted by run id.

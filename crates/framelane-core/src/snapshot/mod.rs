@@ -42,6 +42,11 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
+    /// Whether the writer thread still runs (false once it has stopped or panicked).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Starts the thread; files go under `dir/<run>/<episode>/<step>.<ext>`.
     pub fn start(
         dir: &Path,

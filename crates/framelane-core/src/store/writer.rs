@@ -109,6 +109,9 @@ pub struct WriterStats {
     pub failed_batches: AtomicU64,
     /// Commands rolled back alone (their stream was told; the rest of their batch committed).
     pub failed_commands: AtomicU64,
+    /// Why the newest batch failed, while no batch has committed since (None: the store is
+    /// committing).
+    pub failing: std::sync::Mutex<Option<String>>,
     pub checkpoints: AtomicU64,
     /// Time in `COMMIT` (the fsync of the WAL), per batch.
     pub commit_seconds: Histogram,
@@ -125,6 +128,7 @@ impl Default for WriterStats {
             rows: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             failed_commands: AtomicU64::new(0),
+            failing: std::sync::Mutex::new(None),
             checkpoints: AtomicU64::new(0),
             commit_seconds: Histogram::seconds(),
             batch_rows: Histogram::counts(),
@@ -480,6 +484,7 @@ impl WriterThread {
         match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                *self.stats.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 self.stats.batch_rows.observe(batch.rows as f64);
                 tracing::trace!(rows = batch.rows, "batch committed");
                 self.stats
@@ -507,6 +512,8 @@ impl WriterThread {
             Err(err) => {
                 tracing::error!(error = %err, rows = batch.rows, "store batch failed; nothing of it was acknowledged");
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                *self.stats.failing.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(err.to_string());
                 // Sequence counters may have advanced inside the rolled-back transaction.
                 self.runs.clear();
                 let message = err.to_string();
