@@ -241,7 +241,6 @@ pub fn run_crash_bench(args: &CrashBenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let mut restarts = restarts;
     if let Some(summary) = super::Summary::of(&mut restarts) {
         figures.restart_ms_p50 = summary.p50;
         figures.restart_ms_max = summary.max;
