@@ -636,6 +636,56 @@ fn a_step_the_database_refuses_fails_only_its_own_stream_and_the_shared_batch_co
 }
 
 #[test]
+fn numbered_steps_resent_after_a_kill_are_acknowledged_and_never_stored_twice() {
+    let dir = ScratchDir::new("exactly-once");
+    let numbered = |i: u64| {
+        let mut s = step("once", i);
+        s.worker_seq = i + 1;
+        s
+    };
+    let publish = |addr: std::net::SocketAddr, range: std::ops::Range<u64>| {
+        runtime().block_on(async {
+            telemetry_client(addr)
+                .await
+                .publish_steps(tokio_stream::iter(range.map(numbered)))
+                .await
+                .expect("publish")
+                .into_inner()
+        })
+    };
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let reply = publish(serve.addr, 0..100);
+    assert_eq!((reply.accepted, reply.duplicates), (100, 0));
+    // A worker that lost its acknowledgement sends the last 50 again with 50 new ones.
+    let reply = publish(serve.addr, 50..150);
+    assert_eq!(
+        (reply.accepted, reply.duplicates),
+        (100, 50),
+        "re-sends are acknowledged and counted"
+    );
+    // The daemon is killed; the worker re-sends from an older position after the restart: the
+    // highest committed number survived with the rows.
+    serve.kill9();
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let reply = publish(serve.addr, 120..160);
+    assert_eq!((reply.accepted, reply.duplicates), (40, 30));
+    let reader =
+        StoreReader::open(&dir.path().join(framelane_core::store::DATABASE_FILE)).expect("reader");
+    let steps: Vec<u64> = reader
+        .steps_since("once", 1, 10_000)
+        .expect("rows")
+        .iter()
+        .map(|r| r.record.step)
+        .collect();
+    assert_eq!(
+        steps,
+        (0..160).collect::<Vec<_>>(),
+        "each step exactly once"
+    );
+    serve.kill9();
+}
+
+#[test]
 fn failing_batches_show_in_health_with_their_cause_and_clear_when_the_store_recovers() {
     let dir = ScratchDir::new("health-failing");
     let daemon = daemon(&dir);

@@ -43,6 +43,9 @@ class PublishResult:
     dropped: int
     first_error: str
     frames_shed: int
+    # Steps the daemon recognised as re-sends by their worker_seq (counted in accepted, not
+    # stored again).
+    duplicates: int = 0
 
 
 def raw_frame(pixels: Any, width: int, height: int, pixel_format: str = "rgb") -> pb.Frame:
@@ -142,6 +145,7 @@ class Client:
         frame: Optional[pb.Frame] = None,
         agent_id: str = "agent-0",
         producer_unix_ns: Optional[int] = None,
+        worker_seq: int = 0,
     ) -> pb.Step:
         """A step message (actions and observations: bytes, a JSON string, or anything JSON or
         numpy can express)."""
@@ -159,6 +163,7 @@ class Client:
             observation=_payload(observation),
             frame=frame,
             session_token=self.session_token,
+            worker_seq=int(worker_seq),
         )
 
     def episode(
@@ -189,7 +194,7 @@ class Client:
     def publish_steps(self, steps: Iterable[pb.Step]) -> PublishResult:
         """Streams steps; returns once the daemon has committed them (or refused some)."""
         reply = self._call("PublishSteps", self._stub.PublishSteps, iter(steps))
-        return PublishResult(reply.accepted, reply.dropped, reply.first_error, reply.frames_shed)
+        return PublishResult(reply.accepted, reply.dropped, reply.first_error, reply.frames_shed, reply.duplicates)
 
     def publish_episodes(self, episodes: Iterable[pb.Episode]) -> PublishResult:
         reply = self._call("PublishEpisodes", self._stub.PublishEpisodes, iter(episodes))
@@ -261,7 +266,9 @@ class StepPublisher:
         self.accepted = 0
         self.dropped = 0
         self.frames_shed = 0
+        self.duplicates = 0
         self.first_error = ""
+        self._seq = 0
         self._queue: Optional[queue.Queue] = None
         self._thread: Optional[threading.Thread] = None
         if background:
@@ -327,13 +334,26 @@ class StepPublisher:
                 continue
             batch = list(items)
             items.clear()
+            numbered = items is self._steps
+            if numbered:
+                for step in batch:
+                    if not step.worker_seq:
+                        self._seq += 1
+                        step.worker_seq = self._seq
             try:
                 result = publish(batch)
             except ClientError as err:
-                self.dropped += len(batch)
-                if not self.first_error:
-                    self.first_error = str(err)
-                continue
+                # Numbered steps are safe to send again: what was committed is not stored twice.
+                try:
+                    if not numbered:
+                        raise
+                    result = publish(batch)
+                except ClientError:
+                    self.dropped += len(batch)
+                    if not self.first_error:
+                        self.first_error = str(err)
+                    continue
+            self.duplicates += result.duplicates
             self.accepted += result.accepted
             self.dropped += result.dropped
             self.frames_shed += result.frames_shed

@@ -31,6 +31,25 @@ def test_steps_and_episodes_are_committed_and_listed(daemon, run_id):
         assert stored[0].step.action.json == "[998, {\"a\": 998}]"
 
 
+def test_numbered_steps_sent_twice_are_stored_once(daemon, run_id):
+    with Client(daemon.address) as client:
+        client.wait_until_ready()
+        steps = [client.step(run_id, episode=0, step=i, worker_seq=i + 1) for i in range(50)]
+        first = client.publish_steps(steps)
+        # The acknowledgement was lost: the same batch again, with ten new steps.
+        again = client.publish_steps(steps + [client.step(run_id, episode=0, step=i, worker_seq=i + 1) for i in range(50, 60)])
+        assert (first.accepted, first.duplicates) == (50, 0)
+        assert (again.accepted, again.duplicates) == (60, 50)
+        run = next(r for r in client.list_runs() if r.run_id == run_id)
+        assert run.steps == 60
+        # The publisher numbers its steps itself.
+        publisher = StepPublisher(client, run_id + "-p", batch_size=10)
+        for i in range(25):
+            publisher.add(client.step(run_id + "-p", episode=0, step=i))
+        publisher.close()
+        assert (publisher.accepted, publisher.duplicates) == (25, 0)
+
+
 def test_a_bad_step_is_refused_alone_and_named(daemon, run_id):
     with Client(daemon.address) as client:
         client.wait_until_ready()

@@ -102,6 +102,8 @@ fn step(run: &str, i: u64, frame: bool) -> v1::Step {
         step: i,
         reward: (i % 7) as f64,
         producer_unix_ns: 1_700_000_000_000_000_000 + i,
+        // Numbered: a re-send after a kill is recognised and not stored twice.
+        worker_seq: i + 1,
         frame: frame.then(|| v1::Frame {
             content: Some(v1::frame::Content::Raw(v1::RawFrame {
                 width: 64,

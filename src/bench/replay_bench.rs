@@ -188,6 +188,7 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
             action: None,
             observation: None,
             extra_json: None,
+            worker_seq: 0,
         });
         if chunk.len() == 1024 || i + 1 == steps {
             sender

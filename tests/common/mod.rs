@@ -81,6 +81,8 @@ pub fn step(run: &str, i: u64) -> v1::Step {
         observation: None,
         frame: None,
         session_token: String::new(),
+        // Not numbered: stored as sent (delivery at least once).
+        worker_seq: 0,
     }
 }
 

@@ -86,6 +86,9 @@ pub struct StepRecord {
     pub observation: Option<Payload>,
     /// API-specific fields without a column of their own, as a JSON object.
     pub extra_json: Option<String>,
+    /// The step's position in its worker's stream from 1 (0: not given): a step at or below
+    /// the worker's highest committed one is a re-send and is not stored again.
+    pub worker_seq: u64,
 }
 
 /// One finished episode.

@@ -287,5 +287,6 @@ fn publish_reply_to_v1(outcome: PublishOutcome) -> v1::PublishReply {
         dropped: outcome.dropped,
         first_error: outcome.first_error,
         frames_shed: outcome.frames_shed,
+        duplicates: outcome.duplicates,
     }
 }

@@ -90,7 +90,10 @@ pub(crate) enum Item {
 
 /// What a publish stream achieved, for its reply.
 pub(crate) struct PublishOutcome {
+    /// Steps and episodes committed, re-sends included (they were committed before).
     pub accepted: u64,
+    /// Of those, steps recognised as re-sends by their worker_seq (not stored again).
+    pub duplicates: u64,
     pub dropped: u64,
     pub frames_shed: u64,
     pub first_error: String,
@@ -162,10 +165,11 @@ impl IngestCore {
         }
         .instrument(tracing::info_span!("ingest_publish"))
         .await;
-        let (accepted, dropped) = self.finish_publish(&mut tally).await?;
+        let (accepted, dropped, duplicates) = self.finish_publish(&mut tally).await?;
         drained?;
         Ok(PublishOutcome {
             accepted,
+            duplicates,
             dropped,
             frames_shed: tally.frames_shed,
             first_error: tally.first_error.unwrap_or_default(),
@@ -264,16 +268,18 @@ impl IngestCore {
         Ok(())
     }
 
-    /// Waits for the commit of everything the stream sent; returns (accepted, dropped).
+    /// Waits for the commit of everything the stream sent; returns (accepted, dropped,
+    /// re-sent duplicates among the accepted).
     pub(crate) async fn finish_publish(
         &self,
         tally: &mut PublishTally,
-    ) -> Result<(u64, u64), Status> {
+    ) -> Result<(u64, u64, u64), Status> {
         self.hand_over_steps(tally).await?;
-        crate::store::writer_barrier(&self.store, tally.failed_batches_at_start, tally.origin)
-            .await
-            .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
-        Ok((tally.pending, tally.dropped))
+        let duplicates =
+            crate::store::writer_barrier(&self.store, tally.failed_batches_at_start, tally.origin)
+                .await
+                .map_err(|err| Status::internal(format!("the store could not commit: {err}")))?;
+        Ok((tally.pending, tally.dropped, duplicates))
     }
 }
 

@@ -194,6 +194,7 @@ pub fn step_from_v1(step: v1::Step) -> Result<(StepRecord, FrameSource), IngestE
         truncated: step.truncated,
         producer_unix_ns: step.producer_unix_ns,
         extra_json: None,
+        worker_seq: step.worker_seq,
     };
     Ok((record, frame))
 }
@@ -418,6 +419,8 @@ pub fn step_from_mosaic(
         action: json(step.action_json),
         observation: json(step.observation_json),
         extra_json: (!extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),
+        // MOSAIC's seq_id has no stated meaning for publishers: never used to drop a step.
+        worker_seq: 0,
     };
     Ok((record, frame))
 }
@@ -633,6 +636,7 @@ pub fn step_to_v1(step: StepRecord) -> v1::Step {
         observation: to_payload(step.observation),
         frame: None,
         session_token: String::new(),
+        worker_seq: step.worker_seq,
     }
 }
 

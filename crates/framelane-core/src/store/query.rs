@@ -214,6 +214,8 @@ impl StoreReader {
                         action: payload(r.get(9)?, r.get(10)?),
                         observation: payload(r.get(11)?, r.get(12)?),
                         extra_json: r.get(13)?,
+                        // Used to recognise re-sends, not kept per row.
+                        worker_seq: 0,
                     },
                     frame_kind: r.get(14)?,
                 })

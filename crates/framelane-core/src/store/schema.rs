@@ -130,6 +130,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX clips_by_time ON clips (triggered_unix_ms);
     "#,
+    // 4: the highest committed worker_seq per (run, worker): re-sent steps are recognised
+    // after a restart too (exactly once for workers that number their steps).
+    r#"
+    CREATE TABLE worker_seqs (
+        run_key INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        last_seq INTEGER NOT NULL,
+        PRIMARY KEY (run_key, worker_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Schema version this build writes.

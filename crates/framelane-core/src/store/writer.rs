@@ -83,7 +83,8 @@ pub enum StoreCommand {
     /// some of the sender's rows may be lost and the barrier fails; so does a barrier whose
     /// origin had a command refused.
     Barrier {
-        reply: oneshot::Sender<Result<(), String>>,
+        /// Ok: the steps of this origin recognised as re-sends (by worker_seq).
+        reply: oneshot::Sender<Result<u64, String>>,
         failed_at_start: u64,
         origin: Origin,
     },
@@ -144,6 +145,9 @@ struct RunState {
     episodes: u64,
     batch: BatchPolicy,
     touched: bool,
+    /// Highest worker_seq per worker of the run (loaded from `worker_seqs` on first sight),
+    /// and whether it moved since the last commit.
+    seqs: HashMap<String, (u64, bool)>,
 }
 
 /// Handle to the writer thread. Dropping every sender ends the thread after a final commit.
@@ -182,6 +186,7 @@ impl StoreWriter {
             default_batch,
             carry: None,
             failed_origins: HashMap::new(),
+            duplicates: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -225,7 +230,7 @@ impl StoreWriter {
     }
 
     /// Waits until everything sent so far is committed.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub async fn flush(&self) -> Result<u64, StoreError> {
         barrier(
             &self.sender,
             self.stats.failed_batches.load(Ordering::Relaxed),
@@ -262,12 +267,12 @@ impl Drop for StoreWriter {
 }
 
 /// Sends a barrier for `origin` and waits for the commit that covers everything sent before
-/// it.
+/// it; returns how many of the origin's steps were re-sends (not stored again).
 pub async fn barrier(
     sender: &mpsc::Sender<StoreCommand>,
     failed_batches_at_start: u64,
     origin: Origin,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let (reply, done) = oneshot::channel();
     sender
         .send(StoreCommand::Barrier {
@@ -278,7 +283,7 @@ pub async fn barrier(
         .await
         .map_err(|_| StoreError::WriterStopped)?;
     match done.await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(duplicates)) => Ok(duplicates),
         Ok(Err(message)) => Err(StoreError::CommitFailed(message)),
         Err(_) => Err(StoreError::WriterStopped),
     }
@@ -330,6 +335,8 @@ struct WriterThread {
     carry: Option<(Origin, Vec<StepRecord>)>,
     /// Streams with a refused command, and why, until their barrier.
     failed_origins: HashMap<Origin, String>,
+    /// Re-sent steps recognised per stream, until its barrier.
+    duplicates: HashMap<Origin, u64>,
 }
 
 pub const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
@@ -466,6 +473,11 @@ impl WriterThread {
         for (run_id, state) in self.runs.iter_mut().filter(|(_, s)| s.touched) {
             tx.prepare_cached("UPDATE runs SET steps = ?2, episodes = ?3, last_seen_unix_ns = ?4 WHERE run_key = ?1")?
                 .execute(params![state.key, state.steps as i64, state.episodes as i64, unix_ns()])?;
+            for (worker, (last, moved)) in state.seqs.iter_mut().filter(|(_, (_, m))| *m) {
+                tx.prepare_cached("INSERT INTO worker_seqs (run_key, worker_id, last_seq) VALUES (?1, ?2, ?3) ON CONFLICT (run_key, worker_id) DO UPDATE SET last_seq = excluded.last_seq")?
+                    .execute(params![state.key, worker, *last as i64])?;
+                *moved = false;
+            }
             batch.notices.push(CommitNotice {
                 run_id: Arc::from(run_id.as_str()),
                 steps: state.steps,
@@ -496,15 +508,19 @@ impl WriterThread {
                 for notice in batch.notices {
                     let _ = self.commits.send(notice);
                 }
+                for (origin, n) in batch.duplicates {
+                    *self.duplicates.entry(origin).or_default() += n;
+                }
                 let failed = self.stats.failed_batches.load(Ordering::Relaxed);
                 for (reply, epoch, origin) in batch.barriers {
                     let refused = self.failed_origins.remove(&origin);
+                    let duplicates = self.duplicates.remove(&origin).unwrap_or(0);
                     let _ = reply.send(match refused {
                         Some(why) if origin != NO_ORIGIN => Err(why),
                         _ if failed > epoch => Err(
                             "an earlier batch holding rows of this publish failed to commit".into(),
                         ),
-                        _ => Ok(()),
+                        _ => Ok(duplicates),
                     });
                 }
                 self.carry = batch.carry;
@@ -519,6 +535,7 @@ impl WriterThread {
                 let message = err.to_string();
                 for (reply, _, origin) in batch.barriers {
                     self.failed_origins.remove(&origin);
+                    self.duplicates.remove(&origin);
                     let _ = reply.send(Err(message.clone()));
                 }
                 self.carry = batch.carry;
@@ -535,7 +552,7 @@ struct Statements<'tx> {
 }
 
 /// A barrier waiting for its batch's commit: (reply, failed batches at its start, origin).
-type PendingBarrier = (oneshot::Sender<Result<(), String>>, u64, Origin);
+type PendingBarrier = (oneshot::Sender<Result<u64, String>>, u64, Origin);
 
 #[derive(Default)]
 struct Batch {
@@ -546,6 +563,8 @@ struct Batch {
     closing: bool,
     /// Steps of a chunk beyond this batch's row limit, for the next batch.
     carry: Option<(Origin, Vec<StepRecord>)>,
+    /// Re-sent steps recognised in this batch, per origin.
+    duplicates: HashMap<Origin, u64>,
 }
 
 impl StoreCommand {
@@ -602,6 +621,35 @@ impl RunsUndo {
     }
 }
 
+/// Whether `step` is at or below its worker's highest committed worker_seq (a re-send); if
+/// not, it becomes the worker's highest.
+fn is_resent(
+    tx: &Transaction<'_>,
+    state: &mut RunState,
+    step: &StepRecord,
+) -> Result<bool, rusqlite::Error> {
+    use rusqlite::OptionalExtension;
+    let seq = step.worker_seq;
+    if let Some((last, moved)) = state.seqs.get_mut(step.worker_id.as_str()) {
+        if seq <= *last {
+            return Ok(true);
+        }
+        *last = seq;
+        *moved = true;
+        return Ok(false);
+    }
+    let stored = tx
+        .prepare_cached("SELECT last_seq FROM worker_seqs WHERE run_key = ?1 AND worker_id = ?2")?
+        .query_row(params![state.key, step.worker_id], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0) as u64;
+    let resent = seq <= stored;
+    state
+        .seqs
+        .insert(step.worker_id.clone(), (stored.max(seq), !resent));
+    Ok(resent)
+}
+
 fn run_state<'a>(
     tx: &Transaction<'_>,
     runs: &'a mut HashMap<String, RunState>,
@@ -636,6 +684,7 @@ fn run_state<'a>(
                 episodes: episodes as u64,
                 batch: default_batch,
                 touched: false,
+                seqs: HashMap::new(),
             },
         );
     }
@@ -676,6 +725,10 @@ fn apply(
             let mut steps = steps.into_iter();
             while let Some(step) = steps.next() {
                 let state = run_state(tx, runs, default_batch, &step.run_id)?;
+                if step.worker_seq > 0 && is_resent(tx, state, &step)? {
+                    *batch.duplicates.entry(origin).or_default() += 1;
+                    continue;
+                }
                 state.steps += 1;
                 state.touched = true;
                 batch.policy = Some(batch.policy.map_or(state.batch, |p| p.tighter(state.batch)));
