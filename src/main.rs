@@ -26,6 +26,11 @@ struct Cli {
     /// collectors); FRAMELANE_LOG sets the filter.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// CA certificate (PEM) to verify a daemon that serves TLS with (`serve --tls-cert`):
+    /// every connection of this command (--connect, health, proxy, rig clip listing) then
+    /// speaks TLS. Also FRAMELANE_TLS_CA.
+    #[arg(long, global = true, env = "FRAMELANE_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,12 +281,22 @@ struct ServeArgs {
     /// Where the database and kept frames live (default: the platform's data directory).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on; anything but loopback needs --token.
+    /// Address to listen on; anything but loopback needs --token and TLS (or
+    /// --allow-plaintext).
     #[arg(long, default_value = "127.0.0.1:50551")]
     listen: std::net::SocketAddr,
     /// Bearer token clients must send (also FRAMELANE_TOKEN).
     #[arg(long, env = "FRAMELANE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Listen beyond loopback without TLS (a trusted network only: the token travels in clear).
+    #[arg(long, conflicts_with = "tls_cert")]
+    allow_plaintext: bool,
     /// Storage profile file overriding the built-ins (default: ~/.config/framelane/profiles.yaml if present).
     #[arg(long, value_name = "FILE")]
     profiles: Option<PathBuf>,
@@ -518,6 +533,24 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Some(path) = &cli.tls_ca {
+        match std::fs::read(path) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("CERTIFICATE") => {
+                framelane_core::ingest::client::set_client_tls_ca(Some(pem))
+            }
+            Ok(_) => {
+                eprintln!(
+                    "framelane: --tls-ca {}: no PEM CERTIFICATE block in it",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            Err(err) => {
+                eprintln!("framelane: --tls-ca {}: {err}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(Command::Proxy(args)) = cli.command {
         return run_proxy(args);
     }
@@ -747,6 +780,8 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
     );
     config.listen = args.listen;
     config.token = args.token.clone().filter(|t| !t.is_empty());
+    config.tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    config.allow_plaintext = args.allow_plaintext;
     config.profiles_file = args.profiles.clone().or_else(daemon::default_profiles_file);
     config.batch = framelane_core::store::BatchPolicy {
         max_rows: args.batch_rows as usize,

@@ -251,6 +251,15 @@ fn non_loopback_listening_requires_a_token() {
     assert!(refused.contains("needs a token"), "{refused}");
 
     config.token = Some("s3cret".into());
+    let refused = Daemon::start(config.clone())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("needs TLS") && refused.contains("--tls-cert"),
+        "the token must not travel in clear text: {refused}"
+    );
+    config.allow_plaintext = true;
     let daemon = Daemon::start(config).expect("start with token");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], daemon.local_addr().port()));
     runtime().block_on(async {
@@ -633,6 +642,137 @@ fn a_step_the_database_refuses_fails_only_its_own_stream_and_the_shared_batch_co
             .load(std::sync::atomic::Ordering::Relaxed)
     });
     assert_eq!(failed, Some(1));
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost, made with the
+/// openssl tool: (CA certificate, server certificate, server key).
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).expect("pki dir");
+    let p = |name: &str| dir.join(name);
+    let run = |args: &[&str]| {
+        let out = output_within(
+            std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args),
+            60,
+        )
+        .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=framelane-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+#[test]
+fn a_tls_daemon_serves_clients_that_trust_its_certificate_and_only_them() {
+    let dir = ScratchDir::new("tls");
+    let (ca, cert, key) = test_pki(&dir.path().join("pki"));
+    let data = dir.path().join("data");
+    let serve = ServeProcess::start(
+        &data,
+        &[
+            "--token",
+            "s3cret",
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    let addr = serve.addr.to_string();
+    let health = |extra: &[&str]| {
+        output_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_framelane"))
+                .args(["health", "--target", &addr, "--token", "s3cret"])
+                .args(extra),
+            30,
+        )
+        .expect("health returns")
+    };
+    // With the CA: TLS, the token accepted, Health answered.
+    let out = health(&["--tls-ca", ca.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(reply["healthy"], true, "{reply}");
+    // Plain HTTP/2 to a TLS listener gets nothing.
+    let out = health(&[]);
+    assert!(!out.status.success(), "a plaintext client was served");
+    // A client that does not trust the certificate refuses the connection, saying why.
+    let (other, _, _) = test_pki(&dir.path().join("other"));
+    let out = health(&["--tls-ca", other.to_str().expect("utf-8")]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.to_lowercase().contains("certificate"),
+        "an untrusted certificate is refused with a reason: {said}"
+    );
+    // A file that is not a certificate is refused before connecting, naming the flag.
+    let out = health(&["--tls-ca", key.to_str().expect("utf-8")]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--tls-ca") && said.contains("CERTIFICATE"),
+        "{said}"
+    );
+    serve.kill9();
 }
 
 #[test]

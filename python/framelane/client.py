@@ -6,6 +6,7 @@ repository's proto/ when the package is built."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -93,17 +94,27 @@ class Client:
         token: Optional[str] = None,
         worker_id: str = "python",
         timeout: float = 60.0,
+        tls_ca: Optional[str] = None,
     ) -> None:
+        """`tls_ca`: path of the CA certificate (PEM) of a daemon that serves TLS
+        (`framelane serve --tls-cert`); also FRAMELANE_TLS_CA."""
         self.address = address
         self.worker_id = worker_id
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        tls_ca = tls_ca or os.environ.get("FRAMELANE_TLS_CA") or None
+        if tls_ca:
+            try:
+                with open(tls_ca, "rb") as f:
+                    root = f.read()
+            except OSError as err:
+                raise ClientError(f"tls_ca {tls_ca}: {err}") from err
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self._stub = pb_grpc.TelemetryStub(self._channel)
         self.session_token = ""

@@ -33,6 +33,10 @@ pub enum DaemonError {
     DataDir(#[from] LockError),
     #[error("listening on {address} needs a token (--token or FRAMELANE_TOKEN): only loopback addresses may be used without one")]
     TokenRequired { address: SocketAddr },
+    #[error("listening on {address} needs TLS (--tls-cert and --tls-key), so the token does not travel in clear text; --allow-plaintext if the network is trusted")]
+    TlsRequired { address: SocketAddr },
+    #[error("TLS: {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -62,6 +66,11 @@ pub struct DaemonConfig {
     pub listen: SocketAddr,
     /// Bearer token clients must send; required for a non-loopback `listen`.
     pub token: Option<String>,
+    /// Certificate chain and private key (PEM) to serve TLS with; required for a non-loopback
+    /// `listen` unless `allow_plaintext`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve a non-loopback `listen` without TLS (a trusted network).
+    pub allow_plaintext: bool,
     /// User profile file overriding the built-ins; watched for changes.
     pub profiles_file: Option<PathBuf>,
     /// Steps waiting for the store writer, at most (in chunks of up to 128; senders wait
@@ -87,6 +96,8 @@ impl DaemonConfig {
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             token: None,
+            tls: None,
+            allow_plaintext: false,
             profiles_file: None,
             store_queue: 16_384,
             snapshot_queue: 256,
@@ -136,6 +147,35 @@ impl Daemon {
                 address: config.listen,
             });
         }
+        if config.tls.is_none() && !config.allow_plaintext && !config.listen.ip().is_loopback() {
+            return Err(DaemonError::TlsRequired {
+                address: config.listen,
+            });
+        }
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                let read = |path: &PathBuf, what: &str| {
+                    std::fs::read(path).map_err(|e| DaemonError::Tls {
+                        path: path.clone(),
+                        reason: format!("reading the {what}: {e}"),
+                    })
+                };
+                let (cert_pem, key_pem) = (read(cert, "certificate")?, read(key, "private key")?);
+                for (path, pem, marker) in [
+                    (cert, &cert_pem, "CERTIFICATE"),
+                    (key, &key_pem, "PRIVATE KEY"),
+                ] {
+                    if !String::from_utf8_lossy(pem).contains(marker) {
+                        return Err(DaemonError::Tls {
+                            path: path.clone(),
+                            reason: format!("no PEM {marker} block in it"),
+                        });
+                    }
+                }
+                Some(tonic::transport::Identity::from_pem(cert_pem, key_pem))
+            }
+            None => None,
+        };
         let profile_set = match &config.profiles_file {
             Some(path) => ProfileSet::load(path)?,
             None => ProfileSet::builtin()?,
@@ -216,6 +256,7 @@ impl Daemon {
             Arc::clone(&core),
             listener,
             config.limits,
+            tls,
             async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             },

@@ -31,6 +31,16 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// The bearer token this process's clients send (a daemon beyond loopback needs one).
 static TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+/// The CA certificate (PEM) this process's clients verify the daemon's TLS certificate with;
+/// None: plain HTTP/2.
+static TLS_CA: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+
+/// Sets (or clears) the CA every client of this process verifies the daemon with: from its next
+/// connection on, clients speak TLS (`framelane gui --connect ADDR --tls-ca ca.pem`).
+pub fn set_client_tls_ca(ca_pem: Option<Vec<u8>>) {
+    *TLS_CA.lock().unwrap_or_else(|p| p.into_inner()) = ca_pem;
+}
+
 /// Sets (or clears) the bearer token every client of this process sends from its next
 /// connection on (`framelane gui --connect ADDR --token T`).
 pub fn set_client_token(token: Option<String>) {
@@ -121,11 +131,29 @@ async fn open_channel(
         .map_err(|_| {
             IngestError::Connection("the token has characters a header cannot carry".into())
         })?;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .map_err(|e| IngestError::Connection(e.to_string()))?
-        .connect()
-        .await
+    let ca = TLS_CA.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Channel::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| IngestError::Connection(e.to_string()))?;
+    if let Some(ca) = ca {
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )
+            .map_err(|e| IngestError::Connection(format!("TLS: {e}")))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        use std::error::Error;
+        // The transport error's own text is "transport error"; its sources say why.
+        let mut why = e.to_string();
+        let mut source = e.source();
+        while let Some(inner) = source {
+            why.push_str(&format!(": {inner}"));
+            source = inner.source();
+        }
+        IngestError::Connection(why)
+    })?;
     Ok((channel, BearerToken(header)))
 }
 

@@ -55,6 +55,7 @@ pub async fn serve(
     core: Arc<IngestCore>,
     listener: TcpListener,
     limits: ServerLimits,
+    tls: Option<tonic::transport::Identity>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     if let Ok(address) = listener.local_addr() {
@@ -70,7 +71,12 @@ pub async fn serve(
         gymgui::trainer_service_server::TrainerServiceServer::new(TrainerService { core })
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .initial_stream_window_size(limits.window_bytes)
         .initial_connection_window_size(limits.window_bytes)
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
