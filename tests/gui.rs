@@ -137,6 +137,27 @@ fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
     (w, h, bytes[pos + 1..].to_vec())
 }
 
+/// The picture painted in `painted` (a rect of a screenshot `w` pixels wide, RGB), sampled back
+/// at `width` x `height` with `channels` bytes per pixel (the rest stays 0).
+fn painted_picture(
+    pixels: &[u8],
+    w: usize,
+    painted: [f64; 4],
+    (width, height): (u32, u32),
+    channels: usize,
+) -> Vec<u8> {
+    let mut out = vec![0u8; width as usize * height as usize * channels];
+    for y in 0..height as usize {
+        for x in 0..width as usize {
+            let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / f64::from(width)) as usize;
+            let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / f64::from(height)) as usize;
+            let src = &pixels[(sy * w + sx) * 3..][..3];
+            out[(y * width as usize + x) * channels..][..3].copy_from_slice(src);
+        }
+    }
+    out
+}
+
 /// Checks the GUI exited cleanly and reads the statistics it wrote (null when missing).
 fn exited_with_stats(
     status: std::process::ExitStatus,
@@ -607,15 +628,7 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     if let Some(painted) = rect(&stats["painted_rect"]) {
         // Sample the painted picture back at the frame's own resolution and read its number.
         let (w, _, pixels) = read_ppm(&shot);
-        let mut rgba = vec![0u8; (W * H * 4) as usize];
-        for y in 0..H as usize {
-            for x in 0..W as usize {
-                let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
-                let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
-                let src = &pixels[(sy * w + sx) * 3..][..3];
-                rgba[(y * W as usize + x) * 4..][..3].copy_from_slice(src);
-            }
-        }
+        let rgba = painted_picture(&pixels, w, painted, (W, H), 4);
         let shown = read_number(&rgba, W, H);
         check(
             shown == 0,
@@ -796,15 +809,7 @@ fn rig_kiosk_shows_cameras_and_clips(failures: &mut Vec<String>) {
     if previews.len() == 2 {
         let (w, _, pixels) = read_ppm(&shot);
         for (camera, painted) in previews.iter().enumerate() {
-            let mut rgb = vec![0u8; (W * H * 3) as usize];
-            for y in 0..H as usize {
-                for x in 0..W as usize {
-                    let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
-                    let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
-                    let src = &pixels[(sy * w + sx) * 3..][..3];
-                    rgb[(y * W as usize + x) * 3..][..3].copy_from_slice(src);
-                }
-            }
+            let rgb = painted_picture(&pixels, w, *painted, (W, H), 3);
             let id = read_stamp(&rgb, W, H, 3, 1);
             check(
                 id == Some(camera as u64),
@@ -1076,15 +1081,7 @@ fn rig_clip_plays_in_the_replay_tab(failures: &mut Vec<String>) {
         const W: u32 = 320;
         const H: u32 = 240;
         let (w, _, pixels) = read_ppm(&shot);
-        let mut rgb = vec![0u8; (W * H * 3) as usize];
-        for y in 0..H as usize {
-            for x in 0..W as usize {
-                let sx = (painted[0] + (x as f64 + 0.5) * painted[2] / W as f64) as usize;
-                let sy = (painted[1] + (y as f64 + 0.5) * painted[3] / H as f64) as usize;
-                let src = &pixels[(sy * w + sx) * 3..][..3];
-                rgb[(y * W as usize + x) * 3..][..3].copy_from_slice(src);
-            }
-        }
+        let rgb = painted_picture(&pixels, w, painted, (W, H), 3);
         let id = read_stamp(&rgb, W, H, 3, 1);
         check(
             id == Some(0),

@@ -1123,6 +1123,8 @@ fn the_gui_client_sends_its_token_and_takes_full_hd_frames() {
     let mut config = DaemonConfig::new(dir.path().to_owned());
     config.listen = "0.0.0.0:0".parse().expect("addr");
     config.token = Some("s3cret".into());
+    // The token path on its own (TLS has its own test).
+    config.allow_plaintext = true;
     let daemon = Daemon::start(config).expect("start daemon");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", daemon.local_addr().port())
         .parse()

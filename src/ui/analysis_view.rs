@@ -94,7 +94,7 @@ use cxx_qt_lib::QString;
 use framelane_analyze::review::{draw_overlay, Review};
 use framelane_core::replay::VideoReader;
 
-use super::view_worker::{FrameSlot, RequestSlots, Requests};
+use super::view_worker::{post_to_worker, FrameSlot, RequestSlots, Requests};
 
 /// Frames a forward step decodes on instead of seeking.
 const FORWARD_WINDOW: u32 = 60;
@@ -213,24 +213,22 @@ fn review_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
 impl qobject::AnalysisView {
     fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
         let qt = self.qt_thread();
-        let shown = self.shown.clone();
-        let started = Requests::started(
+        let frames = self.shown.clone();
+        let posted = post_to_worker(
             &mut self.as_mut().rust_mut().worker,
             "analysis-review",
-            move |requests| {
-                review_loop(requests, shown, move |outcome| {
-                    let _ = qt.queue(move |view| view.receive(outcome));
-                })
+            frames,
+            move |outcome| {
+                let _ = qt.queue(move |view| view.receive(outcome));
             },
+            review_loop,
+            fill,
         );
-        match started {
-            Ok(worker) => worker.post(fill),
-            Err(err) => {
-                self.as_mut().set_loading(false);
-                self.as_mut().set_note(QString::from(&format!(
-                    "analysis review cannot start its thread: {err}"
-                )));
-            }
+        if let Err(err) = posted {
+            self.as_mut().set_loading(false);
+            self.as_mut().set_note(QString::from(&format!(
+                "analysis review cannot start its thread: {err}"
+            )));
         }
     }
 

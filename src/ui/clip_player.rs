@@ -59,7 +59,7 @@ use cxx_qt_lib::QString;
 
 use framelane_core::replay::VideoReader;
 
-use super::view_worker::{FrameSlot, RequestSlots, Requests};
+use super::view_worker::{post_to_worker, FrameSlot, RequestSlots, Requests};
 
 #[derive(Default)]
 struct Asked {
@@ -201,21 +201,21 @@ fn player_loop(requests: Arc<Requests<Asked>>, slot: Arc<FrameSlot>, post: impl 
 impl qobject::ClipPlayer {
     fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
         let qt = self.qt_thread();
-        let slot = self.frames.clone();
-        let started = Requests::started(
+        let frames = self.frames.clone();
+        let posted = post_to_worker(
             &mut self.as_mut().rust_mut().worker,
             "clip-player",
-            move |requests| {
-                player_loop(requests, slot, move |outcome| {
-                    let _ = qt.queue(move |view| view.receive(outcome));
-                })
+            frames,
+            move |outcome| {
+                let _ = qt.queue(move |view| view.receive(outcome));
             },
+            player_loop,
+            fill,
         );
-        match started {
-            Ok(worker) => worker.post(fill),
-            Err(err) => self.as_mut().set_note(QString::from(&format!(
+        if let Err(err) = posted {
+            self.as_mut().set_note(QString::from(&format!(
                 "the clip player cannot start its thread: {err}"
-            ))),
+            )));
         }
     }
 

@@ -87,7 +87,7 @@ use cxx_qt_lib::QString;
 use framelane_core::replay::{FrameResolver, StepFrame};
 use framelane_core::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
 
-use super::view_worker::{FrameSlot, RequestSlots, Requests};
+use super::view_worker::{post_to_worker, FrameSlot, RequestSlots, Requests};
 
 /// Decoded frames kept for smooth scrubbing.
 const CACHE_BYTES: usize = 256 << 20;
@@ -252,25 +252,23 @@ fn open_run(database: &std::path::Path, run: &str) -> Result<Opened, String> {
 impl qobject::ReplayView {
     fn request(mut self: Pin<&mut Self>, fill: impl FnOnce(&mut Asked)) {
         let qt = self.qt_thread();
-        let shown = self.shown.clone();
-        let started = Requests::started(
+        let frames = self.shown.clone();
+        let posted = post_to_worker(
             &mut self.as_mut().rust_mut().worker,
             "replay",
-            move |requests| {
-                replay_loop(requests, shown, move |outcome| {
-                    let _ = qt.queue(move |view| view.receive(outcome));
-                })
+            frames,
+            move |outcome| {
+                let _ = qt.queue(move |view| view.receive(outcome));
             },
+            replay_loop,
+            fill,
         );
-        match started {
-            Ok(worker) => worker.post(fill),
-            Err(err) => {
-                tracing::error!(error = %err, "could not start the replay thread");
-                self.as_mut().set_loading(false);
-                self.as_mut().set_note(QString::from(&format!(
-                    "replay cannot start its thread: {err}"
-                )));
-            }
+        if let Err(err) = posted {
+            tracing::error!(error = %err, "could not start the replay thread");
+            self.as_mut().set_loading(false);
+            self.as_mut().set_note(QString::from(&format!(
+                "replay cannot start its thread: {err}"
+            )));
         }
     }
 

@@ -96,6 +96,24 @@ impl<R: RequestSlots> Requests<R> {
     }
 }
 
+/// Posts `fill` to a view's worker (thread `name`), starting it on first use: `serve` runs on
+/// it with the requests, the view's frame slot and `deliver`, which hands an outcome back to
+/// the GUI thread. Err: the thread could not start.
+pub fn post_to_worker<R: RequestSlots, O: 'static>(
+    worker: &mut Option<Arc<Requests<R>>>,
+    name: &str,
+    frames: Arc<FrameSlot>,
+    deliver: impl Fn(O) + Send + 'static,
+    serve: impl FnOnce(Arc<Requests<R>>, Arc<FrameSlot>, Box<dyn Fn(O) + Send>) + Send + 'static,
+    fill: impl FnOnce(&mut R),
+) -> std::io::Result<()> {
+    let started = Requests::started(worker, name, move |requests| {
+        serve(requests, frames, Box::new(deliver))
+    })?;
+    started.post(fill);
+    Ok(())
+}
+
 /// The frame a view shows: filled by its worker, copied once by the render thread.
 #[derive(Default)]
 pub struct FrameSlot {
