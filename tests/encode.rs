@@ -482,20 +482,8 @@ fn encode_command_reads_png_folders_and_names_bad_frames() {
 fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
     let _turn = turn();
     let dir = ScratchDir::new("enc-failed");
-    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
-    let mut events = service.events();
     let path = dir.path().join("odd.mp4");
-    // No H.264 encoder may be used: opening the file fails on the first frame.
-    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
-    settings.disabled_encoders = no_h264_encoders();
-    let job = service
-        .open_job(JobSpec {
-            run_id: "odd".into(),
-            episode: 3,
-            path: path.clone(),
-            settings,
-        })
-        .expect("job");
+    let (service, mut events, job) = failing_job(&path);
     let (w, h) = (321u32, 241u32);
     for i in 0..5u64 {
         service
@@ -543,18 +531,7 @@ fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
     // the first spool is untouched, and the new one's description lists exactly its frames
     // (appending to the first used to leave a description of 2 steps over 7 frames).
     let first_raw = raw;
-    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
-    let mut events = service.events();
-    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
-    settings.disabled_encoders = no_h264_encoders();
-    let job = service
-        .open_job(JobSpec {
-            run_id: "odd".into(),
-            episode: 3,
-            path: path.clone(),
-            settings,
-        })
-        .expect("job");
+    let (service, mut events, job) = failing_job(&path);
     for i in 0..2u64 {
         service
             .submit(
@@ -594,6 +571,30 @@ fn a_failed_job_reports_its_error_and_keeps_its_frames_for_a_retry() {
         first_raw,
         "the first spool is untouched"
     );
+}
+
+/// A service with one job on `path` that fails on its first frame (no H.264 encoder may be
+/// used), and the service's events.
+fn failing_job(
+    path: &Path,
+) -> (
+    EncoderService,
+    tokio::sync::broadcast::Receiver<framelane_core::encode::EncodeEvent>,
+    u64,
+) {
+    let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
+    let events = service.events();
+    let mut settings = EncoderSettings::for_family(CodecFamily::H264);
+    settings.disabled_encoders = no_h264_encoders();
+    let job = service
+        .open_job(JobSpec {
+            run_id: "odd".into(),
+            episode: 3,
+            path: path.to_owned(),
+            settings,
+        })
+        .expect("job");
+    (service, events, job)
 }
 
 /// Every H.264 encoder FFmpeg might offer, for a job that must fail to open its file.

@@ -120,20 +120,25 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_back() {
-    let dir = ScratchDir::new("replay");
+/// A daemon on `dir` with this file's profiles, waiting generously for the encoder so every
+/// frame is encoded on a busy machine.
+fn daemon_with_profiles(dir: &ScratchDir) -> Daemon {
     let profiles = dir.path().join("profiles.yaml");
     std::fs::write(&profiles, PROFILES).expect("profiles");
     let mut config = DaemonConfig::new(dir.path().to_owned());
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.profiles_file = Some(profiles);
-    // Generous waiting so this test sees every frame encoded on a busy machine.
     config.encode = ServiceConfig {
         max_wait: Duration::from_secs(2),
         ..ServiceConfig::default()
     };
-    let daemon = Daemon::start(config).expect("daemon");
+    Daemon::start(config).expect("daemon")
+}
+
+#[test]
+fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_back() {
+    let dir = ScratchDir::new("replay");
+    let daemon = daemon_with_profiles(&dir);
     let addr = daemon.local_addr();
     let db = daemon.database_path().to_owned();
 
@@ -239,16 +244,7 @@ fn an_odd_sized_frame_recorded_to_video_comes_back_at_its_own_size() {
     use framelane::bench::pattern::psnr_rgb_rgba;
     const S: u32 = 85;
     let dir = ScratchDir::new("replay-odd");
-    let profiles = dir.path().join("profiles.yaml");
-    std::fs::write(&profiles, PROFILES).expect("profiles");
-    let mut config = DaemonConfig::new(dir.path().to_owned());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.profiles_file = Some(profiles);
-    config.encode = ServiceConfig {
-        max_wait: Duration::from_secs(2),
-        ..ServiceConfig::default()
-    };
-    let daemon = Daemon::start(config).expect("daemon");
+    let daemon = daemon_with_profiles(&dir);
     let addr = daemon.local_addr();
     let picture = |i: u64| -> Vec<u8> {
         let mut rgb = Vec::with_capacity((S * S * 3) as usize);
