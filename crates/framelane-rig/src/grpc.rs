@@ -15,7 +15,7 @@ use framelane_core::ingest::proto::framelane_v1 as v1;
 use tonic::{Request, Response, Status};
 
 use crate::config::RigConfig;
-use crate::rig::ControlHandle;
+use crate::control::ControlHandle;
 use crate::RigError;
 
 struct RigService {

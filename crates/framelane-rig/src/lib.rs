@@ -5,13 +5,15 @@
 //!
 //! Parts: `config` (rig.yaml, validated with file, line and key), `source` (synthetic, OpenCV
 //! capture), `ring` (the packet ring), `camera` (capture and encode threads, state and
-//! counters), `clip` (choosing packets for an interval, writing clips), `rig` (cameras,
+//! counters), `clip` (choosing packets for an interval, writing clips), `control` (the rig's
+//! counters, status and trigger handles, shared by everything that acts on it), `rig` (cameras,
 //! triggers and the clip thread together; the control socket), `grpc` (the rig's gRPC API),
 //! `registry` (clips listed in the telemetry daemon's store).
 
 pub mod camera;
 pub mod clip;
 pub mod config;
+mod control;
 pub mod error;
 mod grpc;
 pub mod reference;

@@ -18,7 +18,7 @@ use framelane_core::ingest::proto::framelane_v1 as v1;
 
 use crate::camera::lock;
 use crate::clip::{self, ClipDescription};
-use crate::rig::State;
+use crate::control::State;
 
 /// How often clips not listed yet are tried again.
 const RETRY: Duration = Duration::from_secs(2);
