@@ -3,10 +3,13 @@
 //! against the producer's frame and HUD. Runs offscreen (software scene graph) and under Xvfb
 //! (OpenGL, threaded render loop).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wait_until;
 use framelane::demo::DemoPattern;
 use framelane_core::fastlane::{FastLaneReader, FrameGeometry, PixelFormat};
 
@@ -848,15 +851,16 @@ impl OwnXServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .ok()?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
+            // The socket appears once the server listens; a server that exits gave up.
+            let up = wait_until(|| {
                 if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() {
-                    return Some(Self { server, display });
+                    Some(true)
+                } else {
+                    matches!(server.try_wait(), Ok(Some(_))).then_some(false)
                 }
-                if let Ok(Some(_)) = server.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            });
+            if up == Some(true) {
+                return Some(Self { server, display });
             }
             let _ = server.kill();
             let _ = server.wait();
@@ -1023,10 +1027,8 @@ fn rig_clip_plays_in_the_replay_tab(failures: &mut Vec<String>) {
             .expect("start the rig"),
     );
     let database = data.join(framelane_core::store::DATABASE_FILE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut listed = None;
     let mut triggered = false;
-    while Instant::now() < deadline && listed.is_none() {
+    let listed = wait_until(|| {
         if !triggered {
             triggered = Command::new(EXE)
                 .args(["rig", "trigger", "--config"])
@@ -1034,12 +1036,11 @@ fn rig_clip_plays_in_the_replay_tab(failures: &mut Vec<String>) {
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("ok trigger"));
         }
-        listed = framelane_core::store::StoreReader::open(&database)
+        framelane_core::store::StoreReader::open(&database)
             .and_then(|r| r.clips(10))
             .ok()
-            .and_then(|clips| clips.into_iter().next());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .and_then(|clips| clips.into_iter().next())
+    });
     drop(rig);
     drop(daemon);
     let Some(clip) = listed else {

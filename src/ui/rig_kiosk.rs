@@ -184,11 +184,7 @@ impl qobject::RigControl {
         let reserve = rig.config().recording.disk_reserve_mb;
         // The clip folders are read again only when a clip was written since the last look.
         let recent = if status.clips_written as i32 != self.clips || self.recent.is_empty() {
-            let mut listed: Vec<ClipDescription> =
-                rig.clips().into_iter().map(|(_, d)| d).collect();
-            listed.reverse();
-            listed.truncate(8);
-            listed
+            rig.newest_clips(8).into_iter().map(|(_, d)| d).collect()
         } else {
             self.recent.clone()
         };

@@ -187,10 +187,17 @@ pub fn write(
 
 /// Finished clips in `dir` (folders with a `clip.json`), oldest first.
 pub fn list(dir: &Path) -> Vec<(PathBuf, ClipDescription)> {
+    list_where(dir, |_| true)
+}
+
+/// Finished clips in `dir` whose folder name `wanted` accepts, oldest first: only their
+/// `clip.json` is read (a rig's folder holds thousands of clips after months).
+pub fn list_where(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, ClipDescription)> {
     let mut clips: Vec<(PathBuf, ClipDescription)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|entry| entry.file_name().to_str().is_some_and(&wanted))
         .filter_map(|entry| {
             let folder = entry.path();
             let text = std::fs::read_to_string(folder.join(DESCRIPTION)).ok()?;
@@ -200,4 +207,27 @@ pub fn list(dir: &Path) -> Vec<(PathBuf, ClipDescription)> {
         .collect();
     clips.sort_by_key(|(_, d)| (d.triggered_unix_ms, d.id.clone()));
     clips
+}
+
+/// The `n` newest finished clips, newest first, reading only theirs: clip folders are named
+/// `clip-<unix ms>-<n>`, so their names sort by time.
+pub fn newest(dir: &Path, n: usize) -> Vec<(PathBuf, ClipDescription)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("clip-"))
+        .collect();
+    names.sort_by(|a, b| (b.len(), b).cmp(&(a.len(), a)));
+    names
+        .iter()
+        .filter_map(|name| {
+            let folder = dir.join(name);
+            let text = std::fs::read_to_string(folder.join(DESCRIPTION)).ok()?;
+            let description: ClipDescription = serde_json::from_str(&text).ok()?;
+            Some((folder, description))
+        })
+        .take(n)
+        .collect()
 }

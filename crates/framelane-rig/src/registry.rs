@@ -7,7 +7,7 @@
 //! not listed (`register_note`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -59,7 +59,8 @@ pub(crate) fn register_loop(data_dir: &Path, out: &Path, state: &Mutex<State>, s
             return;
         }
     };
-    let mut listed: HashSet<PathBuf> = HashSet::new();
+    // Folder names of the clips listed so far: only other folders' descriptions are read.
+    let mut listed: HashSet<String> = HashSet::new();
     // Clips written when the folder was last read, and whether every clip then was listed.
     let mut seen_written = u64::MAX;
     let mut all_listed = false;
@@ -81,15 +82,12 @@ pub(crate) fn register_loop(data_dir: &Path, out: &Path, state: &Mutex<State>, s
             )),
             Some(address) => {
                 let mut failure = None;
-                for (folder, description) in clip::list(out) {
+                for (folder, description) in clip::list_where(out, |name| !listed.contains(name)) {
                     let folder = std::fs::canonicalize(&folder).unwrap_or(folder);
-                    if listed.contains(&folder) {
-                        continue;
-                    }
                     let record = clip_record(&folder, &description);
                     match runtime.block_on(client::register_clip(address, record)) {
                         Ok(_) => {
-                            listed.insert(folder);
+                            listed.insert(description.id.clone());
                             lock(state).registered += 1;
                         }
                         Err(err) => {

@@ -214,6 +214,11 @@ impl Rig {
         clip::list(&self.config.output_dir())
     }
 
+    /// The `n` newest finished clips, newest first (reads only those).
+    pub fn newest_clips(&self, n: usize) -> Vec<(PathBuf, ClipDescription)> {
+        clip::newest(&self.config.output_dir(), n)
+    }
+
     /// Stops: cameras first, then the clip thread writes what is pending, then the control
     /// socket goes.
     pub fn stop(mut self) {

@@ -262,6 +262,7 @@ impl Daemon {
             },
         ));
         runtime.spawn(Arc::clone(&core).track_rates());
+        runtime.spawn(Arc::clone(&core).finish_idle_video_jobs());
         runtime.spawn(Arc::clone(&core).regulate_flow());
         let profile_watcher = match config.profiles_file.clone() {
             Some(path) => Some(spawn_profile_watcher(

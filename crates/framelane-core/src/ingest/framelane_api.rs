@@ -236,12 +236,13 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         request: Request<v1::HealthRequest>,
     ) -> Result<Response<v1::HealthReply>, Status> {
         self.core.authorize(&request)?;
+        let problems = self.core.problems();
         Ok(Response::new(v1::HealthReply {
             pid: u64::from(std::process::id()),
             started_unix_ns: self.core.started_unix_ns(),
             listen_address: self.core.listen_address(),
-            healthy: self.core.healthy(),
-            problems: self.core.problems(),
+            healthy: problems.is_empty(),
+            problems,
             queue_depth: self.core.queue_depth() as u64,
             queue_capacity: self.core.queue_capacity() as u64,
             metrics: {

@@ -707,6 +707,22 @@ impl IngestCore {
     }
 
     /// Keeps per-run step rates from commit notices; runs until the commit channel closes.
+    /// Finishes video jobs that had no frame for their idle limit, once a second, until the
+    /// daemon stops (so an encoder is released even when no other frame arrives).
+    pub async fn finish_idle_video_jobs(self: Arc<Self>) {
+        let Some(video) = &self.video else {
+            return;
+        };
+        let mut stop = self.shutdown_signal();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => video.finish_idle(),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
     pub async fn track_rates(self: Arc<Self>) {
         let mut commits = self.commits();
         loop {

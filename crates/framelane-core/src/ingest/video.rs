@@ -246,19 +246,17 @@ impl VideoRecorder {
             open.fed = now;
             return Ok(open.job);
         }
-        let idle = self.limits.idle;
         let finished: Vec<(String, u64)> = jobs
-            .iter()
-            .filter(|((run, ep), open)| {
-                (run == run_id && *ep < episode) || now.duration_since(open.fed) >= idle
-            })
-            .map(|(key, _)| key.clone())
+            .keys()
+            .filter(|(run, ep)| run == run_id && *ep < episode)
+            .cloned()
             .collect();
         for key in finished {
             if let Some(open) = jobs.remove(&key) {
                 let _ = self.service.finish_job(open.job);
             }
         }
+        self.finish_idle_locked(&mut jobs, now);
         let of_run = jobs.keys().filter(|(run, _)| run == run_id).count();
         if of_run >= self.limits.per_run {
             let oldest = jobs
@@ -298,6 +296,24 @@ impl VideoRecorder {
             .map_err(NoJob::Encode)?;
         jobs.insert((run_id.to_owned(), episode), OpenJob { job, fed: now });
         Ok(job)
+    }
+
+    /// Finishes the jobs that had no frame for the idle limit (the daemon calls it once a
+    /// second; opening a job does it too).
+    pub fn finish_idle(&self) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_idle_locked(&mut jobs, Instant::now());
+    }
+
+    fn finish_idle_locked(&self, jobs: &mut HashMap<(String, u64), OpenJob>, now: Instant) {
+        let idle = self.limits.idle;
+        jobs.retain(|_, open| {
+            let keep = now.duration_since(open.fed) < idle;
+            if !keep {
+                let _ = self.service.finish_job(open.job);
+            }
+            keep
+        });
     }
 
     /// The episode ended: its file is finished in the background.
@@ -401,6 +417,16 @@ mod tests {
             !recorder.offer("late", 0, 0, frame(), &profile),
             "a fifth job is refused"
         );
+        // With no frame at all the periodic sweep releases them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recorder.open_jobs() > 0 {
+            assert!(Instant::now() < deadline, "idle jobs were never finished");
+            std::thread::sleep(Duration::from_millis(50));
+            recorder.finish_idle();
+        }
+        for run in 0..4 {
+            assert!(recorder.offer(&format!("run{run}"), 1, 0, frame(), &profile));
+        }
         assert_eq!(
             shed.totals(),
             vec![(shed_kind::FRAME_JOB_CAP, 1)],
