@@ -181,7 +181,7 @@ Rectangle {
         Text {
             objectName: "metricsMemory"
             visible: panel.daemonAddress !== ""
-            text: "memory " + panel.fixed((panel.figure("framelane_process_resident_memory_bytes") ?? NaN) / 1048576, 0) + " MiB resident (no ceiling set)"
+            text: "memory " + panel.fixed((panel.figure("framelane_process_resident_memory_bytes") ?? NaN) / 1048576, 0) + " MiB resident; queued " + panel.fixed((panel.figure("framelane_memory_used_bytes") ?? NaN) / 1048576, 0) + " of " + panel.fixed((panel.figure("framelane_memory_limit_bytes") ?? NaN) / 1048576, 0) + " MiB ceiling, " + (panel.figure("framelane_memory_waits_total") ?? 0) + " waits, " + (panel.figure("framelane_memory_refused_total") ?? 0) + " refused"
             color: "#e6edf3"
             font.pixelSize: 12
         }

@@ -309,6 +309,11 @@ struct ServeArgs {
     /// Most steps waiting for the store writer; publishers wait beyond it.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     queue: u32,
+    /// The daemon's memory ceiling: queued steps and frames and open video encoders draw from
+    /// it; past it frames are shed or their workers wait, by profile (e.g. 512MiB, 2GiB; at
+    /// least 16MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
+    memory_limit: u64,
     /// Serve the pipeline figures for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9551).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -788,8 +793,22 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
         max_delay: Duration::from_millis(u64::from(args.flush_ms)),
     };
     config.store_queue = args.queue as usize;
+    config.memory_limit = args.memory_limit;
     config.metrics = args.metrics;
     Ok(config)
+}
+
+/// `--memory-limit`: a size with a binary unit, at least the budget's minimum.
+fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    let bytes = framelane_core::budget::parse_size(text)?;
+    let min = framelane_core::budget::MIN_LIMIT;
+    if bytes < min {
+        return Err(format!(
+            "{text:?} is below the smallest ceiling, {} MiB",
+            min >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 type Signal = tokio::signal::unix::Signal;

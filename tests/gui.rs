@@ -1340,7 +1340,7 @@ fn live_controls_work(failures: &mut Vec<String>) {
         ("metricsFrameTime", "frame time p50"),
         ("metricsStore", "commit p50"),
         ("metricsStepRate", "steps/s (gRPC)"),
-        ("metricsMemory", "MiB resident"),
+        ("metricsMemory", "of 1024 MiB ceiling"),
     ] {
         check(
             metrics[label]

@@ -1396,3 +1396,129 @@ fn connections_past_the_cap_are_refused_and_counted_and_a_freed_place_is_taken_a
     });
     daemon.shutdown();
 }
+
+#[test]
+fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_step() {
+    const LIMIT: u64 = 16 << 20;
+    const W: u32 = 320;
+    const H: u32 = 240;
+    const FRAME: u64 = (W * H * 3) as u64;
+    const N: u64 = 400;
+    let dir = ScratchDir::new("memory-ceiling");
+    let profiles = dir.path().join("profiles.yaml");
+    // Every frame kept inline in the store's queue, shed when there is no room (a live view).
+    std::fs::write(
+        &profiles,
+        "profiles:\n  inline:\n    capture_frames: true\n    keep_every_n_frames: 1\n    frame_compression: none\n    jpeg_quality: 85\n    drop_render_payload: true\n    drop_observation: false\n    batch_rows: 50\n    flush_interval_ms: 10\n",
+    )
+    .expect("profiles");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.profiles_file = Some(profiles);
+    config.memory_limit = LIMIT;
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let figures = || {
+        rt.block_on(async {
+            telemetry_client(addr)
+                .await
+                .health(v1::HealthRequest {})
+                .await
+                .expect("health")
+                .into_inner()
+                .metrics
+        })
+    };
+    rt.block_on(async {
+        telemetry_client(addr)
+            .await
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: "framed".into(),
+                worker_id: "w0".into(),
+                worker_kind: "test".into(),
+                profile: "inline".into(),
+            })
+            .await
+            .expect("register")
+    });
+
+    // Another process's write transaction stalls the store writer (within its busy timeout).
+    let blocker = rusqlite::Connection::open(daemon.database_path()).expect("open");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let publisher = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let steps = (0..N).map(|i| {
+                let mut s = step("framed", i);
+                s.frame = Some(v1::Frame {
+                    content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                        width: W,
+                        height: H,
+                        format: v1::PixelFormat::Rgb8 as i32,
+                        pixels: vec![(i % 251) as u8; FRAME as usize],
+                    })),
+                });
+                s
+            });
+            telemetry_client(addr)
+                .await
+                .publish_steps(tokio_stream::iter(steps))
+                .await
+                .map(|r| r.into_inner())
+        })
+    });
+    let refused = wait_until(|| {
+        let f = figures();
+        (f.get("framelane_memory_refused_total").copied().unwrap_or(0.0) > 0.0).then_some(f)
+    })
+    .expect("frames refused at the ceiling while the store is stalled");
+    let used = refused["framelane_memory_used_bytes"] as u64;
+    assert!(used <= LIMIT, "held {used} bytes past the {LIMIT}-byte ceiling");
+    blocker.execute_batch("ROLLBACK").expect("release the store");
+
+    let reply = publisher
+        .join()
+        .expect("publisher")
+        .expect("acknowledged once the store moves again");
+    assert_eq!(reply.accepted, N, "no step lost to the ceiling: {reply:?}");
+    assert!(reply.frames_shed > 0, "{reply:?}");
+    let after = figures();
+    assert!(
+        after["framelane_memory_peak_bytes"] as u64 <= LIMIT,
+        "peak {} past the ceiling",
+        after["framelane_memory_peak_bytes"]
+    );
+    assert_eq!(after["framelane_memory_used_bytes"], 0.0, "every charge given back");
+    let runs = rt.block_on(async {
+        telemetry_client(addr)
+            .await
+            .list_runs(v1::ListRunsRequest {})
+            .await
+            .expect("runs")
+            .into_inner()
+            .runs
+    });
+    let run = runs.iter().find(|r| r.run_id == "framed").expect("run");
+    assert_eq!(run.steps, N);
+    assert_eq!(
+        run.shed.get("frame_memory_limit").copied(),
+        Some(reply.frames_shed),
+        "every shed frame counted by its cause: {:?}",
+        run.shed
+    );
+    let stored: i64 = rusqlite::Connection::open(daemon.database_path())
+        .expect("open")
+        .query_row(
+            "SELECT count(*) FROM frames JOIN runs USING (run_key) WHERE run_id = 'framed'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("frames");
+    assert_eq!(
+        stored as u64 + reply.frames_shed,
+        N,
+        "kept and shed frames add up"
+    );
+}

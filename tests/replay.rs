@@ -316,3 +316,126 @@ fn an_odd_sized_frame_recorded_to_video_comes_back_at_its_own_size() {
         }
     }
 }
+
+/// Publishes `steps` framed steps of `run` in one stream, as fast as the daemon takes them,
+/// and returns the reply.
+fn publish_burst(
+    addr: std::net::SocketAddr,
+    run: &'static str,
+    profile: &str,
+    steps: u64,
+) -> v1::PublishReply {
+    runtime().block_on(async {
+        let mut client = telemetry_client(addr).await;
+        client
+            .register_worker(v1::RegisterWorkerRequest {
+                run_id: run.into(),
+                worker_id: "w0".into(),
+                worker_kind: "test".into(),
+                profile: profile.into(),
+            })
+            .await
+            .expect("register");
+        let all: Vec<v1::Step> = (0..steps).map(|i| framed_step(run, i)).collect();
+        client
+            .publish_steps(tokio_stream::iter(all))
+            .await
+            .expect("publish")
+            .into_inner()
+    })
+}
+
+#[test]
+fn a_burst_keeps_every_frame_under_a_wait_profile_and_counts_what_a_shed_profile_sheds() {
+    const BURST_PROFILES: &str = "
+profiles:
+  keep:
+    capture_frames: true
+    keep_every_n_frames: 1
+    frame_compression: video
+    jpeg_quality: 85
+    drop_render_payload: true
+    drop_observation: false
+    batch_rows: 100
+    flush_interval_ms: 20
+    video_codec: av1
+    when_behind: wait
+  live:
+    capture_frames: true
+    keep_every_n_frames: 1
+    frame_compression: video
+    jpeg_quality: 85
+    drop_render_payload: true
+    drop_observation: false
+    batch_rows: 100
+    flush_interval_ms: 20
+    video_codec: av1
+    when_behind: shed
+";
+    let dir = ScratchDir::new("replay-burst");
+    let profiles = dir.path().join("profiles.yaml");
+    std::fs::write(&profiles, BURST_PROFILES).expect("profiles");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.profiles_file = Some(profiles);
+    // One encoder with a four-frame queue and the default short wait: far behind a burst.
+    config.encode = ServiceConfig {
+        workers: 1,
+        queue_frames: 4,
+        ..ServiceConfig::default()
+    };
+    let daemon = Daemon::start(config).expect("daemon");
+    let addr = daemon.local_addr();
+    const BURST: u64 = 240;
+
+    let live = publish_burst(addr, "live", "live", BURST);
+    assert_eq!(live.accepted, BURST, "{live:?}");
+    let kept = publish_burst(addr, "keep", "keep", BURST);
+    assert_eq!(kept.accepted, BURST, "{kept:?}");
+    assert_eq!(
+        kept.frames_shed, 0,
+        "a wait profile slows its worker instead: {kept:?}"
+    );
+
+    let runs = runtime().block_on(async {
+        telemetry_client(addr)
+            .await
+            .list_runs(v1::ListRunsRequest {})
+            .await
+            .expect("runs")
+            .into_inner()
+            .runs
+    });
+    let shed_of = |run: &str| {
+        runs.iter()
+            .find(|r| r.run_id == run)
+            .map(|r| r.shed.clone())
+            .unwrap_or_default()
+    };
+    let behind = shed_of("live")
+        .get("frame_encoder_behind")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        behind > 0,
+        "the control: a shed profile must shed in this burst, else the test proves nothing ({live:?}, {:?})",
+        shed_of("live")
+    );
+    assert_eq!(
+        live.frames_shed, behind,
+        "the reply counts the stream's shed frames"
+    );
+    assert!(shed_of("keep").is_empty(), "{:?}", shed_of("keep"));
+
+    let db = daemon.database_path().to_owned();
+    daemon.shutdown();
+    let videos = StoreReader::open(&db)
+        .expect("reader")
+        .videos("keep")
+        .expect("videos");
+    let recorded: u64 = videos.iter().map(|v| v.frames).sum();
+    assert_eq!(
+        recorded, BURST,
+        "every frame of the burst recorded: {videos:?}"
+    );
+}

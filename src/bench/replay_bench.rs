@@ -195,6 +195,7 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
                 .blocking_send(StoreCommand::Steps {
                     origin: framelane_core::store::NO_ORIGIN,
                     steps: std::mem::take(&mut chunk),
+                    charge: framelane_core::budget::Charge::none(),
                 })
                 .map_err(|_| anyhow::anyhow!("store writer stopped"))?;
         }

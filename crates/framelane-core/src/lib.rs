@@ -2,6 +2,7 @@
 //! their queues, storage profiles and frame gating, the SQLite store, gRPC ingest, the encoder
 //! service, replay, and the daemon that ties them together. See docs/ARCHITECTURE.md.
 
+pub mod budget;
 pub mod bus;
 pub mod daemon;
 pub mod encode;

@@ -62,6 +62,17 @@ pub enum FrameImage {
     Reference(String),
 }
 
+impl FrameImage {
+    /// Bytes the frame holds.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            FrameImage::Raw { pixels, .. } => pixels.len(),
+            FrameImage::Encoded { data, .. } => data.len(),
+            FrameImage::Reference(location) => location.len(),
+        }
+    }
+}
+
 /// Action or observation of a step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -263,6 +274,9 @@ pub mod shed_kind {
     /// A kept frame of a video profile whose episode would open an encode job past the
     /// daemon's cap on open jobs.
     pub const FRAME_JOB_CAP: &str = "frame_job_cap";
+    /// A kept frame that found no room under the daemon's memory ceiling (`--memory-limit`):
+    /// at once under a `shed` profile, after the wait under a `wait` profile.
+    pub const FRAME_MEMORY_LIMIT: &str = "frame_memory_limit";
     /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
     pub const INVALID_STEP: &str = "invalid_step";
     /// An episode refused as malformed.
@@ -278,6 +292,7 @@ pub fn describe_shed(kind: &str, count: u64) -> String {
         shed_kind::FRAME_NO_ENCODER => ("frames", "no video encoder"),
         shed_kind::FRAME_ENCODER_BEHIND => ("frames", "encoder behind"),
         shed_kind::FRAME_JOB_CAP => ("frames", "video jobs at their cap"),
+        shed_kind::FRAME_MEMORY_LIMIT => ("frames", "daemon memory ceiling reached"),
         shed_kind::INVALID_STEP => ("steps", "malformed"),
         shed_kind::INVALID_EPISODE => ("episodes", "malformed"),
         other => ("items", other),

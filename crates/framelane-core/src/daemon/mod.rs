@@ -12,6 +12,7 @@ use tokio::sync::watch;
 mod lock;
 pub use lock::{read_holder, DataDirLock, LockError, LockHolder, LOCK_FILE};
 
+use crate::budget::MemoryBudget;
 use crate::bus::ShedCounters;
 use crate::gating::{GatingError, ProfileSet};
 use crate::ingest::{IngestCore, IngestParts, ServerLimits};
@@ -83,6 +84,9 @@ pub struct DaemonConfig {
     pub limits: ServerLimits,
     /// Video encoders for profiles that ask for video (workers, queue, wait before shedding).
     pub encode: crate::encode::ServiceConfig,
+    /// The memory ceiling every queue and encode job draws from, in bytes
+    /// ([`crate::budget::DEFAULT_LIMIT`] unless `--memory-limit`).
+    pub memory_limit: u64,
     /// Where to serve the figures for Prometheus (`GET /metrics`); none: not served.
     pub metrics: Option<SocketAddr>,
     /// Figures of other parts of the process (the window's) served beside the daemon's.
@@ -104,6 +108,7 @@ impl DaemonConfig {
             batch: BatchPolicy::default(),
             limits: ServerLimits::default(),
             encode: crate::encode::ServiceConfig::default(),
+            memory_limit: crate::budget::DEFAULT_LIMIT,
             metrics: None,
             metric_sources: Sources::new(),
         }
@@ -231,11 +236,13 @@ impl Daemon {
             Some(crate::ingest::video::StoreIndexSink::new(store.sender())),
         )
         .map_err(DaemonError::Encoder)?;
+        let budget = MemoryBudget::new(config.memory_limit);
         let video = crate::ingest::video::VideoRecorder::new(
             Arc::new(encoder),
             config.data_dir.join("videos"),
             Arc::clone(&shed),
-        );
+        )
+        .with_budget(Arc::clone(&budget));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let core = IngestCore::new(IngestParts {
             store: store.sender(),
@@ -245,6 +252,7 @@ impl Daemon {
             db_path: db_path.clone(),
             snapshots,
             video: Some(video),
+            budget,
             profiles: Arc::clone(&profiles),
             shed,
             token: config.token.clone(),

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::budget::Charge;
 use crate::bus::RawPixelFormat;
 
 /// A frame waiting for its encoder.
@@ -21,6 +22,8 @@ pub struct QueuedFrame {
     pub format: RawPixelFormat,
     /// Tightly packed rows.
     pub pixels: Vec<u8>,
+    /// The frame's bytes held against the daemon's memory ceiling until it is encoded or shed.
+    pub charge: Charge,
 }
 
 /// What a worker is asked to do.
@@ -110,8 +113,18 @@ impl FrameQueue {
     /// Queues a frame under the policy; returns how long it waited and what was shed. A closed
     /// queue hands the frame back.
     pub fn push_frame(&self, frame: QueuedFrame) -> Result<PushOutcome, QueuedFrame> {
+        self.push_frame_within(frame, self.max_wait)
+    }
+
+    /// Queues a frame, waiting up to `max_wait` (instead of the queue's own) for room before
+    /// the oldest frame is shed.
+    pub fn push_frame_within(
+        &self,
+        frame: QueuedFrame,
+        max_wait: Duration,
+    ) -> Result<PushOutcome, QueuedFrame> {
         let started = Instant::now();
-        let deadline = started + self.max_wait;
+        let deadline = started + max_wait;
         let mut state = self.lock();
         let mut outcome = PushOutcome::default();
         while state.frames >= self.capacity && !state.closed {
@@ -192,6 +205,7 @@ mod tests {
             height: 2,
             format: RawPixelFormat::Rgb8,
             pixels: vec![0; 12],
+            charge: Charge::none(),
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::budget::Charge;
 use crate::bus::RawPixelFormat;
 
 use super::probe::probe;
@@ -390,6 +391,27 @@ impl EncoderService {
         format: RawPixelFormat,
         pixels: Vec<u8>,
     ) -> Result<SubmitOutcome, EncodeError> {
+        self.submit_charged(
+            job,
+            step,
+            (width, height, format),
+            pixels,
+            Charge::none(),
+            None,
+        )
+    }
+
+    /// Queues a frame holding `charge` until it is encoded or shed; `max_wait` replaces the
+    /// queue's own wait for room before the oldest frame is shed.
+    pub fn submit_charged(
+        &self,
+        job: u64,
+        step: u64,
+        (width, height, format): (u32, u32, RawPixelFormat),
+        pixels: Vec<u8>,
+        charge: Charge,
+        max_wait: Option<Duration>,
+    ) -> Result<SubmitOutcome, EncodeError> {
         let shared = self.shared.job(job).ok_or(EncodeError::UnknownJob(job))?;
         let expected = width as usize * height as usize * format.bytes_per_pixel();
         if pixels.len() != expected {
@@ -399,16 +421,20 @@ impl EncoderService {
             });
         }
         let queue = &self.workers[shared.worker].queue;
-        let outcome = queue
-            .push_frame(QueuedFrame {
-                job,
-                step,
-                width,
-                height,
-                format,
-                pixels,
-            })
-            .map_err(|_| EncodeError::Stopped)?;
+        let frame = QueuedFrame {
+            job,
+            step,
+            width,
+            height,
+            format,
+            pixels,
+            charge,
+        };
+        let pushed = match max_wait {
+            Some(wait) => queue.push_frame_within(frame, wait),
+            None => queue.push_frame(frame),
+        };
+        let outcome = pushed.map_err(|_| EncodeError::Stopped)?;
         shared.count(|t| &t.submitted, &shared.submitted);
         if let Some(victim) = outcome.shed_job {
             if let Some(victim) = self.shared.job(victim) {

@@ -4,7 +4,7 @@
 
 mod profiles;
 
-pub use profiles::{FrameCompression, ProfileSet, StorageProfile};
+pub use profiles::{FrameCompression, ProfileSet, StorageProfile, WhenBehind};
 
 use std::path::PathBuf;
 

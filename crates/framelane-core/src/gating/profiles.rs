@@ -35,6 +35,27 @@ impl FrameCompression {
     }
 }
 
+/// What happens to a kept frame when the part that stores it is behind (a video encoder's
+/// queue is full, or the daemon's memory ceiling is reached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenBehind {
+    /// The worker's stream waits for room (HTTP/2 flow control slows the worker), up to a
+    /// limit; only past it is the frame shed. For profiles that record datasets.
+    Wait,
+    /// The frame is shed at once and counted: training is never slowed. For live views.
+    Shed,
+}
+
+impl WhenBehind {
+    pub fn label(self) -> &'static str {
+        match self {
+            WhenBehind::Wait => "wait",
+            WhenBehind::Shed => "shed",
+        }
+    }
+}
+
 /// One storage profile.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +80,22 @@ pub struct StorageProfile {
     /// CRF for the video encoder (default: 35 for av1, 23 for h264).
     #[serde(default)]
     pub video_crf: Option<u32>,
+    /// Policy for kept frames when their encoder or the memory ceiling is behind (default:
+    /// wait for `video`, which records datasets; shed for the others).
+    #[serde(default)]
+    pub when_behind: Option<WhenBehind>,
+}
+
+impl StorageProfile {
+    /// The policy in force for kept frames when their encoder or the memory ceiling is behind.
+    pub fn behind_policy(&self) -> WhenBehind {
+        self.when_behind
+            .unwrap_or(if self.frame_compression == FrameCompression::Video {
+                WhenBehind::Wait
+            } else {
+                WhenBehind::Shed
+            })
+    }
 }
 
 fn default_video_codec() -> String {
@@ -117,6 +154,7 @@ const FIELDS: &[&str] = &[
     "video_codec",
     "video_fps",
     "video_crf",
+    "when_behind",
 ];
 
 /// Checks one field of a user profile on its own, so an error can name the exact key.
@@ -140,6 +178,7 @@ fn check_field(key: &str, value: &serde_norway::Value) -> Result<(), String> {
                 Err(serde::de::Error::custom(format!("{crf} is outside 0..=63")))
             }
         }),
+        "when_behind" => from_value::<WhenBehind>(value).map(drop),
         _ => return Err(format!("unknown field (known: {})", FIELDS.join(", "))),
     };
     result.map_err(|err| err.to_string())

@@ -71,6 +71,41 @@ impl MetricSource for IngestCore {
         for (name, help, n) in gauges {
             out.push(Family::single(name, help, Kind::Gauge, n as f64));
         }
+        let memory = self.budget.figures();
+        for (name, help, kind, n) in [
+            (
+                "memory_limit_bytes",
+                "The daemon's memory ceiling (--memory-limit).",
+                Kind::Gauge,
+                memory.limit,
+            ),
+            (
+                "memory_used_bytes",
+                "Bytes held under the ceiling now: queued steps and frames, open encoders (estimated).",
+                Kind::Gauge,
+                memory.used,
+            ),
+            (
+                "memory_peak_bytes",
+                "The most bytes held under the ceiling since start.",
+                Kind::Gauge,
+                memory.peak,
+            ),
+            (
+                "memory_waits",
+                "Items that waited for room under the ceiling (their stream was slowed).",
+                Kind::Counter,
+                memory.waits,
+            ),
+            (
+                "memory_refused",
+                "Items refused for want of room under the ceiling (shed as frame_memory_limit).",
+                Kind::Counter,
+                memory.refused,
+            ),
+        ] {
+            out.push(Family::single(name, help, kind, n as f64));
+        }
         let connections = self.connection_stats();
         out.push(Family::single(
             "ingest_connections_open",

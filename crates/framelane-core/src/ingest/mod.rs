@@ -34,10 +34,13 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
+use crate::budget::{Charge, MemoryBudget, WhenFull};
 use crate::bus::{
     shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, ShedCounters, StepRecord,
 };
-use crate::gating::{self, FrameCompression, FrameDecision, ProfileSet, StorageProfile};
+use crate::gating::{
+    self, FrameCompression, FrameDecision, ProfileSet, StorageProfile, WhenBehind,
+};
 use crate::replay::{FrameResolver, ReplayError, StepFrame};
 use crate::snapshot::SnapshotWriter;
 use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader, WriterStats};
@@ -69,6 +72,10 @@ impl IngestError {
         }
     }
 }
+
+/// How long a stream of a `wait` profile waits for room for a kept frame (in the encoder's
+/// queue, the snapshot or store queue, under the memory ceiling) before the frame is shed.
+pub const FRAME_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Decoded frames `GetFrame` keeps for viewers that scrub back and forth.
 const GET_FRAME_CACHE_BYTES: usize = 64 << 20;
@@ -115,7 +122,9 @@ pub struct IngestCore {
     commits: broadcast::Sender<CommitNotice>,
     db_path: PathBuf,
     snapshots: SnapshotWriter,
-    video: Option<video::VideoRecorder>,
+    video: Option<Arc<video::VideoRecorder>>,
+    /// The daemon's memory ceiling, drawn from by every queued item.
+    budget: Arc<MemoryBudget>,
     profiles: Arc<RwLock<ProfileSet>>,
     runs: Mutex<HashMap<String, RunEntry>>,
     rates: Mutex<HashMap<String, RunRate>>,
@@ -208,6 +217,8 @@ pub struct IngestParts {
     pub snapshots: SnapshotWriter,
     /// Encodes the frames of profiles that ask for video (None: such frames are shed).
     pub video: Option<video::VideoRecorder>,
+    /// The memory ceiling (`--memory-limit`); the video recorder should draw from it too.
+    pub budget: Arc<MemoryBudget>,
     pub profiles: Arc<RwLock<ProfileSet>>,
     pub shed: Arc<ShedCounters>,
     pub token: Option<String>,
@@ -228,7 +239,8 @@ impl IngestCore {
             commits: parts.commits,
             db_path: parts.db_path,
             snapshots: parts.snapshots,
-            video: parts.video,
+            video: parts.video.map(Arc::new),
+            budget: parts.budget,
             profiles: parts.profiles,
             runs: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
@@ -410,13 +422,16 @@ impl IngestCore {
         Ok(profile)
     }
 
-    /// The per-step frame decision and where a kept frame goes. Never waits: a frame that
-    /// cannot be queued at once is shed and counted.
-    fn gate_frame(
+    /// The per-step frame decision and where a kept frame goes. Under a `shed` profile a
+    /// frame that cannot be queued at once is shed and counted; under a `wait` profile the
+    /// stream waits for room (up to [`FRAME_WAIT_LIMIT`]). Parsing a render payload and
+    /// handing a frame to a video encoder (which may decode and wait) run on a blocking
+    /// thread, never on the runtime.
+    async fn gate_frame(
         &self,
         step: &StepRecord,
         frame: FrameSource,
-        profile: &StorageProfile,
+        profile: &Arc<StorageProfile>,
         tally: &mut PublishTally,
     ) {
         let decision = gating::decide(profile, step.step, frame.is_some());
@@ -433,7 +448,13 @@ impl IngestCore {
             FrameSource::None => return,
             FrameSource::Image(image) => image,
             FrameSource::MosaicRenderPayload(json) => {
-                match wire::frame_from_render_payload(&json) {
+                let parsed =
+                    tokio::task::spawn_blocking(move || wire::frame_from_render_payload(&json))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(IngestError::Frame("the payload parser panicked".into()))
+                        });
+                match parsed {
                     Ok(image) => image,
                     Err(reason) => {
                         tracing::warn!(run = %step.run_id, step = step.step, %reason, "render payload frame refused");
@@ -444,79 +465,157 @@ impl IngestCore {
                 }
             }
         };
-        let kept = match (compression, image) {
-            (_, FrameImage::Reference(reference)) => self.offer_to_store(FrameIndexEntry {
-                run_id: step.run_id.clone(),
-                episode: step.episode,
-                step: step.step,
-                kind: FrameKind::Reference,
-                width: 0,
-                height: 0,
-                format: String::new(),
-                location: reference,
-                data: None,
-            }),
-            (
-                FrameCompression::None,
-                FrameImage::Raw {
-                    width,
-                    height,
-                    format,
-                    pixels,
-                },
-            ) => self.offer_to_store(FrameIndexEntry {
-                run_id: step.run_id.clone(),
-                episode: step.episode,
-                step: step.step,
-                kind: FrameKind::Inline,
-                width,
-                height,
-                format: format.label().to_owned(),
-                location: String::new(),
-                data: Some(pixels),
-            }),
-            (FrameCompression::None, FrameImage::Encoded { codec, data }) => {
-                self.offer_to_store(FrameIndexEntry {
-                    run_id: step.run_id.clone(),
-                    episode: step.episode,
-                    step: step.step,
-                    kind: FrameKind::Inline,
-                    width: 0,
-                    height: 0,
-                    format: codec.name().to_owned(),
-                    location: String::new(),
-                    data: Some(data),
-                })
+        let wait_until = match profile.behind_policy() {
+            WhenBehind::Wait => {
+                if !self.budget.has_room(image.byte_len() as u64) {
+                    // Waiting while this stream holds its gathered steps could wait for
+                    // ever if every stream did the same: they go to the writer first.
+                    if self.hand_over_steps(tally).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Instant::now() + FRAME_WAIT_LIMIT)
             }
+            WhenBehind::Shed => None,
+        };
+        let when_full = wait_until.map_or(WhenFull::Shed, WhenFull::Wait);
+        let kept = match (compression, image) {
             (FrameCompression::Video, image) => match &self.video {
-                Some(video) => video.offer(&step.run_id, step.episode, step.step, image, profile),
+                Some(video) => {
+                    let video = Arc::clone(video);
+                    let profile = Arc::clone(profile);
+                    let run_id = step.run_id.clone();
+                    let at = (step.episode, step.step);
+                    let shed = tokio::task::spawn_blocking(move || {
+                        video.offer(&run_id, at, image, &profile, wait_until)
+                    })
+                    .await
+                    .unwrap_or(1);
+                    tally.frames_shed += shed;
+                    return;
+                }
                 None => {
                     self.shed.add(&step.run_id, shed_kind::FRAME_NO_ENCODER, 1);
                     false
                 }
             },
-            (compression, image) => self.snapshots.offer(
-                KeptFrame {
-                    run_id: step.run_id.clone(),
-                    episode: step.episode,
-                    step: step.step,
-                    compression,
-                    image,
-                },
-                profile.jpeg_quality,
-            ),
+            (compression, image) => {
+                let Some(charge) = self.budget.charge(image.byte_len() as u64, when_full).await
+                else {
+                    self.shed
+                        .add(&step.run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
+                    tally.frames_shed += 1;
+                    return;
+                };
+                match (compression, image) {
+                    (_, FrameImage::Reference(reference)) => {
+                        self.offer_to_store(
+                            FrameIndexEntry {
+                                run_id: step.run_id.clone(),
+                                episode: step.episode,
+                                step: step.step,
+                                kind: FrameKind::Reference,
+                                width: 0,
+                                height: 0,
+                                format: String::new(),
+                                location: reference,
+                                data: None,
+                            },
+                            charge,
+                            wait_until,
+                        )
+                        .await
+                    }
+                    (
+                        FrameCompression::None,
+                        FrameImage::Raw {
+                            width,
+                            height,
+                            format,
+                            pixels,
+                        },
+                    ) => {
+                        self.offer_to_store(
+                            FrameIndexEntry {
+                                run_id: step.run_id.clone(),
+                                episode: step.episode,
+                                step: step.step,
+                                kind: FrameKind::Inline,
+                                width,
+                                height,
+                                format: format.label().to_owned(),
+                                location: String::new(),
+                                data: Some(pixels),
+                            },
+                            charge,
+                            wait_until,
+                        )
+                        .await
+                    }
+                    (FrameCompression::None, FrameImage::Encoded { codec, data }) => {
+                        self.offer_to_store(
+                            FrameIndexEntry {
+                                run_id: step.run_id.clone(),
+                                episode: step.episode,
+                                step: step.step,
+                                kind: FrameKind::Inline,
+                                width: 0,
+                                height: 0,
+                                format: codec.name().to_owned(),
+                                location: String::new(),
+                                data: Some(data),
+                            },
+                            charge,
+                            wait_until,
+                        )
+                        .await
+                    }
+                    (compression, image) => {
+                        self.snapshots
+                            .offer(
+                                KeptFrame {
+                                    run_id: step.run_id.clone(),
+                                    episode: step.episode,
+                                    step: step.step,
+                                    compression,
+                                    image,
+                                },
+                                profile.jpeg_quality,
+                                charge,
+                                wait_until,
+                            )
+                            .await
+                    }
+                }
+            }
         };
         if !kept {
             tally.frames_shed += 1;
         }
     }
 
-    fn offer_to_store(&self, entry: FrameIndexEntry) -> bool {
-        let run_id = entry.run_id.clone();
-        match self.store.try_send(StoreCommand::Frame(entry)) {
-            Ok(()) => true,
-            Err(_) => {
-                self.shed.add(&run_id, shed_kind::FRAME_QUEUE_FULL, 1);
+    /// Queues a frame's index entry for the writer: at once or shed, or waiting until
+    /// `wait_until`.
+    async fn offer_to_store(
+        &self,
+        entry: FrameIndexEntry,
+        charge: Charge,
+        wait_until: Option<Instant>,
+    ) -> bool {
+        let permit = match wait_until {
+            None => self.store.try_reserve().ok(),
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.store.reserve())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        match permit {
+            Some(permit) => {
+                permit.send(StoreCommand::Frame(entry, charge));
+                true
+            }
+            None => {
+                self.shed.add(&entry.run_id, shed_kind::FRAME_QUEUE_FULL, 1);
                 false
             }
         }

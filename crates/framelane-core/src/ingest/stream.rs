@@ -12,6 +12,7 @@ use tonic::{Status, Streaming};
 
 use super::wire::FrameSource;
 use super::{ControlEvent, IngestCore, IngestError, STEP_CHUNK};
+use crate::budget::{Charge, WhenFull};
 use crate::bus::{shed_kind, EpisodeRecord, StepRecord};
 use crate::store::{EpisodeRow, StepRow, StoreCommand, StoreReader};
 
@@ -106,6 +107,8 @@ pub struct PublishTally {
     pending: u64,
     /// Steps accepted but not yet handed to the writer.
     chunk: Vec<StepRecord>,
+    /// The chunk's bytes held against the memory ceiling (they go to the writer with it).
+    chunk_charge: Charge,
     /// The writer's failed-batch count when the stream started.
     failed_batches_at_start: u64,
     /// This stream's tag on its store commands: a command the store refuses fails this
@@ -122,6 +125,7 @@ impl PublishTally {
         Self {
             pending: 0,
             chunk: Vec::with_capacity(STEP_CHUNK),
+            chunk_charge: Charge::none(),
             failed_batches_at_start: core
                 .writer_stats
                 .failed_batches
@@ -139,6 +143,29 @@ impl PublishTally {
             self.first_error = Some(format!("item {index} of the stream: {reason}"));
         }
     }
+}
+
+/// Bytes a step holds while it waits for the writer: its payloads and strings, and a fixed
+/// part for the record itself.
+fn step_bytes(step: &StepRecord) -> u64 {
+    let payload = |p: &Option<crate::bus::Payload>| match p {
+        Some(crate::bus::Payload::Json(text)) => text.len(),
+        Some(crate::bus::Payload::Raw(bytes)) => bytes.len(),
+        None => 0,
+    };
+    let strings = step.run_id.len()
+        + step.worker_id.len()
+        + step.agent_id.len()
+        + step.extra_json.as_ref().map_or(0, String::len);
+    (std::mem::size_of::<StepRecord>()
+        + strings
+        + payload(&step.action)
+        + payload(&step.observation)) as u64
+}
+
+/// A deadline that never comes in practice: steps always wait for room (they are never shed).
+fn far_deadline() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600)
 }
 
 impl IngestCore {
@@ -213,7 +240,25 @@ impl IngestCore {
         if profile.drop_observation {
             step.observation = None;
         }
-        self.gate_frame(&step, frame, &profile, tally);
+        self.gate_frame(&step, frame, &profile, tally).await;
+        let bytes = step_bytes(&step);
+        let charge = match self.budget.try_charge(bytes) {
+            Some(charge) => charge,
+            None => {
+                // Hand over what this stream holds first: waiting while holding it could wait
+                // for ever if every stream did the same.
+                self.hand_over_steps(tally).await?;
+                self.budget
+                    .charge(bytes, WhenFull::Wait(far_deadline()))
+                    .await
+                    .ok_or_else(|| {
+                        Status::resource_exhausted(
+                            "the daemon's memory ceiling had no room for a step for a day",
+                        )
+                    })?
+            }
+        };
+        tally.chunk_charge.absorb(charge);
         tally.chunk.push(step);
         if tally.chunk.len() >= STEP_CHUNK {
             self.hand_over_steps(tally).await?;
@@ -227,11 +272,13 @@ impl IngestCore {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut tally.chunk, Vec::with_capacity(STEP_CHUNK));
+        let charge = std::mem::replace(&mut tally.chunk_charge, Charge::none());
         let n = chunk.len() as u64;
         self.store
             .send(StoreCommand::Steps {
                 origin: tally.origin,
                 steps: chunk,
+                charge,
             })
             .await
             .map_err(|_| Status::unavailable("the store writer has stopped"))?;

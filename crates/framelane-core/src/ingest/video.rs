@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::budget::{Charge, MemoryBudget, WhenFull};
 use crate::bus::{shed_kind, FrameImage, ShedCounters, VideoIndexEntry};
 use crate::encode::{
     CodecFamily, EncoderService, EncoderSettings, IndexSink, JobSpec, Quality, SegmentInfo,
@@ -118,6 +119,18 @@ impl Default for JobLimits {
 struct OpenJob {
     job: u64,
     fed: Instant,
+    /// The encoder's own buffers, estimated, held against the memory ceiling while it is open.
+    _buffers: Charge,
+}
+
+/// Frames an open encoder is reckoned to hold (its lookahead and reference frames, in 4:2:0),
+/// for the memory ceiling: an estimate, not a measurement of FFmpeg's allocations.
+const ENCODER_FRAMES_HELD: u64 = 32;
+
+/// Bytes an open job of `width` x `height` is reckoned to hold.
+fn job_bytes(width: u32, height: u32) -> u64 {
+    let frame = u64::from(width) * u64::from(height) * 3 / 2;
+    ENCODER_FRAMES_HELD * frame + (4 << 20)
 }
 
 /// Why a frame found no job.
@@ -125,6 +138,8 @@ struct OpenJob {
 enum NoJob {
     /// The daemon's cap on open jobs is reached.
     Cap,
+    /// The memory ceiling has no room for another encoder.
+    Memory,
     Encode(crate::encode::EncodeError),
 }
 
@@ -138,6 +153,8 @@ pub struct VideoRecorder {
     limits: JobLimits,
     /// When the cap was last logged (at most every 10 s, not once per refused frame).
     cap_logged: Mutex<Option<Instant>>,
+    /// The daemon's memory ceiling: queued frames and open encoders draw from it.
+    budget: Arc<MemoryBudget>,
 }
 
 impl VideoRecorder {
@@ -158,7 +175,14 @@ impl VideoRecorder {
             shed,
             limits,
             cap_logged: Mutex::new(None),
+            budget: MemoryBudget::new(u64::MAX),
         }
+    }
+
+    /// Draws queued frames and open encoders from `budget` (the daemon's memory ceiling).
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Encode jobs open now.
@@ -166,16 +190,20 @@ impl VideoRecorder {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Queues a kept frame for the episode's file; false when it was refused (and counted).
-    /// Waits at most the encoder queue's `max_wait`.
+    /// Queues a kept frame for the episode's file; returns how many frames of `run_id` this
+    /// cost (the frame itself when refused, an older queued frame of the run shed to make
+    /// room; each counted by its cause).
+    /// `wait_until`: the profile waits when behind (for room under the memory ceiling and in
+    /// the encoder's queue) until then; None: it sheds after the queue's own short wait.
+    /// Blocking (decodes, may wait): call it on a blocking thread.
     pub fn offer(
         &self,
         run_id: &str,
-        episode: u64,
-        step: u64,
+        (episode, step): (u64, u64),
         image: FrameImage,
         profile: &StorageProfile,
-    ) -> bool {
+        wait_until: Option<Instant>,
+    ) -> u64 {
         let (width, height, format, pixels) = match image {
             FrameImage::Raw {
                 width,
@@ -188,41 +216,57 @@ impl VideoRecorder {
                 Err(reason) => {
                     tracing::warn!(run = %run_id, step, %reason, "frame for video refused");
                     self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                    return false;
+                    return 1;
                 }
             },
             FrameImage::Reference(_) => {
                 self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                return false;
+                return 1;
             }
         };
-        let job = match self.job_for(run_id, episode, profile) {
+        let when_full = wait_until.map_or(WhenFull::Shed, WhenFull::Wait);
+        let job = match self.job_for(run_id, episode, profile, (width, height), when_full) {
             Ok(job) => job,
             Err(NoJob::Cap) => {
                 self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
-                return false;
+                return 1;
+            }
+            Err(NoJob::Memory) => {
+                self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
+                return 1;
             }
             Err(NoJob::Encode(err)) => {
                 tracing::error!(run = %run_id, error = %err, "cannot open an encode job");
                 self.shed.add(run_id, shed_kind::FRAME_NO_ENCODER, 1);
-                return false;
+                return 1;
             }
         };
-        match self
-            .service
-            .submit(job, step, width, height, format, pixels)
-        {
+        let Some(charge) = self.budget.charge_blocking(pixels.len() as u64, when_full) else {
+            self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
+            return 1;
+        };
+        let max_wait =
+            wait_until.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match self.service.submit_charged(
+            job,
+            step,
+            (width, height, format),
+            pixels,
+            charge,
+            max_wait,
+        ) {
             Ok(outcome) => {
-                if let Some(victim) = outcome.shed_job {
-                    let run = self.run_of(victim).unwrap_or_else(|| run_id.to_owned());
-                    self.shed.add(&run, shed_kind::FRAME_ENCODER_BEHIND, 1);
-                }
-                true
+                let Some(victim) = outcome.shed_job else {
+                    return 0;
+                };
+                let run = self.run_of(victim).unwrap_or_else(|| run_id.to_owned());
+                self.shed.add(&run, shed_kind::FRAME_ENCODER_BEHIND, 1);
+                u64::from(run == run_id)
             }
             Err(err) => {
                 tracing::warn!(run = %run_id, step, error = %err, "frame for video refused");
                 self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                false
+                1
             }
         }
     }
@@ -239,10 +283,34 @@ impl VideoRecorder {
     /// The job of (run, episode), opening it if new. Earlier episodes of the run still open are
     /// finished (their episode record may never come), so are jobs idle past the limit; a run
     /// at its cap gives up its least recently fed job; past the daemon's cap: refused.
-    fn job_for(&self, run_id: &str, episode: u64, profile: &StorageProfile) -> Result<u64, NoJob> {
+    /// A new job first takes its encoder's estimated buffers from the memory ceiling (outside
+    /// the lock, as it may wait).
+    fn job_for(
+        &self,
+        run_id: &str,
+        episode: u64,
+        profile: &StorageProfile,
+        (width, height): (u32, u32),
+        when_full: WhenFull,
+    ) -> Result<u64, NoJob> {
+        let key = (run_id.to_owned(), episode);
+        if let Some(open) = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&key)
+        {
+            open.fed = Instant::now();
+            return Ok(open.job);
+        }
+        let buffers = self
+            .budget
+            .charge_blocking(job_bytes(width, height), when_full)
+            .ok_or(NoJob::Memory)?;
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if let Some(open) = jobs.get_mut(&(run_id.to_owned(), episode)) {
+        if let Some(open) = jobs.get_mut(&key) {
+            // Opened by another stream meanwhile: the charge taken above goes back.
             open.fed = now;
             return Ok(open.job);
         }
@@ -294,7 +362,14 @@ impl VideoRecorder {
                 settings,
             })
             .map_err(NoJob::Encode)?;
-        jobs.insert((run_id.to_owned(), episode), OpenJob { job, fed: now });
+        jobs.insert(
+            key,
+            OpenJob {
+                job,
+                fed: now,
+                _buffers: buffers,
+            },
+        );
         Ok(job)
     }
 
@@ -389,7 +464,10 @@ mod tests {
         let profile = demo_profile();
         // Descending episodes used to open an encoder each and never finish one.
         for episode in (0..12u64).rev() {
-            assert!(recorder.offer("r", episode, episode, frame(), &profile));
+            assert_eq!(
+                recorder.offer("r", (episode, episode), frame(), &profile, None),
+                0
+            );
             assert!(recorder.open_jobs() <= 3, "{} open", recorder.open_jobs());
         }
         assert!(
@@ -411,10 +489,13 @@ mod tests {
         let (recorder, shed) = recorder(&dir, limits);
         let profile = demo_profile();
         for run in 0..4 {
-            assert!(recorder.offer(&format!("run{run}"), 0, 0, frame(), &profile));
+            assert_eq!(
+                recorder.offer(&format!("run{run}"), (0, 0), frame(), &profile, None),
+                0
+            );
         }
         assert!(
-            !recorder.offer("late", 0, 0, frame(), &profile),
+            recorder.offer("late", (0, 0), frame(), &profile, None) == 1,
             "a fifth job is refused"
         );
         // With no frame at all the periodic sweep releases them.
@@ -425,7 +506,10 @@ mod tests {
             recorder.finish_idle();
         }
         for run in 0..4 {
-            assert!(recorder.offer(&format!("run{run}"), 1, 0, frame(), &profile));
+            assert_eq!(
+                recorder.offer(&format!("run{run}"), (1, 0), frame(), &profile, None),
+                0
+            );
         }
         assert_eq!(
             shed.totals(),
@@ -434,7 +518,7 @@ mod tests {
         );
         // The four go idle; the next frame finishes them and opens its own job.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !recorder.offer("late", 0, 1, frame(), &profile) {
+        while recorder.offer("late", (0, 1), frame(), &profile, None) != 0 {
             assert!(Instant::now() < deadline, "idle jobs never made room");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -448,7 +532,7 @@ mod tests {
         let (recorder, _) = recorder(&dir, JobLimits::default());
         let profile = demo_profile();
         for step in 0..10 {
-            assert!(recorder.offer("r", 0, step, frame(), &profile));
+            assert_eq!(recorder.offer("r", (0, step), frame(), &profile, None), 0);
         }
         recorder.episode_ended("r", 0);
         let first = dir.join(run_folder_name("r")).join("episode-000000.mp4");
@@ -467,7 +551,7 @@ mod tests {
         let before = std::fs::read(&first).expect("first file");
         // A frame after the episode's end (the other stream) opens the episode again.
         for step in 10..15 {
-            assert!(recorder.offer("r", 0, step, frame(), &profile));
+            assert_eq!(recorder.offer("r", (0, step), frame(), &profile, None), 0);
         }
         recorder.episode_ended("r", 0);
         let second = dir

@@ -1,15 +1,18 @@
 //! Snapshot writer: encodes kept frames as PNG or JPEG files on its own thread, off the ingest
 //! path, and indexes them in the store by (run, episode, step).
 //!
-//! Queue policy: bounded; when full, the newest frame is shed (counted as `frame_queue_full`)
-//! so that a slow disk or encoder never slows ingest.
+//! Queue policy: bounded in frames, and each queued frame holds its bytes against the daemon's
+//! memory ceiling. When the queue is full the newest frame is shed (counted as
+//! `frame_queue_full`) at once under a `shed` profile, so that a slow disk or encoder never
+//! slows ingest; under a `wait` profile the sender waits for room until its deadline first.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::budget::Charge;
 use crate::bus::{
     shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, RawPixelFormat, ShedCounters,
 };
@@ -34,9 +37,13 @@ pub enum SnapshotError {
     Unsupported(&'static str),
 }
 
+/// A kept frame waiting for the writer: the frame, its JPEG quality, and its bytes held
+/// against the memory ceiling until it is written.
+type QueuedSnapshot = (KeptFrame, u8, Charge);
+
 /// Handle to the snapshot writer thread.
 pub struct SnapshotWriter {
-    sender: Option<SyncSender<(KeptFrame, u8)>>,
+    sender: Option<mpsc::Sender<QueuedSnapshot>>,
     shed: Arc<ShedCounters>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -54,7 +61,7 @@ impl SnapshotWriter {
         store: mpsc::Sender<StoreCommand>,
         shed: Arc<ShedCounters>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = sync_channel(capacity.max(1));
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
         let dir = dir.to_owned();
         let thread_shed = Arc::clone(&shed);
         let thread = std::thread::Builder::new()
@@ -70,14 +77,31 @@ impl SnapshotWriter {
         })
     }
 
-    /// Queues a frame without waiting; a full queue sheds it. Returns whether it was queued.
-    pub fn offer(&self, frame: KeptFrame, jpeg_quality: u8) -> bool {
+    /// Queues a frame holding `charge`: without waiting (a full queue sheds it), or, with
+    /// `wait_until`, waiting for room until then. Returns whether it was queued.
+    pub async fn offer(
+        &self,
+        frame: KeptFrame,
+        jpeg_quality: u8,
+        charge: Charge,
+        wait_until: Option<Instant>,
+    ) -> bool {
         let Some(sender) = &self.sender else {
             return false;
         };
-        match sender.try_send((frame, jpeg_quality)) {
-            Ok(()) => true,
-            Err(TrySendError::Full((frame, _)) | TrySendError::Disconnected((frame, _))) => {
+        let permit = match wait_until {
+            None => sender.try_reserve().ok(),
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), sender.reserve())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        match permit {
+            Some(permit) => {
+                permit.send((frame, jpeg_quality, charge));
+                true
+            }
+            None => {
                 self.shed.add(&frame.run_id, shed_kind::FRAME_QUEUE_FULL, 1);
                 false
             }
@@ -105,15 +129,20 @@ impl Drop for SnapshotWriter {
 
 fn write_loop(
     dir: &Path,
-    receiver: Receiver<(KeptFrame, u8)>,
+    mut receiver: mpsc::Receiver<QueuedSnapshot>,
     store: &mpsc::Sender<StoreCommand>,
     shed: &ShedCounters,
 ) {
     let mut encoded = Vec::new();
-    while let Ok((frame, quality)) = receiver.recv() {
-        match write_snapshot(dir, &frame, quality, &mut encoded) {
+    while let Some((frame, quality, charge)) = receiver.blocking_recv() {
+        let written = write_snapshot(dir, &frame, quality, &mut encoded);
+        drop((frame.image, charge));
+        match written {
             Ok(entry) => {
-                if store.blocking_send(StoreCommand::Frame(entry)).is_err() {
+                if store
+                    .blocking_send(StoreCommand::Frame(entry, Charge::none()))
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{open_for_writing, StoreError};
+use crate::budget::Charge;
 use crate::bus::{
     EpisodeRecord, FrameIndexEntry, Payload, ShedCounters, StepRecord, VideoIndexEntry,
 };
@@ -68,12 +69,15 @@ pub enum StoreCommand {
     Steps {
         origin: Origin,
         steps: Vec<StepRecord>,
+        /// The steps' bytes held against the daemon's memory ceiling until they are written.
+        charge: Charge,
     },
     Episode {
         origin: Origin,
         episode: EpisodeRecord,
     },
-    Frame(FrameIndexEntry),
+    /// A kept frame's index entry (with its pixels when inline, and their charge).
+    Frame(FrameIndexEntry, Charge),
     /// The encoder's frame index.
     Video(VideoIndexEntry),
     /// A recording rig's finished clip (listed once per folder; a re-send changes nothing).
@@ -370,7 +374,11 @@ impl WriterThread {
         };
         loop {
             let first = match self.carry.take() {
-                Some((origin, steps)) => StoreCommand::Steps { origin, steps },
+                Some((origin, steps)) => StoreCommand::Steps {
+                    origin,
+                    steps,
+                    charge: Charge::none(),
+                },
                 None => match self.receiver.blocking_recv() {
                     Some(cmd) => cmd,
                     None => break,
@@ -601,7 +609,7 @@ impl RunsUndo {
                 }
             }
             StoreCommand::Episode { episode, .. } => save(&episode.run_id),
-            StoreCommand::Frame(frame) => save(&frame.run_id),
+            StoreCommand::Frame(frame, _) => save(&frame.run_id),
             StoreCommand::Video(entry) => save(entry.run_id()),
             StoreCommand::Clip(_) | StoreCommand::Barrier { .. } | StoreCommand::Close => {}
         }
@@ -721,7 +729,7 @@ fn apply(
                     .execute(params![key, worker_id, kind, token, now])?;
             }
         }
-        StoreCommand::Steps { origin, steps } => {
+        StoreCommand::Steps { origin, steps, .. } => {
             let mut steps = steps.into_iter();
             while let Some(step) = steps.next() {
                 let state = run_state(tx, runs, default_batch, &step.run_id)?;
@@ -781,7 +789,7 @@ fn apply(
             ])?;
             batch.rows += 1;
         }
-        StoreCommand::Frame(frame) => {
+        StoreCommand::Frame(frame, _) => {
             let state = run_state(tx, runs, default_batch, &frame.run_id)?;
             statements.frame.execute(params![
                 state.key,
@@ -958,7 +966,11 @@ mod tests {
                 (2, vec![step("b", 0), step("b", 1), step("b", 2)]),
             ] {
                 sender
-                    .send(StoreCommand::Steps { origin, steps })
+                    .send(StoreCommand::Steps {
+                        origin,
+                        steps,
+                        charge: Charge::none(),
+                    })
                     .await
                     .expect("queued");
             }
@@ -976,6 +988,7 @@ mod tests {
                     .send(StoreCommand::Steps {
                         origin: 3,
                         steps: vec![step("a", 15)],
+                        charge: Charge::none(),
                     })
                     .await
                     .expect("queued");
