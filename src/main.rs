@@ -481,6 +481,9 @@ enum BenchCommand {
     Fastlane(bench::FastlaneBenchArgs),
     /// gRPC ingest into SQLite: steps/s beside raw inserts, ack latency, memory under a stall.
     Ingest(bench::IngestBenchArgs),
+    /// The daemon's memory ceiling under a stalled store and many publishers of large frames,
+    /// beside the same daemon without a ceiling.
+    Memory(bench::MemoryBenchArgs),
     /// Video encoding from memory beside the ffmpeg tool, PNG-first route, enqueue latency.
     Encode(bench::EncodeBenchArgs),
     /// Replay: random seeks to exact frames, opening a run of a million steps.
@@ -571,6 +574,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Fastlane(args))) => bench::run_fastlane_bench(&args),
         Some(Command::Bench(BenchCommand::Ingest(args))) => bench::run_ingest_bench(&args),
         Some(Command::Bench(BenchCommand::Encode(args))) => bench::run_encode_bench(&args),
+        Some(Command::Bench(BenchCommand::Memory(args))) => bench::run_memory_bench(&args),
         Some(Command::Bench(BenchCommand::Replay(args))) => bench::run_replay_bench(&args),
         Some(Command::Bench(BenchCommand::Analyze(args))) => bench::run_analyze_bench(&args),
         Some(Command::Bench(BenchCommand::Rig(args))) => bench::run_rig_bench(&args),

@@ -1471,12 +1471,21 @@ fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_ste
     });
     let refused = wait_until(|| {
         let f = figures();
-        (f.get("framelane_memory_refused_total").copied().unwrap_or(0.0) > 0.0).then_some(f)
+        (f.get("framelane_memory_refused_total")
+            .copied()
+            .unwrap_or(0.0)
+            > 0.0)
+            .then_some(f)
     })
     .expect("frames refused at the ceiling while the store is stalled");
     let used = refused["framelane_memory_used_bytes"] as u64;
-    assert!(used <= LIMIT, "held {used} bytes past the {LIMIT}-byte ceiling");
-    blocker.execute_batch("ROLLBACK").expect("release the store");
+    assert!(
+        used <= LIMIT,
+        "held {used} bytes past the {LIMIT}-byte ceiling"
+    );
+    blocker
+        .execute_batch("ROLLBACK")
+        .expect("release the store");
 
     let reply = publisher
         .join()
@@ -1490,7 +1499,10 @@ fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_ste
         "peak {} past the ceiling",
         after["framelane_memory_peak_bytes"]
     );
-    assert_eq!(after["framelane_memory_used_bytes"], 0.0, "every charge given back");
+    assert_eq!(
+        after["framelane_memory_used_bytes"], 0.0,
+        "every charge given back"
+    );
     let runs = rt.block_on(async {
         telemetry_client(addr)
             .await
@@ -1521,4 +1533,40 @@ fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_ste
         N,
         "kept and shed frames add up"
     );
+}
+
+#[test]
+fn another_process_holding_the_write_lock_delays_commits_and_refuses_no_step() {
+    let dir = ScratchDir::new("write-lock");
+    let daemon = daemon(&dir);
+    let addr = daemon.local_addr();
+    // A backup tool or an sqlite3 shell holds the write lock for a second (well within the
+    // store's busy timeout).
+    let blocker = rusqlite::Connection::open(daemon.database_path()).expect("open");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let publishers: Vec<_> = ["new-run-a", "new-run-b"]
+        .into_iter()
+        .map(|run| {
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    telemetry_client(addr)
+                        .await
+                        .publish_steps(tokio_stream::iter((0..50).map(|i| step(run, i))))
+                        .await
+                        .map(|r| r.into_inner())
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    blocker.execute_batch("ROLLBACK").expect("release");
+    for publisher in publishers {
+        let reply = publisher
+            .join()
+            .expect("publisher")
+            .expect("acknowledged once the lock is free, not refused at once");
+        assert_eq!(reply.accepted, 50, "{reply:?}");
+    }
 }

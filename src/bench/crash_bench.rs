@@ -7,10 +7,9 @@
 //! do not open or decode.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -74,22 +73,7 @@ struct Daemon {
 }
 
 fn start_daemon(data: &Path) -> anyhow::Result<Daemon> {
-    let exe = std::env::current_exe().context("finding this program")?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting framelane serve")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().context("serve's stdout")?)
-        .read_line(&mut line)
-        .context("reading serve's first line")?;
-    let addr = line
-        .split_whitespace()
-        .find_map(|word| word.parse::<SocketAddr>().ok())
-        .with_context(|| format!("no address in {line:?}"))?;
+    let (child, addr) = super::spawn_serve(data, &[])?;
     Ok(Daemon { child, addr })
 }
 

@@ -60,7 +60,7 @@ fn start_daemon(dir: &Scratch, batch_rows: usize) -> anyhow::Result<Daemon> {
     Ok(Daemon::start(config)?)
 }
 
-async fn client(
+pub(super) async fn client(
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<v1::telemetry_client::TelemetryClient<tonic::transport::Channel>> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -210,29 +210,7 @@ fn ack_latency(seconds: f64) -> anyhow::Result<(Summary, f64)> {
 /// publishers fill the bounded queue and then wait.
 fn stalled_store_memory(queue: u32) -> anyhow::Result<serde_json::Value> {
     let dir = Scratch::new("stall")?;
-    let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--queue",
-            &queue.to_string(),
-            "--data-dir",
-        ])
-        .arg(&dir.0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().context("stdout")?),
-        &mut line,
-    )?;
-    let addr: std::net::SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .context("no address")?;
+    let (mut child, addr) = super::spawn_serve(&dir.0, &["--queue", &queue.to_string()])?;
     let pid = child.id();
     let idle = rss_mib(pid);
     let lock = rusqlite::Connection::open(dir.0.join(store::DATABASE_FILE))?;

@@ -6,6 +6,7 @@ mod crash_bench;
 mod encode_bench;
 mod fastlane_bench;
 mod ingest_bench;
+mod memory_bench;
 pub mod pattern;
 mod replay_bench;
 mod rig_bench;
@@ -15,6 +16,7 @@ pub use crash_bench::{run_crash_bench, CrashBenchArgs};
 pub use encode_bench::{run_encode_bench, EncodeBenchArgs};
 pub use fastlane_bench::{run_fastlane_bench, FastlaneBenchArgs};
 pub use ingest_bench::{run_ingest_bench, IngestBenchArgs};
+pub use memory_bench::{run_memory_bench, MemoryBenchArgs};
 pub use replay_bench::{run_replay_bench, ReplayBenchArgs};
 pub use rig_bench::{run_rig_bench, RigBenchArgs};
 
@@ -57,6 +59,35 @@ pub(crate) fn rss_mib(pid: u32) -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Starts `framelane serve` on a free loopback port over `data` with `extra` flags, in a child
+/// process; returns it and the address it printed.
+pub(crate) fn spawn_serve(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting framelane serve")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().context("serve's stdout")?),
+        &mut line,
+    )
+    .context("reading serve's first line")?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .with_context(|| format!("no address in {line:?}"))?;
+    Ok((child, addr))
 }
 
 /// User + system CPU seconds this process has used so far.

@@ -410,7 +410,13 @@ impl WriterThread {
         started: Instant,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<(), rusqlite::Error> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits for it (busy
+        // timeout). A deferred transaction that read first would get SQLITE_BUSY at once when
+        // upgrading to write while another process holds the lock, refusing commands that a
+        // moment's wait would have committed.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut statements = Statements {
             step: tx.prepare_cached(INSERT_STEP)?,
             episode: tx.prepare_cached(INSERT_EPISODE)?,
