@@ -234,6 +234,8 @@ impl FastLaneReader {
             }
             self.torn_reads += 1;
         }
+        // A file cut during the copies reads as torn slots: say what happened.
+        self.check_intact()?;
         Ok(ReadOutcome::Torn)
     }
 
@@ -271,11 +273,15 @@ impl FastLaneReader {
 
     /// The file's size when it is now shorter than the mapping (someone truncated it): reading
     /// a slot past the new end would be SIGBUS, so nothing is read then. Every public read
-    /// checks once (one fstat); a file cut between the check and the copy is not caught.
+    /// checks once (one fstat); a file cut between the check and the copy faults inside the
+    /// copy, where the mapping's SIGBUS guard turns the rest into zeros (the slot's sequence
+    /// check then fails) and marks the segment cut, which this reports from then on.
     fn cut_to(&self) -> Option<u64> {
         let mapped = self.segment.map.len() as u64;
         match self.segment.file.metadata() {
             Ok(meta) if meta.len() < mapped => Some(meta.len()),
+            Ok(meta) if self.segment.cut_while_mapped() => Some(meta.len().min(mapped)),
+            Err(_) if self.segment.cut_while_mapped() => Some(0),
             _ => None,
         }
     }
@@ -1076,5 +1082,30 @@ mod tests {
         }
         // The writer's own header stores stay inside the first page, which still exists.
         drop(writer);
+    }
+
+    #[test]
+    fn a_segment_cut_to_nothing_while_mapped_is_reported_gone_not_a_crash() {
+        let run = unique_run("cut-all");
+        let mut config = WriterConfig::new(64, 64, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let writer = FastLaneWriter::create(&run, config).expect("create");
+        let reader = FastLaneReader::attach(&run).expect("attach");
+        let path = reader.path().to_owned();
+        // The writer is done with its file (as a crashed one would be); then the file is cut
+        // to nothing, header and all.
+        std::mem::forget(writer);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+        // The status check reads the header's flags before it looks at the file's size:
+        // without the SIGBUS guard that read kills the process.
+        match reader.writer_status() {
+            WriterStatus::Gone { reason } => assert!(reason.contains("truncated"), "{reason}"),
+            other => panic!("expected gone, got {other:?}"),
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -114,8 +114,8 @@ pub struct WriterStats {
     pub failed_batches: AtomicU64,
     /// Commands rolled back alone (their stream was told; the rest of their batch committed).
     pub failed_commands: AtomicU64,
-    /// Why the newest batch failed, while no batch has committed since (None: the store is
-    /// committing).
+    /// Why the newest batch failed, while no batch holding rows has committed since (None:
+    /// the store is committing).
     pub failing: std::sync::Mutex<Option<String>>,
     pub checkpoints: AtomicU64,
     /// Time in `COMMIT` (the fsync of the WAL), per batch.
@@ -191,6 +191,7 @@ impl StoreWriter {
             carry: None,
             failed_origins: HashMap::new(),
             duplicates: HashMap::new(),
+            last_batch_error: String::new(),
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -341,6 +342,8 @@ struct WriterThread {
     failed_origins: HashMap<Origin, String>,
     /// Re-sent steps recognised per stream, until its barrier.
     duplicates: HashMap<Origin, u64>,
+    /// Why the last failed batch failed, for the streams whose rows it held.
+    last_batch_error: String,
 }
 
 pub const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
@@ -441,6 +444,9 @@ impl WriterThread {
                     batch,
                 ) {
                     Ok(()) => tx.execute_batch("RELEASE command")?,
+                    // SQLite rolled the whole transaction back itself (a full disk, an I/O
+                    // error): the batch fails with that cause, not a missing savepoint.
+                    Err(err) if tx.is_autocommit() => return Err(err),
                     Err(err) => {
                         tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
                         undo.restore(&mut self.runs);
@@ -510,7 +516,11 @@ impl WriterThread {
         match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                *self.stats.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                // Only a batch that stored rows shows the store works again (a barrier's
+                // empty batch commits even on a full disk).
+                if batch.rows > 0 {
+                    *self.stats.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
                 self.stats.batch_rows.observe(batch.rows as f64);
                 tracing::trace!(rows = batch.rows, "batch committed");
                 self.stats
@@ -531,9 +541,10 @@ impl WriterThread {
                     let duplicates = self.duplicates.remove(&origin).unwrap_or(0);
                     let _ = reply.send(match refused {
                         Some(why) if origin != NO_ORIGIN => Err(why),
-                        _ if failed > epoch => Err(
-                            "an earlier batch holding rows of this publish failed to commit".into(),
-                        ),
+                        _ if failed > epoch => Err(format!(
+                            "an earlier batch holding rows of this publish failed to commit: {}",
+                            self.last_batch_error
+                        )),
                         _ => Ok(duplicates),
                     });
                 }
@@ -544,6 +555,7 @@ impl WriterThread {
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 *self.stats.failing.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(err.to_string());
+                self.last_batch_error = err.to_string();
                 // Sequence counters may have advanced inside the rolled-back transaction.
                 self.runs.clear();
                 let message = err.to_string();

@@ -6,6 +6,8 @@
 //! polling instead of a futex, a console control handler for cleanup.
 
 #[cfg(unix)]
+mod bus_guard;
+#[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 use unix::{cleanup_path, install_handlers, CleanupPath};

@@ -120,6 +120,9 @@ pub fn publish_segment(segment: &NewSegment, final_path: &Path) -> io::Result<()
 
 /// An existing segment mapped read-only, with the identity of the file that was mapped.
 pub struct MappedSegment {
+    /// Turns a SIGBUS from a file cut while mapped into zero pages and a flag (dropped before
+    /// the mapping: fields drop in order).
+    guard: Option<super::bus_guard::BusGuard>,
     pub map: Mmap,
     pub identity: FileIdentity,
     /// Kept open so the reader can check, before each read, that nobody cut the file shorter
@@ -155,11 +158,21 @@ pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
     // concurrently; every access goes through raw pointers with atomics or a seqlock check,
     // never through references that assume the bytes are immutable.
     let map = unsafe { Mmap::map(&file)? };
+    let guard = super::bus_guard::BusGuard::new(map.as_ptr(), map.len());
     Ok(MappedSegment {
+        guard,
         map,
         identity,
         file,
     })
+}
+
+impl MappedSegment {
+    /// Whether the file was cut under the mapping while it was read (a guarded SIGBUS): the
+    /// mapping now reads as zeros and the segment must be treated as truncated.
+    pub fn cut_while_mapped(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.faulted())
+    }
 }
 
 /// Maps the first `len` bytes of the segment `identity` names, writable, for the one field a

@@ -117,6 +117,13 @@ pub struct MappedSegment {
     pub file: File,
 }
 
+impl MappedSegment {
+    /// Always false: Windows refuses to cut a file that is mapped.
+    pub fn cut_while_mapped(&self) -> bool {
+        false
+    }
+}
+
 /// Maps an existing segment read-only (the directory is the user's own).
 pub fn map_segment(path: &Path) -> io::Result<MappedSegment> {
     let file = OpenOptions::new()
