@@ -1700,3 +1700,94 @@ fn a_full_disk_fails_the_publish_acknowledges_nothing_unstored_and_recovers_when
         .expect("integrity");
     assert_eq!(check, "ok");
 }
+
+#[test]
+fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
+    const W: u32 = 32;
+    let dir = ScratchDir::new("dead-writer");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // The snapshot writer thread panics when it takes its second frame.
+    config.faults.snapshot_writer_panics_after = Some(1);
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let framed = |i: u64| {
+        let mut s = step("pngs", i);
+        s.frame = Some(v1::Frame {
+            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                width: W,
+                height: W,
+                format: v1::PixelFormat::Rgb8 as i32,
+                pixels: vec![(i * 9) as u8; (W * W * 3) as usize],
+            })),
+        });
+        s
+    };
+    let publish = |from: u64, to: u64| {
+        rt.block_on(async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .register_worker(v1::RegisterWorkerRequest {
+                    run_id: "pngs".into(),
+                    worker_id: "w0".into(),
+                    worker_kind: "test".into(),
+                    profile: "debug".into(),
+                })
+                .await
+                .expect("register");
+            client
+                .publish_steps(tokio_stream::iter((from..to).map(framed)))
+                .await
+                .expect("steps are still stored")
+                .into_inner()
+        })
+    };
+    let health = || {
+        rt.block_on(async {
+            telemetry_client(addr)
+                .await
+                .health(v1::HealthRequest {})
+                .await
+                .expect("health")
+                .into_inner()
+        })
+    };
+    // Two frames: the second one kills the writer thread.
+    assert_eq!(publish(0, 2).accepted, 2);
+    let h = wait_until(|| {
+        let h = health();
+        (!h.healthy).then_some(h)
+    })
+    .expect("Health sees the dead writer");
+    assert!(
+        h.problems.iter().any(|p| p.starts_with("snapshots:")),
+        "{:?}",
+        h.problems
+    );
+    // From now on its frames are refused with the reason, and the steps still stored.
+    let reply = publish(2, 12);
+    assert_eq!(reply.accepted, 10, "{reply:?}");
+    assert_eq!(reply.frames_shed, 10, "{reply:?}");
+    assert!(
+        reply.first_error.contains("snapshot writer has stopped"),
+        "the worker is told why: {reply:?}"
+    );
+    let runs = rt.block_on(async {
+        telemetry_client(addr)
+            .await
+            .list_runs(v1::ListRunsRequest {})
+            .await
+            .expect("runs")
+            .into_inner()
+            .runs
+    });
+    let run = runs.iter().find(|r| r.run_id == "pngs").expect("run");
+    assert_eq!(run.steps, 12);
+    assert_eq!(
+        run.shed.get("frame_writer_stopped").copied(),
+        Some(10),
+        "counted by their cause, not as a full queue: {:?}",
+        run.shed
+    );
+}

@@ -277,6 +277,9 @@ pub mod shed_kind {
     /// A kept frame that found no room under the daemon's memory ceiling (`--memory-limit`):
     /// at once under a `shed` profile, after the wait under a `wait` profile.
     pub const FRAME_MEMORY_LIMIT: &str = "frame_memory_limit";
+    /// A kept frame whose writer (the snapshot writer, its video encoder worker) has stopped:
+    /// refused, the publish reply says why, `Health` lists the stopped part.
+    pub const FRAME_WRITER_STOPPED: &str = "frame_writer_stopped";
     /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
     pub const INVALID_STEP: &str = "invalid_step";
     /// An episode refused as malformed.
@@ -293,6 +296,7 @@ pub fn describe_shed(kind: &str, count: u64) -> String {
         shed_kind::FRAME_ENCODER_BEHIND => ("frames", "encoder behind"),
         shed_kind::FRAME_JOB_CAP => ("frames", "video jobs at their cap"),
         shed_kind::FRAME_MEMORY_LIMIT => ("frames", "daemon memory ceiling reached"),
+        shed_kind::FRAME_WRITER_STOPPED => ("frames", "their writer has stopped"),
         shed_kind::INVALID_STEP => ("steps", "malformed"),
         shed_kind::INVALID_EPISODE => ("episodes", "malformed"),
         other => ("items", other),

@@ -89,6 +89,9 @@ pub struct DaemonConfig {
     pub memory_limit: u64,
     /// Where to serve the figures for Prometheus (`GET /metrics`); none: not served.
     pub metrics: Option<SocketAddr>,
+    /// Faults injected for tests of a failing daemon (none by default; not reachable from the
+    /// command line).
+    pub faults: Faults,
     /// Figures of other parts of the process (the window's) served beside the daemon's.
     pub metric_sources: Sources,
 }
@@ -110,9 +113,18 @@ impl DaemonConfig {
             encode: crate::encode::ServiceConfig::default(),
             memory_limit: crate::budget::DEFAULT_LIMIT,
             metrics: None,
+            faults: Faults::default(),
             metric_sources: Sources::new(),
         }
     }
+}
+
+/// Faults a test may inject into a daemon to see how it reports and refuses work it can no
+/// longer do.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The snapshot writer thread panics when it takes frame n+1.
+    pub snapshot_writer_panics_after: Option<u64>,
 }
 
 /// The platform's data directory for framelane (e.g. ~/.local/share/framelane).
@@ -225,6 +237,7 @@ impl Daemon {
             config.snapshot_queue,
             store.sender(),
             Arc::clone(&shed),
+            config.faults.snapshot_writer_panics_after,
         )
         .map_err(|source| DaemonError::Start {
             what: "the snapshot writer",

@@ -80,7 +80,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
     ) -> Result<Response<Self::SubscribeStepsStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_v1)?;
+        let stream = subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_v1).await?;
         Ok(Response::new(stream))
     }
 
@@ -92,7 +92,8 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
     ) -> Result<Response<Self::SubscribeEpisodesStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_v1)?;
+        let stream =
+            subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_v1).await?;
         Ok(Response::new(stream))
     }
 
@@ -221,7 +222,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
             0 => 100,
             n => n.min(10_000) as usize,
         };
-        let reader = self.core.reader()?;
+        let reader = self.core.reader().await?;
         let clips = tokio::task::spawn_blocking(move || reader.clips(limit))
             .await
             .map_err(|_| Status::internal("clip listing failed"))?
@@ -255,7 +256,7 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
 }
 
 async fn list_runs(core: &Arc<IngestCore>) -> Result<v1::ListRunsReply, Status> {
-    let reader = core.reader()?;
+    let reader = core.reader().await?;
     let runs = tokio::task::spawn_blocking(move || reader.list_runs())
         .await
         .map_err(|_| Status::internal("run listing failed"))?

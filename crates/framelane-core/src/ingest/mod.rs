@@ -42,7 +42,7 @@ use crate::gating::{
     self, FrameCompression, FrameDecision, ProfileSet, StorageProfile, WhenBehind,
 };
 use crate::replay::{FrameResolver, ReplayError, StepFrame};
-use crate::snapshot::SnapshotWriter;
+use crate::snapshot::{Offered, SnapshotWriter};
 use crate::store::{BatchPolicy, CommitNotice, StoreCommand, StoreError, StoreReader, WriterStats};
 use stream::PublishTally;
 use wire::FrameSource;
@@ -571,7 +571,8 @@ impl IngestCore {
                         .await
                     }
                     (compression, image) => {
-                        self.snapshots
+                        let offered = self
+                            .snapshots
                             .offer(
                                 KeptFrame {
                                     run_id: step.run_id.clone(),
@@ -584,7 +585,14 @@ impl IngestCore {
                                 charge,
                                 wait_until,
                             )
-                            .await
+                            .await;
+                        if offered == Offered::Stopped {
+                            tally.note(format!(
+                                "the frame of step {} was refused: the snapshot writer has stopped (see Health)",
+                                step.step
+                            ));
+                        }
+                        offered == Offered::Queued
                     }
                 }
             }
@@ -652,7 +660,7 @@ impl IngestCore {
     /// Lists a rig's clip in the store and waits for its commit; false when it was listed
     /// already (a re-send).
     pub(crate) async fn register_clip(&self, clip: crate::bus::ClipEntry) -> Result<bool, Status> {
-        let reader = self.reader()?;
+        let reader = self.reader().await?;
         let folder = clip.folder.clone();
         let listed = tokio::task::spawn_blocking(move || reader.clip_listed(&folder))
             .await
@@ -687,8 +695,13 @@ impl IngestCore {
     }
 
     /// A reader of the store for queries and subscriptions.
-    pub(crate) fn reader(&self) -> Result<StoreReader, Status> {
-        StoreReader::open(&self.db_path).map_err(|e| Status::internal(e.to_string()))
+    /// A reader of the store, opened on a blocking thread (opening SQLite reads the file).
+    pub(crate) async fn reader(&self) -> Result<StoreReader, Status> {
+        let path = self.db_path.clone();
+        tokio::task::spawn_blocking(move || StoreReader::open(&path))
+            .await
+            .map_err(|_| Status::internal("opening the store failed"))?
+            .map_err(|e| Status::internal(e.to_string()))
     }
 
     pub(crate) fn commits(&self) -> broadcast::Receiver<CommitNotice> {

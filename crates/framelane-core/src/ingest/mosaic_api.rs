@@ -114,7 +114,8 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
     ) -> Result<Response<Self::StreamRunStepsStream>, Status> {
         self.core.authorize(&request)?;
         let r = request.into_inner();
-        let stream = subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_mosaic)?;
+        let stream =
+            subscribe_steps(&self.core, r.run_id, r.since_seq, stored_step_to_mosaic).await?;
         Ok(Response::new(stream))
     }
 
@@ -127,7 +128,7 @@ impl gymgui::trainer_service_server::TrainerService for TrainerService {
         self.core.authorize(&request)?;
         let r = request.into_inner();
         let stream =
-            subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_mosaic)?;
+            subscribe_episodes(&self.core, r.run_id, r.since_seq, stored_episode_to_mosaic).await?;
         Ok(Response::new(stream))
     }
 

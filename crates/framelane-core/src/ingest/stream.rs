@@ -137,6 +137,13 @@ impl PublishTally {
         }
     }
 
+    /// Keeps the first thing worth telling the worker (the step itself was accepted).
+    pub(crate) fn note(&mut self, message: String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(message);
+        }
+    }
+
     fn refuse(&mut self, index: u64, reason: String) {
         self.dropped += 1;
         if self.first_error.is_none() {
@@ -339,7 +346,7 @@ enum Feed {
 
 /// Streams a run's committed rows from `since_seq` on, then new ones as commits announce them.
 /// The page query runs on the blocking pool; the stream waits for a slow subscriber.
-fn subscribe<T, F>(
+async fn subscribe<T, F>(
     core: &Arc<IngestCore>,
     run_id: String,
     since_seq: u64,
@@ -350,11 +357,15 @@ where
     T: Send + 'static,
     F: Fn(Rows) -> Vec<T> + Send + Sync + 'static,
 {
-    let reader = core.reader()?;
-    if !reader
-        .run_exists(&run_id)
-        .map_err(|e| Status::internal(e.to_string()))?
-    {
+    let reader = core.reader().await?;
+    let asked = run_id.clone();
+    let (reader, exists) = tokio::task::spawn_blocking(move || {
+        let exists = reader.run_exists(&asked);
+        (reader, exists)
+    })
+    .await
+    .map_err(|_| Status::internal("run lookup failed"))?;
+    if !exists.map_err(|e| Status::internal(e.to_string()))? {
         return Err(Status::not_found(format!("unknown run {run_id:?}")));
     }
     let reader = Arc::new(std::sync::Mutex::new(reader));
@@ -447,7 +458,7 @@ fn fetch(
 }
 
 /// Streams a run's committed steps from `since_seq` on, then new ones, each mapped by `map`.
-pub(crate) fn subscribe_steps<T: Send + 'static>(
+pub(crate) async fn subscribe_steps<T: Send + 'static>(
     core: &Arc<IngestCore>,
     run_id: String,
     since_seq: u64,
@@ -463,10 +474,11 @@ pub(crate) fn subscribe_steps<T: Send + 'static>(
             Rows::Episodes(_) => Vec::new(),
         },
     )
+    .await
 }
 
 /// Streams a run's committed episodes from `since_seq` on, then new ones, each mapped by `map`.
-pub(crate) fn subscribe_episodes<T: Send + 'static>(
+pub(crate) async fn subscribe_episodes<T: Send + 'static>(
     core: &Arc<IngestCore>,
     run_id: String,
     since_seq: u64,
@@ -482,6 +494,7 @@ pub(crate) fn subscribe_episodes<T: Send + 'static>(
             Rows::Steps(_) => Vec::new(),
         },
     )
+    .await
 }
 
 /// Forwards control events for the worker's run (named in its first message) to its stream,

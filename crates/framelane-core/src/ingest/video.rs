@@ -263,6 +263,11 @@ impl VideoRecorder {
                 self.shed.add(&run, shed_kind::FRAME_ENCODER_BEHIND, 1);
                 u64::from(run == run_id)
             }
+            Err(crate::encode::EncodeError::Stopped) => {
+                tracing::warn!(run = %run_id, step, "frame for video refused: its encoder worker has stopped");
+                self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
+                1
+            }
             Err(err) => {
                 tracing::warn!(run = %run_id, step, error = %err, "frame for video refused");
                 self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);

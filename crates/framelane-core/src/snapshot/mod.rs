@@ -41,6 +41,16 @@ pub enum SnapshotError {
 /// against the memory ceiling until it is written.
 type QueuedSnapshot = (KeptFrame, u8, Charge);
 
+/// What became of an offered frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// No room: shed and counted.
+    Shed,
+    /// The writer thread has stopped: refused and counted.
+    Stopped,
+}
+
 /// Handle to the snapshot writer thread.
 pub struct SnapshotWriter {
     sender: Option<mpsc::Sender<QueuedSnapshot>>,
@@ -54,12 +64,15 @@ impl SnapshotWriter {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Starts the thread; files go under `dir/<run>/<episode>/<step>.<ext>`.
+    /// Starts the thread; files go under `dir/<run>/<episode>/<step>.<ext>`. `panic_after`:
+    /// a fault for tests of a dead writer, the thread panics before writing that many
+    /// frames plus one (None in every real use).
     pub fn start(
         dir: &Path,
         capacity: usize,
         store: mpsc::Sender<StoreCommand>,
         shed: Arc<ShedCounters>,
+        panic_after: Option<u64>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let dir = dir.to_owned();
@@ -68,7 +81,7 @@ impl SnapshotWriter {
             .name("snapshot-writer".into())
             .spawn(move || {
                 let _stage = tracing::info_span!("snapshot_writer").entered();
-                write_loop(&dir, receiver, &store, &thread_shed)
+                write_loop(&dir, receiver, &store, &thread_shed, panic_after)
             })?;
         Ok(Self {
             sender: Some(sender),
@@ -78,16 +91,19 @@ impl SnapshotWriter {
     }
 
     /// Queues a frame holding `charge`: without waiting (a full queue sheds it), or, with
-    /// `wait_until`, waiting for room until then. Returns whether it was queued.
+    /// `wait_until`, waiting for room until then. A writer that has stopped refuses it (shed as
+    /// `frame_writer_stopped`, and said so in the result).
     pub async fn offer(
         &self,
         frame: KeptFrame,
         jpeg_quality: u8,
         charge: Charge,
         wait_until: Option<Instant>,
-    ) -> bool {
-        let Some(sender) = &self.sender else {
-            return false;
+    ) -> Offered {
+        let Some(sender) = self.sender.as_ref().filter(|s| !s.is_closed()) else {
+            self.shed
+                .add(&frame.run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
+            return Offered::Stopped;
         };
         let permit = match wait_until {
             None => sender.try_reserve().ok(),
@@ -99,11 +115,16 @@ impl SnapshotWriter {
         match permit {
             Some(permit) => {
                 permit.send((frame, jpeg_quality, charge));
-                true
+                Offered::Queued
+            }
+            None if sender.is_closed() => {
+                self.shed
+                    .add(&frame.run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
+                Offered::Stopped
             }
             None => {
                 self.shed.add(&frame.run_id, shed_kind::FRAME_QUEUE_FULL, 1);
-                false
+                Offered::Shed
             }
         }
     }
@@ -132,9 +153,15 @@ fn write_loop(
     mut receiver: mpsc::Receiver<QueuedSnapshot>,
     store: &mpsc::Sender<StoreCommand>,
     shed: &ShedCounters,
+    panic_after: Option<u64>,
 ) {
     let mut encoded = Vec::new();
+    let mut taken = 0u64;
     while let Some((frame, quality, charge)) = receiver.blocking_recv() {
+        if panic_after.is_some_and(|n| taken >= n) {
+            panic!("injected fault: the snapshot writer dies after {taken} frames");
+        }
+        taken += 1;
         let written = write_snapshot(dir, &frame, quality, &mut encoded);
         drop((frame.image, charge));
         match written {
