@@ -60,6 +60,9 @@ pub struct FastLaneReader {
     last_head_change_ns: u64,
     metadata: Vec<u8>,
     /// The header mapped writable for the sleeper count, when the writer wakes readers.
+    /// Guards the writable mapping below against a file cut while a reader sleeps (declared
+    /// first: dropped before the mapping).
+    _sleepers_guard: Option<shm::MappingGuard>,
     sleepers: Option<memmap2::MmapMut>,
 }
 
@@ -111,7 +114,11 @@ impl FastLaneReader {
         } else {
             None
         };
+        let sleepers_guard = sleepers
+            .as_ref()
+            .and_then(|m| shm::MappingGuard::new(m.as_ptr(), m.len()));
         let mut reader = Self {
+            _sleepers_guard: sleepers_guard,
             sleepers,
             run_id,
             path: path.to_owned(),
@@ -1102,6 +1109,46 @@ mod tests {
             .expect("truncate");
         // The status check reads the header's flags before it looks at the file's size:
         // without the SIGBUS guard that read kills the process.
+        match reader.writer_status() {
+            WriterStatus::Gone { reason } => assert!(reason.contains("truncated"), "{reason}"),
+            other => panic!("expected gone, got {other:?}"),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_segment_cut_while_a_reader_sleeps_on_it_wakes_the_reader_not_a_crash() {
+        let run = unique_run("cut-sleeping");
+        let mut config = WriterConfig::new(8, 8, PixelFormat::Rgb8);
+        config.cleanup_on_signal = false;
+        let writer = FastLaneWriter::create(&run, config).expect("create");
+        let reader = FastLaneReader::attach(&run).expect("attach");
+        assert!(
+            reader.sleepers.is_some(),
+            "a framelane writer wakes its readers"
+        );
+        let path = reader.path().to_owned();
+        let head = reader.head();
+        std::thread::scope(|scope| {
+            let sleeper = scope.spawn(|| reader.wait_for_head(head, Duration::from_secs(3)));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while sleepers_of(&reader) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the reader never slept"
+                );
+                std::thread::yield_now();
+            }
+            // The writer is gone (as a crashed one would be) and its file is cut to nothing
+            // while the reader sleeps on it: its wake-up bookkeeping must not be a SIGBUS.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(0))
+                .expect("truncate");
+            let _ = sleeper.join().expect("the sleeping reader returns");
+        });
+        std::mem::forget(writer);
         match reader.writer_status() {
             WriterStatus::Gone { reason } => assert!(reason.contains("truncated"), "{reason}"),
             other => panic!("expected gone, got {other:?}"),

@@ -18,6 +18,27 @@ pub use unix::{
     MappedSegment, NewSegment, SEGMENT_DIR,
 };
 
+/// Keeps a SIGBUS from a file cut under a mapping from killing the process (Linux); see
+/// `bus_guard.rs`.
+#[cfg(unix)]
+pub use bus_guard::BusGuard as MappingGuard;
+
+/// Windows refuses to cut a mapped file: nothing to guard.
+#[cfg(windows)]
+#[derive(Debug)]
+pub struct MappingGuard;
+
+#[cfg(windows)]
+impl MappingGuard {
+    pub fn new(_start: *const u8, _len: usize) -> Option<Self> {
+        Some(Self)
+    }
+
+    pub fn faulted(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
