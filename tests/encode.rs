@@ -36,6 +36,7 @@ fn encode_numbered(path: &Path, settings: EncoderSettings, n: u64) {
     let job = service
         .open_job(JobSpec {
             run_id: "r".into(),
+            agent_id: String::new(),
             episode: 0,
             path: path.to_owned(),
             settings,
@@ -298,6 +299,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
     let job = service
         .open_job(JobSpec {
             run_id: "slow".into(),
+            agent_id: String::new(),
             episode: 0,
             path: path.clone(),
             settings,
@@ -589,6 +591,7 @@ fn failing_job(
     let job = service
         .open_job(JobSpec {
             run_id: "odd".into(),
+            agent_id: String::new(),
             episode: 3,
             path: path.to_owned(),
             settings,
@@ -642,6 +645,7 @@ fn odd_and_tiny_pictures_are_coded_padded_and_replay_crops_them_back() {
         let job = service
             .open_job(JobSpec {
                 run_id: "r".into(),
+                agent_id: String::new(),
                 episode: 0,
                 path: path.clone(),
                 settings: EncoderSettings::for_family(family),

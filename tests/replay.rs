@@ -185,6 +185,7 @@ fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_ba
             .await
             .get_frame(v1::FrameRequest {
                 run_id: "vrun".into(),
+                agent_id: String::new(),
                 episode: 1,
                 step: 77,
             })
@@ -438,4 +439,105 @@ profiles:
         recorded, BURST,
         "every frame of the burst recorded: {videos:?}"
     );
+}
+
+#[test]
+fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
+    const N: u64 = 30;
+    let dir = ScratchDir::new("replay-agents");
+    let daemon = daemon_with_profiles(&dir);
+    let addr = daemon.local_addr();
+    // Agent "left" shows the number of its step, agent "right" that number plus 1000, at the
+    // same (episode, step): once into video, once inline.
+    for (run, profile) in [("duo-video", "vid"), ("duo-inline", "raw5")] {
+        runtime().block_on(async {
+            let mut client = telemetry_client(addr).await;
+            client
+                .register_worker(v1::RegisterWorkerRequest {
+                    run_id: run.into(),
+                    worker_id: "w0".into(),
+                    worker_kind: "test".into(),
+                    profile: profile.into(),
+                })
+                .await
+                .expect("register");
+            let steps = (0..N).flat_map(|i| {
+                [("left", i), ("right", i + 1000)].map(|(agent, shown)| {
+                    let mut s = framed_step(run, shown);
+                    s.step = i;
+                    s.episode = 0;
+                    s.agent_id = agent.into();
+                    s
+                })
+            });
+            let reply = client
+                .publish_steps(tokio_stream::iter(steps.collect::<Vec<_>>()))
+                .await
+                .expect("publish")
+                .into_inner();
+            assert_eq!(reply.accepted, 2 * N, "{reply:?}");
+            let mut end = episode(run, 0);
+            end.steps = N;
+            client
+                .publish_episodes(tokio_stream::iter([end]))
+                .await
+                .expect("episode");
+        });
+    }
+    let fetched = |run: &str, agent: &str, step: u64| {
+        runtime().block_on(async {
+            let frame = telemetry_client(addr)
+                .await
+                .get_frame(v1::FrameRequest {
+                    run_id: run.into(),
+                    agent_id: agent.into(),
+                    episode: 0,
+                    step,
+                })
+                .await
+                .expect("GetFrame")
+                .into_inner();
+            match frame.content {
+                Some(v1::frame::Content::Raw(raw)) => read_number(&raw.pixels, W, H),
+                other => panic!("expected raw pixels, got {other:?}"),
+            }
+        })
+    };
+    assert_eq!(fetched("duo-inline", "left", 10), 10);
+    assert_eq!(fetched("duo-inline", "right", 10), 1010);
+    let db = daemon.database_path().to_owned();
+    daemon.shutdown();
+    let videos = StoreReader::open(&db)
+        .expect("reader")
+        .videos("duo-video")
+        .expect("videos");
+    assert_eq!(videos.len(), 2, "one file per agent: {videos:?}");
+    assert!(videos.iter().all(|v| v.frames == N), "{videos:?}");
+    let mut resolver = FrameResolver::open(&db, 16 << 20).expect("resolver");
+    for i in [0, 7, N - 1] {
+        for (agent, shown) in [("left", i), ("right", i + 1000)] {
+            match resolver
+                .agent_frame("duo-video", Some(agent), 0, i)
+                .expect("resolve")
+            {
+                StepFrame::Found { origin, frame } => {
+                    assert_eq!(origin, FrameOrigin::Video);
+                    assert_eq!(read_number(&frame.rgba, W, H), shown, "{agent} step {i}");
+                }
+                StepFrame::Missing(why) => panic!("{agent} step {i}: {why}"),
+            }
+        }
+        // Inline frames at steps divisible by 5 (the profile keeps every fifth).
+        if i % 5 == 0 {
+            match resolver
+                .agent_frame("duo-inline", Some("right"), 0, i)
+                .expect("resolve")
+            {
+                StepFrame::Found { frame, .. } => {
+                    assert_eq!(read_number(&frame.rgba, W, H), i + 1000)
+                }
+                StepFrame::Missing(why) => panic!("right step {i}: {why}"),
+            }
+        }
+    }
 }

@@ -149,16 +149,19 @@ pub struct ClipEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptFrame {
     pub run_id: String,
+    /// The agent whose frame it is (multi-agent runs keep one frame per agent and step).
+    pub agent_id: String,
     pub episode: u64,
     pub step: u64,
     pub compression: FrameCompression,
     pub image: FrameImage,
 }
 
-/// Where a kept frame ended up, as the store indexes it by (run, episode, step).
+/// Where a kept frame ended up, as the store indexes it by (run, episode, step, agent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameIndexEntry {
     pub run_id: String,
+    pub agent_id: String,
     pub episode: u64,
     pub step: u64,
     pub kind: FrameKind,
@@ -177,6 +180,7 @@ pub enum VideoIndexEntry {
     /// A segment file was created.
     Opened {
         run_id: String,
+        agent_id: String,
         episode: u64,
         segment: u32,
         path: String,
@@ -189,6 +193,7 @@ pub enum VideoIndexEntry {
     /// (step, frame number) pairs now in the segment.
     Frames {
         run_id: String,
+        agent_id: String,
         episode: u64,
         segment: u32,
         frames: Vec<(u64, u64)>,
@@ -196,6 +201,7 @@ pub enum VideoIndexEntry {
     /// The segment ended: "finished" or "failed".
     Closed {
         run_id: String,
+        agent_id: String,
         episode: u64,
         segment: u32,
         status: &'static str,

@@ -76,6 +76,8 @@ impl ServiceConfig {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub run_id: String,
+    /// The agent whose frames the job encodes ('' when the caller has none).
+    pub agent_id: String,
     pub episode: u64,
     /// File of the first segment; later segments add `-partN` before the extension.
     pub path: PathBuf,
@@ -86,6 +88,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     pub run_id: String,
+    pub agent_id: String,
     pub episode: u64,
     pub segment: u32,
     pub path: PathBuf,
@@ -837,6 +840,7 @@ fn open_segment(
     })?;
     let info = SegmentInfo {
         run_id: job.shared.spec.run_id.clone(),
+        agent_id: job.shared.spec.agent_id.clone(),
         episode: job.shared.spec.episode,
         segment,
         path: path.clone(),

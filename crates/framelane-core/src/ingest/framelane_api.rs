@@ -192,10 +192,11 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         self.core.authorize(&request)?;
         let r = request.into_inner();
         let core = Arc::clone(&self.core);
-        let found =
-            tokio::task::spawn_blocking(move || core.resolve_frame(&r.run_id, r.episode, r.step))
-                .await
-                .map_err(|_| Status::internal("frame lookup failed"))??;
+        let found = tokio::task::spawn_blocking(move || {
+            core.resolve_frame(&r.run_id, &r.agent_id, r.episode, r.step)
+        })
+        .await
+        .map_err(|_| Status::internal("frame lookup failed"))??;
         match found {
             StepFrame::Found { frame, .. } => Ok(Response::new(rgba_frame_to_v1(&frame))),
             StepFrame::Missing(why) => Err(Status::not_found(why)),

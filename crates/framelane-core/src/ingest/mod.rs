@@ -484,10 +484,10 @@ impl IngestCore {
                 Some(video) => {
                     let video = Arc::clone(video);
                     let profile = Arc::clone(profile);
-                    let run_id = step.run_id.clone();
+                    let (run_id, agent_id) = (step.run_id.clone(), step.agent_id.clone());
                     let at = (step.episode, step.step);
                     let shed = tokio::task::spawn_blocking(move || {
-                        video.offer(&run_id, at, image, &profile, wait_until)
+                        video.offer((&run_id, &agent_id), at, image, &profile, wait_until)
                     })
                     .await
                     .unwrap_or(1);
@@ -512,6 +512,7 @@ impl IngestCore {
                         self.offer_to_store(
                             FrameIndexEntry {
                                 run_id: step.run_id.clone(),
+                                agent_id: step.agent_id.clone(),
                                 episode: step.episode,
                                 step: step.step,
                                 kind: FrameKind::Reference,
@@ -538,6 +539,7 @@ impl IngestCore {
                         self.offer_to_store(
                             FrameIndexEntry {
                                 run_id: step.run_id.clone(),
+                                agent_id: step.agent_id.clone(),
                                 episode: step.episode,
                                 step: step.step,
                                 kind: FrameKind::Inline,
@@ -556,6 +558,7 @@ impl IngestCore {
                         self.offer_to_store(
                             FrameIndexEntry {
                                 run_id: step.run_id.clone(),
+                                agent_id: step.agent_id.clone(),
                                 episode: step.episode,
                                 step: step.step,
                                 kind: FrameKind::Inline,
@@ -576,6 +579,7 @@ impl IngestCore {
                             .offer(
                                 KeptFrame {
                                     run_id: step.run_id.clone(),
+                                    agent_id: step.agent_id.clone(),
                                     episode: step.episode,
                                     step: step.step,
                                     compression,
@@ -634,6 +638,7 @@ impl IngestCore {
     pub(crate) fn resolve_frame(
         &self,
         run_id: &str,
+        agent_id: &str,
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, Status> {
@@ -646,8 +651,9 @@ impl IngestCore {
         let Some(resolver) = frames.as_mut() else {
             return Err(Status::internal("frame resolver unavailable"));
         };
+        let agent = (!agent_id.is_empty()).then_some(agent_id);
         resolver
-            .frame(run_id, episode, step)
+            .agent_frame(run_id, agent, episode, step)
             .map_err(|err| match err {
                 ReplayError::Store(StoreError::UnknownRun(run)) => {
                     Status::not_found(format!("unknown run {run:?}"))

@@ -20,7 +20,7 @@ use crate::encode::{
     SegmentOutcome,
 };
 use crate::gating::StorageProfile;
-use crate::media::{decode_image, run_folder_name};
+use crate::media::{agent_suffix, decode_image, run_folder_name};
 use crate::store::StoreCommand;
 
 /// Sends the encoder's frame index to the store writer (from encoder threads; waits for room).
@@ -48,6 +48,7 @@ impl IndexSink for StoreIndexSink {
     fn segment_opened(&self, s: &SegmentInfo) {
         self.send(VideoIndexEntry::Opened {
             run_id: s.run_id.clone(),
+            agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
             path: s.path.display().to_string(),
@@ -62,6 +63,7 @@ impl IndexSink for StoreIndexSink {
     fn frames_written(&self, s: &SegmentInfo, frames: &[(u64, u64)]) {
         self.send(VideoIndexEntry::Frames {
             run_id: s.run_id.clone(),
+            agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
             frames: frames.to_vec(),
@@ -71,6 +73,7 @@ impl IndexSink for StoreIndexSink {
     fn segment_closed(&self, s: &SegmentInfo, outcome: &SegmentOutcome) {
         self.send(VideoIndexEntry::Closed {
             run_id: s.run_id.clone(),
+            agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
             status: outcome.status,
@@ -115,6 +118,9 @@ impl Default for JobLimits {
     }
 }
 
+/// Whose frames a job encodes: (run, agent, episode).
+type JobKey = (String, String, u64);
+
 /// An open job and when it last took a frame.
 struct OpenJob {
     job: u64,
@@ -147,8 +153,8 @@ enum NoJob {
 pub struct VideoRecorder {
     service: Arc<EncoderService>,
     dir: PathBuf,
-    /// (run, episode) to job.
-    jobs: Mutex<HashMap<(String, u64), OpenJob>>,
+    /// (run, agent, episode) to job.
+    jobs: Mutex<HashMap<JobKey, OpenJob>>,
     shed: Arc<ShedCounters>,
     limits: JobLimits,
     /// When the cap was last logged (at most every 10 s, not once per refused frame).
@@ -198,7 +204,7 @@ impl VideoRecorder {
     /// Blocking (decodes, may wait): call it on a blocking thread.
     pub fn offer(
         &self,
-        run_id: &str,
+        (run_id, agent_id): (&str, &str),
         (episode, step): (u64, u64),
         image: FrameImage,
         profile: &StorageProfile,
@@ -225,7 +231,8 @@ impl VideoRecorder {
             }
         };
         let when_full = wait_until.map_or(WhenFull::Shed, WhenFull::Wait);
-        let job = match self.job_for(run_id, episode, profile, (width, height), when_full) {
+        let key = (run_id.to_owned(), agent_id.to_owned(), episode);
+        let job = match self.job_for(key, profile, (width, height), when_full) {
             Ok(job) => job,
             Err(NoJob::Cap) => {
                 self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
@@ -282,7 +289,7 @@ impl VideoRecorder {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|(_, j)| j.job == job)
-            .map(|((run, _), _)| run.clone())
+            .map(|((run, _, _), _)| run.clone())
     }
 
     /// The job of (run, episode), opening it if new. Earlier episodes of the run still open are
@@ -292,13 +299,12 @@ impl VideoRecorder {
     /// the lock, as it may wait).
     fn job_for(
         &self,
-        run_id: &str,
-        episode: u64,
+        key: JobKey,
         profile: &StorageProfile,
         (width, height): (u32, u32),
         when_full: WhenFull,
     ) -> Result<u64, NoJob> {
-        let key = (run_id.to_owned(), episode);
+        let (run_id, agent_id, episode) = (key.0.as_str(), key.1.as_str(), key.2);
         if let Some(open) = self
             .jobs
             .lock()
@@ -319,9 +325,9 @@ impl VideoRecorder {
             open.fed = now;
             return Ok(open.job);
         }
-        let finished: Vec<(String, u64)> = jobs
+        let finished: Vec<JobKey> = jobs
             .keys()
-            .filter(|(run, ep)| run == run_id && *ep < episode)
+            .filter(|(run, agent, ep)| run == run_id && agent == agent_id && *ep < episode)
             .cloned()
             .collect();
         for key in finished {
@@ -330,11 +336,11 @@ impl VideoRecorder {
             }
         }
         self.finish_idle_locked(&mut jobs, now);
-        let of_run = jobs.keys().filter(|(run, _)| run == run_id).count();
+        let of_run = jobs.keys().filter(|(run, _, _)| run == run_id).count();
         if of_run >= self.limits.per_run {
             let oldest = jobs
                 .iter()
-                .filter(|((run, _), _)| run == run_id)
+                .filter(|((run, _, _), _)| run == run_id)
                 .min_by_key(|(_, open)| open.fed)
                 .map(|(key, _)| key.clone());
             if let Some(open) = oldest.and_then(|key| jobs.remove(&key)) {
@@ -355,13 +361,15 @@ impl VideoRecorder {
         }
         let settings = settings_for(profile);
         let path = self.dir.join(run_folder_name(run_id)).join(format!(
-            "episode-{episode:06}.{}",
+            "episode-{episode:06}{}.{}",
+            agent_suffix(agent_id),
             settings.container.extension()
         ));
         let job = self
             .service
             .open_job(JobSpec {
                 run_id: run_id.to_owned(),
+                agent_id: agent_id.to_owned(),
                 episode,
                 path,
                 settings,
@@ -385,7 +393,7 @@ impl VideoRecorder {
         self.finish_idle_locked(&mut jobs, Instant::now());
     }
 
-    fn finish_idle_locked(&self, jobs: &mut HashMap<(String, u64), OpenJob>, now: Instant) {
+    fn finish_idle_locked(&self, jobs: &mut HashMap<JobKey, OpenJob>, now: Instant) {
         let idle = self.limits.idle;
         jobs.retain(|_, open| {
             let keep = now.duration_since(open.fed) < idle;
@@ -396,16 +404,16 @@ impl VideoRecorder {
         });
     }
 
-    /// The episode ended: its file is finished in the background.
+    /// The episode ended: its files (one per agent) are finished in the background.
     pub fn episode_ended(&self, run_id: &str, episode: u64) {
-        let job = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(run_id.to_owned(), episode));
-        if let Some(open) = job {
-            let _ = self.service.finish_job(open.job);
-        }
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.retain(|(run, _, ep), open| {
+            let ended = run == run_id && *ep == episode;
+            if ended {
+                let _ = self.service.finish_job(open.job);
+            }
+            !ended
+        });
     }
 
     pub fn service(&self) -> &Arc<EncoderService> {
@@ -470,7 +478,7 @@ mod tests {
         // Descending episodes used to open an encoder each and never finish one.
         for episode in (0..12u64).rev() {
             assert_eq!(
-                recorder.offer("r", (episode, episode), frame(), &profile, None),
+                recorder.offer(("r", ""), (episode, episode), frame(), &profile, None),
                 0
             );
             assert!(recorder.open_jobs() <= 3, "{} open", recorder.open_jobs());
@@ -495,12 +503,12 @@ mod tests {
         let profile = demo_profile();
         for run in 0..4 {
             assert_eq!(
-                recorder.offer(&format!("run{run}"), (0, 0), frame(), &profile, None),
+                recorder.offer((&format!("run{run}"), ""), (0, 0), frame(), &profile, None),
                 0
             );
         }
         assert!(
-            recorder.offer("late", (0, 0), frame(), &profile, None) == 1,
+            recorder.offer(("late", ""), (0, 0), frame(), &profile, None) == 1,
             "a fifth job is refused"
         );
         // With no frame at all the periodic sweep releases them.
@@ -512,7 +520,7 @@ mod tests {
         }
         for run in 0..4 {
             assert_eq!(
-                recorder.offer(&format!("run{run}"), (1, 0), frame(), &profile, None),
+                recorder.offer((&format!("run{run}"), ""), (1, 0), frame(), &profile, None),
                 0
             );
         }
@@ -523,7 +531,7 @@ mod tests {
         );
         // The four go idle; the next frame finishes them and opens its own job.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while recorder.offer("late", (0, 1), frame(), &profile, None) != 0 {
+        while recorder.offer(("late", ""), (0, 1), frame(), &profile, None) != 0 {
             assert!(Instant::now() < deadline, "idle jobs never made room");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -537,7 +545,10 @@ mod tests {
         let (recorder, _) = recorder(&dir, JobLimits::default());
         let profile = demo_profile();
         for step in 0..10 {
-            assert_eq!(recorder.offer("r", (0, step), frame(), &profile, None), 0);
+            assert_eq!(
+                recorder.offer(("r", ""), (0, step), frame(), &profile, None),
+                0
+            );
         }
         recorder.episode_ended("r", 0);
         let first = dir.join(run_folder_name("r")).join("episode-000000.mp4");
@@ -556,7 +567,10 @@ mod tests {
         let before = std::fs::read(&first).expect("first file");
         // A frame after the episode's end (the other stream) opens the episode again.
         for step in 10..15 {
-            assert_eq!(recorder.offer("r", (0, step), frame(), &profile, None), 0);
+            assert_eq!(
+                recorder.offer(("r", ""), (0, step), frame(), &profile, None),
+                0
+            );
         }
         recorder.episode_ended("r", 0);
         let second = dir

@@ -13,6 +13,16 @@ pub fn run_folder_name(run_id: &str) -> String {
     format!("{readable}-{:016x}", fnv1a64(run_id.as_bytes()))
 }
 
+/// What a file of one agent adds to its name: nothing for the agent '' (runs without agent
+/// ids), else "-" and the agent's id made safe with its hash, as for run folders.
+pub fn agent_suffix(agent_id: &str) -> String {
+    if agent_id.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", run_folder_name(agent_id))
+    }
+}
+
 /// FNV-1a, 64 bits: stable across builds and platforms (the names end up on disk).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {

@@ -87,21 +87,40 @@ impl FrameResolver {
         &self.cache
     }
 
-    /// The frame of (run, episode, step).
+    /// The frame of (run, episode, step) (of the first agent that has one).
     pub fn frame(
         &mut self,
         run_id: &str,
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, ReplayError> {
-        if let Some((origin, frame)) = self.cache.get(run_id, episode, step) {
+        self.agent_frame(run_id, None, episode, step)
+    }
+
+    /// The frame of (run, episode, step) of `agent` (None: of the first agent that has one).
+    pub fn agent_frame(
+        &mut self,
+        run_id: &str,
+        agent: Option<&str>,
+        episode: u64,
+        step: u64,
+    ) -> Result<StepFrame, ReplayError> {
+        // The cache's run key names the agent asked for, so agents never share an entry.
+        let cached_as = match agent {
+            Some(agent) => std::borrow::Cow::Owned(format!("{run_id}\u{1f}{agent}")),
+            None => std::borrow::Cow::Borrowed(run_id),
+        };
+        if let Some((origin, frame)) = self.cache.get(&cached_as, episode, step) {
             return Ok(StepFrame::Found { origin, frame });
         }
+        let run_id_for_cache = cached_as.into_owned();
         let mut notes = Vec::new();
-        if let Some(found) = self.video_frame(run_id, episode, step, &mut notes)? {
-            return Ok(self.remember(run_id, episode, step, FrameOrigin::Video, found));
+        if let Some(found) = self.video_frame(run_id, agent, episode, step, &mut notes)? {
+            return Ok(self.remember(&run_id_for_cache, episode, step, FrameOrigin::Video, found));
         }
-        match self.store.frame(run_id, episode, step)? {
+        let run_id_asked = run_id;
+        let run_id = run_id_for_cache.as_str();
+        match self.store.agent_frame(run_id_asked, agent, episode, step)? {
             Some(FrameIndexEntry {
                 kind: FrameKind::Image(codec),
                 location,
@@ -181,11 +200,12 @@ impl FrameResolver {
     fn video_frame(
         &mut self,
         run_id: &str,
+        agent: Option<&str>,
         episode: u64,
         step: u64,
         notes: &mut Vec<String>,
     ) -> Result<Option<RgbaFrame>, ReplayError> {
-        let Some(location) = self.store.video_frame(run_id, episode, step)? else {
+        let Some(location) = self.store.agent_video_frame(run_id, agent, episode, step)? else {
             return Ok(None);
         };
         self.tick += 1;

@@ -246,13 +246,18 @@ fn write_snapshot(
         path: folder.clone(),
         source,
     })?;
-    let path = folder.join(format!("{}.{ext}", frame.step));
+    let path = folder.join(format!(
+        "{}{}.{ext}",
+        frame.step,
+        crate::media::agent_suffix(&frame.agent_id)
+    ));
     std::fs::write(&path, &encoded[..]).map_err(|source| SnapshotError::Write {
         path: path.clone(),
         source,
     })?;
     Ok(FrameIndexEntry {
         run_id: frame.run_id.clone(),
+        agent_id: frame.agent_id.clone(),
         episode: frame.episode,
         step: frame.step,
         kind: FrameKind::Image(kind),

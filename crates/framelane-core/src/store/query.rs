@@ -193,7 +193,7 @@ impl StoreReader {
             .prepare_cached(
                 "SELECT s.seq, s.worker_id, s.agent_id, s.episode, s.step, s.reward, s.terminated, s.truncated, \
                  s.producer_unix_ns, s.action_json, s.action_raw, s.observation_json, s.observation_raw, s.extra_json, f.kind \
-                 FROM steps s LEFT JOIN frames f ON f.run_key = s.run_key AND f.episode = s.episode AND f.step = s.step \
+                 FROM steps s LEFT JOIN frames f ON f.run_key = s.run_key AND f.episode = s.episode AND f.step = s.step AND f.agent_id IN (s.agent_id, '') \
                  WHERE s.run_key = ?1 AND s.seq >= ?2 ORDER BY s.seq LIMIT ?3",
             )
             .map_err(StoreError::sql("reading steps"))?;
@@ -338,21 +338,34 @@ impl StoreReader {
             .map_err(StoreError::sql("reading a reward"))
     }
 
-    /// The kept frame of (run, episode, step), if any.
+    /// The kept frame of (run, episode, step), if any (of the first agent that has one).
     pub fn frame(
         &self,
         run_id: &str,
         episode: u64,
         step: u64,
     ) -> Result<Option<FrameIndexEntry>, StoreError> {
+        self.agent_frame(run_id, None, episode, step)
+    }
+
+    /// The kept frame of (run, episode, step) of `agent` (None: of the first agent that has
+    /// one; frames stored before frames were keyed by agent count for every agent).
+    pub fn agent_frame(
+        &self,
+        run_id: &str,
+        agent: Option<&str>,
+        episode: u64,
+        step: u64,
+    ) -> Result<Option<FrameIndexEntry>, StoreError> {
         let key = self.run_key(run_id)?;
         self.conn
-            .prepare_cached("SELECT kind, width, height, format, location, data FROM frames WHERE run_key = ?1 AND episode = ?2 AND step = ?3")
+            .prepare_cached("SELECT kind, width, height, format, location, data, agent_id FROM frames WHERE run_key = ?1 AND episode = ?2 AND step = ?3 AND (?4 IS NULL OR agent_id = ?4 OR agent_id = '') ORDER BY agent_id = ?4 DESC, agent_id LIMIT 1")
             .and_then(|mut s| {
-                s.query_row(params![key, episode as i64, step as i64], |r| {
+                s.query_row(params![key, episode as i64, step as i64, agent], |r| {
                     let kind: String = r.get(0)?;
                     Ok(FrameIndexEntry {
                         run_id: run_id.to_owned(),
+                        agent_id: r.get(6)?,
                         episode,
                         step,
                         kind: FrameKind::from_label(&kind),
@@ -375,13 +388,25 @@ impl StoreReader {
         episode: u64,
         step: u64,
     ) -> Result<Option<VideoFrameRef>, StoreError> {
+        self.agent_video_frame(run_id, None, episode, step)
+    }
+
+    /// Where the encoded frame of (run, episode, step) of `agent` is (None: of the first agent
+    /// that has one).
+    pub fn agent_video_frame(
+        &self,
+        run_id: &str,
+        agent: Option<&str>,
+        episode: u64,
+        step: u64,
+    ) -> Result<Option<VideoFrameRef>, StoreError> {
         let key = self.run_key(run_id)?;
         self.conn
             .prepare_cached(
-                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder, v.width, v.height FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3",
+                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder, v.width, v.height FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3 AND (?4 IS NULL OR f.agent_id = ?4 OR f.agent_id = '') ORDER BY f.agent_id = ?4 DESC, f.agent_id LIMIT 1",
             )
             .and_then(|mut s| {
-                s.query_row(params![key, episode as i64, step as i64], |r| {
+                s.query_row(params![key, episode as i64, step as i64, agent], |r| {
                     Ok(VideoFrameRef {
                         path: r.get(0)?,
                         fps: r.get(1)?,
