@@ -831,16 +831,7 @@ fn failing_batches_show_in_health_with_their_cause_and_clear_when_the_store_reco
     let daemon = daemon(&dir);
     let addr = daemon.local_addr();
     let rt = runtime();
-    let health = || {
-        rt.block_on(async {
-            telemetry_client(addr)
-                .await
-                .health(v1::HealthRequest {})
-                .await
-                .expect("health")
-                .into_inner()
-        })
-    };
+    let health = || rt.block_on(common::health(addr));
     let publish = |run: &'static str| {
         rt.block_on(async {
             telemetry_client(addr)
@@ -1431,16 +1422,7 @@ fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_ste
         })
     };
     rt.block_on(async {
-        telemetry_client(addr)
-            .await
-            .register_worker(v1::RegisterWorkerRequest {
-                run_id: "framed".into(),
-                worker_id: "w0".into(),
-                worker_kind: "test".into(),
-                profile: "inline".into(),
-            })
-            .await
-            .expect("register")
+        common::register(addr, "framed", "inline").await;
     });
 
     // Another process's write transaction stalls the store writer (within its busy timeout).
@@ -1503,15 +1485,7 @@ fn a_stalled_store_holds_queued_frames_under_the_memory_ceiling_and_loses_no_ste
         after["framelane_memory_used_bytes"], 0.0,
         "every charge given back"
     );
-    let runs = rt.block_on(async {
-        telemetry_client(addr)
-            .await
-            .list_runs(v1::ListRunsRequest {})
-            .await
-            .expect("runs")
-            .into_inner()
-            .runs
-    });
+    let runs = rt.block_on(common::list_runs(addr));
     let run = runs.iter().find(|r| r.run_id == "framed").expect("run");
     assert_eq!(run.steps, N);
     assert_eq!(
@@ -1636,16 +1610,7 @@ fn a_full_disk_fails_the_publish_acknowledges_nothing_unstored_and_recovers_when
                 .map(|r| r.into_inner())
         })
     };
-    let health = || {
-        rt.block_on(async {
-            telemetry_client(addr)
-                .await
-                .health(v1::HealthRequest {})
-                .await
-                .expect("health")
-                .into_inner()
-        })
-    };
+    let health = || rt.block_on(common::health(addr));
     let stored = |run: &str| -> i64 {
         rusqlite::Connection::open(daemon.database_path())
             .expect("open")
@@ -1727,15 +1692,7 @@ fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     let publish = |from: u64, to: u64| {
         rt.block_on(async {
             let mut client = telemetry_client(addr).await;
-            client
-                .register_worker(v1::RegisterWorkerRequest {
-                    run_id: "pngs".into(),
-                    worker_id: "w0".into(),
-                    worker_kind: "test".into(),
-                    profile: "debug".into(),
-                })
-                .await
-                .expect("register");
+            common::register(addr, "pngs", "debug").await;
             client
                 .publish_steps(tokio_stream::iter((from..to).map(framed)))
                 .await
@@ -1743,16 +1700,7 @@ fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
                 .into_inner()
         })
     };
-    let health = || {
-        rt.block_on(async {
-            telemetry_client(addr)
-                .await
-                .health(v1::HealthRequest {})
-                .await
-                .expect("health")
-                .into_inner()
-        })
-    };
+    let health = || rt.block_on(common::health(addr));
     // Two frames: the second one kills the writer thread.
     assert_eq!(publish(0, 2).accepted, 2);
     let h = wait_until(|| {
@@ -1773,15 +1721,7 @@ fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
         reply.first_error.contains("snapshot writer has stopped"),
         "the worker is told why: {reply:?}"
     );
-    let runs = rt.block_on(async {
-        telemetry_client(addr)
-            .await
-            .list_runs(v1::ListRunsRequest {})
-            .await
-            .expect("runs")
-            .into_inner()
-            .runs
-    });
+    let runs = rt.block_on(common::list_runs(addr));
     let run = runs.iter().find(|r| r.run_id == "pngs").expect("run");
     assert_eq!(run.steps, 12);
     assert_eq!(

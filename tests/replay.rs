@@ -84,15 +84,7 @@ fn publish(
 ) {
     runtime().block_on(async {
         let mut client = telemetry_client(addr).await;
-        client
-            .register_worker(v1::RegisterWorkerRequest {
-                run_id: run.into(),
-                worker_id: "w0".into(),
-                worker_kind: "test".into(),
-                profile: profile.into(),
-            })
-            .await
-            .expect("register");
+        common::register(addr, run, profile).await;
         let reply = client
             .publish_steps(tokio_stream::iter(
                 (0..steps).map(move |i| framed_step(run, i)),
@@ -259,15 +251,7 @@ fn an_odd_sized_frame_recorded_to_video_comes_back_at_its_own_size() {
     const N: u64 = 30;
     runtime().block_on(async {
         let mut client = telemetry_client(addr).await;
-        client
-            .register_worker(v1::RegisterWorkerRequest {
-                run_id: "odd".into(),
-                worker_id: "w0".into(),
-                worker_kind: "test".into(),
-                profile: "vid".into(),
-            })
-            .await
-            .expect("register");
+        common::register(addr, "odd", "vid").await;
         let steps = (0..N).map(move |i| {
             let mut s = step("odd", i);
             s.episode = 0;
@@ -328,15 +312,7 @@ fn publish_burst(
 ) -> v1::PublishReply {
     runtime().block_on(async {
         let mut client = telemetry_client(addr).await;
-        client
-            .register_worker(v1::RegisterWorkerRequest {
-                run_id: run.into(),
-                worker_id: "w0".into(),
-                worker_kind: "test".into(),
-                profile: profile.into(),
-            })
-            .await
-            .expect("register");
+        common::register(addr, run, profile).await;
         let all: Vec<v1::Step> = (0..steps).map(|i| framed_step(run, i)).collect();
         client
             .publish_steps(tokio_stream::iter(all))
@@ -398,15 +374,7 @@ profiles:
         "a wait profile slows its worker instead: {kept:?}"
     );
 
-    let runs = runtime().block_on(async {
-        telemetry_client(addr)
-            .await
-            .list_runs(v1::ListRunsRequest {})
-            .await
-            .expect("runs")
-            .into_inner()
-            .runs
-    });
+    let runs = runtime().block_on(common::list_runs(addr));
     let shed_of = |run: &str| {
         runs.iter()
             .find(|r| r.run_id == run)
@@ -452,15 +420,7 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
     for (run, profile) in [("duo-video", "vid"), ("duo-inline", "raw5")] {
         runtime().block_on(async {
             let mut client = telemetry_client(addr).await;
-            client
-                .register_worker(v1::RegisterWorkerRequest {
-                    run_id: run.into(),
-                    worker_id: "w0".into(),
-                    worker_kind: "test".into(),
-                    profile: profile.into(),
-                })
-                .await
-                .expect("register");
+            common::register(addr, run, profile).await;
             let steps = (0..N).flat_map(|i| {
                 [("left", i), ("right", i + 1000)].map(|(agent, shown)| {
                     let mut s = framed_step(run, shown);

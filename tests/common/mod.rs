@@ -245,3 +245,38 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The daemon's run list.
+pub async fn list_runs(addr: SocketAddr) -> Vec<v1::RunSummary> {
+    telemetry_client(addr)
+        .await
+        .list_runs(v1::ListRunsRequest {})
+        .await
+        .expect("ListRuns")
+        .into_inner()
+        .runs
+}
+
+/// The daemon's Health reply.
+pub async fn health(addr: SocketAddr) -> v1::HealthReply {
+    telemetry_client(addr)
+        .await
+        .health(v1::HealthRequest {})
+        .await
+        .expect("Health")
+        .into_inner()
+}
+
+/// Registers worker "w0" of `run` under `profile`.
+pub async fn register(addr: SocketAddr, run: &str, profile: &str) {
+    telemetry_client(addr)
+        .await
+        .register_worker(v1::RegisterWorkerRequest {
+            run_id: run.into(),
+            worker_id: "w0".into(),
+            worker_kind: "test".into(),
+            profile: profile.into(),
+        })
+        .await
+        .expect("RegisterWorker");
+}
