@@ -1514,7 +1514,7 @@ fn another_process_holding_the_write_lock_delays_commits_and_refuses_no_step() {
     let dir = ScratchDir::new("write-lock");
     let daemon = daemon(&dir);
     let addr = daemon.local_addr();
-    // A backup tool or an sqlite3 shell holds the write lock for a second (well within the
+    // A backup tool or an sqlite3 shell holds the write lock for a moment (well within the
     // store's busy timeout).
     let blocker = rusqlite::Connection::open(daemon.database_path()).expect("open");
     blocker
@@ -1534,7 +1534,14 @@ fn another_process_holding_the_write_lock_delays_commits_and_refuses_no_step() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
+    // Held until the writer waits behind the lock with the publishers' commands queued (or a
+    // publish has already ended: refused at once, which the checks below catch).
+    let rt = runtime();
+    wait_until(|| {
+        let queued = rt.block_on(common::health(addr)).queue_depth;
+        (queued > 0 || publishers.iter().any(|p| p.is_finished())).then_some(())
+    })
+    .expect("the writer is held behind the lock");
     blocker.execute_batch("ROLLBACK").expect("release");
     for publisher in publishers {
         let reply = publisher

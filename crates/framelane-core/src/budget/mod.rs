@@ -311,7 +311,9 @@ mod tests {
                     .map(|c| c.bytes())
             })
         };
+        let deadline = Instant::now() + Duration::from_secs(30);
         while budget.figures().waits == 0 {
+            assert!(Instant::now() < deadline, "the waiter never waited");
             std::thread::yield_now();
         }
         drop(held);

@@ -507,25 +507,10 @@ impl IngestCore {
                     tally.frames_shed += 1;
                     return;
                 };
-                match (compression, image) {
+                // What the store keeps itself: (kind, width, height, format, location, data).
+                let in_store = match (compression, image) {
                     (_, FrameImage::Reference(reference)) => {
-                        self.offer_to_store(
-                            FrameIndexEntry {
-                                run_id: step.run_id.clone(),
-                                agent_id: step.agent_id.clone(),
-                                episode: step.episode,
-                                step: step.step,
-                                kind: FrameKind::Reference,
-                                width: 0,
-                                height: 0,
-                                format: String::new(),
-                                location: reference,
-                                data: None,
-                            },
-                            charge,
-                            wait_until,
-                        )
-                        .await
+                        Ok((FrameKind::Reference, (0, 0), String::new(), reference, None))
                     }
                     (
                         FrameCompression::None,
@@ -535,45 +520,39 @@ impl IngestCore {
                             format,
                             pixels,
                         },
-                    ) => {
-                        self.offer_to_store(
-                            FrameIndexEntry {
-                                run_id: step.run_id.clone(),
-                                agent_id: step.agent_id.clone(),
-                                episode: step.episode,
-                                step: step.step,
-                                kind: FrameKind::Inline,
-                                width,
-                                height,
-                                format: format.label().to_owned(),
-                                location: String::new(),
-                                data: Some(pixels),
-                            },
-                            charge,
-                            wait_until,
-                        )
-                        .await
+                    ) => Ok((
+                        FrameKind::Inline,
+                        (width, height),
+                        format.label().to_owned(),
+                        String::new(),
+                        Some(pixels),
+                    )),
+                    (FrameCompression::None, FrameImage::Encoded { codec, data }) => Ok((
+                        FrameKind::Inline,
+                        (0, 0),
+                        codec.name().to_owned(),
+                        String::new(),
+                        Some(data),
+                    )),
+                    (compression, image) => Err((compression, image)),
+                };
+                match in_store {
+                    Ok((kind, (width, height), format, location, data)) => {
+                        let entry = FrameIndexEntry {
+                            run_id: step.run_id.clone(),
+                            agent_id: step.agent_id.clone(),
+                            episode: step.episode,
+                            step: step.step,
+                            kind,
+                            width,
+                            height,
+                            format,
+                            location,
+                            data,
+                        };
+                        self.offer_to_store(entry, charge, wait_until).await
                     }
-                    (FrameCompression::None, FrameImage::Encoded { codec, data }) => {
-                        self.offer_to_store(
-                            FrameIndexEntry {
-                                run_id: step.run_id.clone(),
-                                agent_id: step.agent_id.clone(),
-                                episode: step.episode,
-                                step: step.step,
-                                kind: FrameKind::Inline,
-                                width: 0,
-                                height: 0,
-                                format: codec.name().to_owned(),
-                                location: String::new(),
-                                data: Some(data),
-                            },
-                            charge,
-                            wait_until,
-                        )
-                        .await
-                    }
-                    (compression, image) => {
+                    Err((compression, image)) => {
                         let offered = self
                             .snapshots
                             .offer(

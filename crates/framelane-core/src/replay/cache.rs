@@ -1,11 +1,13 @@
-//! Decoded frames by (run, episode, step), bounded in bytes; the least recently used go first.
+//! Decoded frames by (run, agent asked for, episode, step), bounded in bytes; the least recently
+//! used go first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{FrameOrigin, RgbaFrame};
 
-type Key = (String, u64, u64);
+/// (run, agent asked for (None: the first agent that has a frame), episode, step).
+type Key = (String, Option<String>, u64, u64);
 
 /// A byte-bounded LRU cache of decoded frames.
 pub struct FrameCache {
@@ -27,13 +29,16 @@ impl FrameCache {
 
     pub fn get(
         &mut self,
-        run: &str,
+        (run, agent): (&str, Option<&str>),
         episode: u64,
         step: u64,
     ) -> Option<(FrameOrigin, Arc<RgbaFrame>)> {
         self.tick += 1;
         let tick = self.tick;
-        match self.entries.get_mut(&(run.to_owned(), episode, step)) {
+        match self
+            .entries
+            .get_mut(&(run.to_owned(), agent.map(str::to_owned), episode, step))
+        {
             Some((origin, frame, used)) => {
                 *used = tick;
                 Some((*origin, frame.clone()))
@@ -44,7 +49,7 @@ impl FrameCache {
 
     pub fn insert(
         &mut self,
-        run: &str,
+        (run, agent): (&str, Option<&str>),
         episode: u64,
         step: u64,
         origin: FrameOrigin,
@@ -68,10 +73,10 @@ impl FrameCache {
             }
         }
         self.tick += 1;
-        if let Some((_, old, _)) = self
-            .entries
-            .insert((run.to_owned(), episode, step), (origin, frame, self.tick))
-        {
+        if let Some((_, old, _)) = self.entries.insert(
+            (run.to_owned(), agent.map(str::to_owned), episode, step),
+            (origin, frame, self.tick),
+        ) {
             self.bytes -= old.rgba.len();
         }
         self.bytes += size;
@@ -106,21 +111,24 @@ mod tests {
     #[test]
     fn stays_within_its_byte_limit_and_drops_the_least_recently_used() {
         let mut cache = FrameCache::new(300);
-        cache.insert("r", 0, 1, FrameOrigin::Video, frame(100));
-        cache.insert("r", 0, 2, FrameOrigin::Video, frame(100));
-        cache.insert("r", 0, 3, FrameOrigin::Video, frame(100));
-        assert!(cache.get("r", 0, 1).is_some(), "1 is now the most recent");
-        cache.insert("r", 0, 4, FrameOrigin::Video, frame(100));
+        cache.insert(("r", None), 0, 1, FrameOrigin::Video, frame(100));
+        cache.insert(("r", None), 0, 2, FrameOrigin::Video, frame(100));
+        cache.insert(("r", None), 0, 3, FrameOrigin::Video, frame(100));
+        assert!(
+            cache.get(("r", None), 0, 1).is_some(),
+            "1 is now the most recent"
+        );
+        cache.insert(("r", None), 0, 4, FrameOrigin::Video, frame(100));
         assert_eq!(cache.bytes(), 300);
         assert!(
-            cache.get("r", 0, 2).is_none(),
+            cache.get(("r", None), 0, 2).is_none(),
             "2 was the least recently used"
         );
-        assert!(cache.get("r", 0, 1).is_some());
-        assert!(cache.get("r", 0, 4).is_some());
-        cache.insert("r", 0, 5, FrameOrigin::Video, frame(1000));
+        assert!(cache.get(("r", None), 0, 1).is_some());
+        assert!(cache.get(("r", None), 0, 4).is_some());
+        cache.insert(("r", None), 0, 5, FrameOrigin::Video, frame(1000));
         assert!(
-            cache.get("r", 0, 5).is_none(),
+            cache.get(("r", None), 0, 5).is_none(),
             "larger than the whole cache: not kept"
         );
         assert!(cache.bytes() <= 300);

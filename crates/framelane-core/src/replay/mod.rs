@@ -105,22 +105,15 @@ impl FrameResolver {
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, ReplayError> {
-        // The cache's run key names the agent asked for, so agents never share an entry.
-        let cached_as = match agent {
-            Some(agent) => std::borrow::Cow::Owned(format!("{run_id}\u{1f}{agent}")),
-            None => std::borrow::Cow::Borrowed(run_id),
-        };
-        if let Some((origin, frame)) = self.cache.get(&cached_as, episode, step) {
+        if let Some((origin, frame)) = self.cache.get((run_id, agent), episode, step) {
             return Ok(StepFrame::Found { origin, frame });
         }
-        let run_id_for_cache = cached_as.into_owned();
+        let asked = (run_id, agent);
         let mut notes = Vec::new();
         if let Some(found) = self.video_frame(run_id, agent, episode, step, &mut notes)? {
-            return Ok(self.remember(&run_id_for_cache, episode, step, FrameOrigin::Video, found));
+            return Ok(self.remember(asked, episode, step, FrameOrigin::Video, found));
         }
-        let run_id_asked = run_id;
-        let run_id = run_id_for_cache.as_str();
-        match self.store.agent_frame(run_id_asked, agent, episode, step)? {
+        match self.store.agent_frame(run_id, agent, episode, step)? {
             Some(FrameIndexEntry {
                 kind: FrameKind::Image(codec),
                 location,
@@ -140,7 +133,7 @@ impl FrameResolver {
                     height: image.height,
                     rgba: image.into_rgba(),
                 };
-                return Ok(self.remember(run_id, episode, step, FrameOrigin::Snapshot, frame));
+                return Ok(self.remember(asked, episode, step, FrameOrigin::Snapshot, frame));
             }
             Some(entry) if entry.kind == FrameKind::Inline => {
                 let data = entry.data.unwrap_or_default();
@@ -170,7 +163,7 @@ impl FrameResolver {
                         }
                     }
                 };
-                return Ok(self.remember(run_id, episode, step, FrameOrigin::Inline, frame));
+                return Ok(self.remember(asked, episode, step, FrameOrigin::Inline, frame));
             }
             Some(entry) if entry.kind == FrameKind::Reference => {
                 notes.push(format!("the worker keeps it itself ({})", entry.location));
@@ -185,7 +178,7 @@ impl FrameResolver {
 
     fn remember(
         &mut self,
-        run_id: &str,
+        asked: (&str, Option<&str>),
         episode: u64,
         step: u64,
         origin: FrameOrigin,
@@ -193,7 +186,7 @@ impl FrameResolver {
     ) -> StepFrame {
         let frame = Arc::new(frame);
         self.cache
-            .insert(run_id, episode, step, origin, frame.clone());
+            .insert(asked, episode, step, origin, frame.clone());
         StepFrame::Found { origin, frame }
     }
 
