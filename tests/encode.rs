@@ -36,6 +36,7 @@ fn encode_numbered(path: &Path, settings: EncoderSettings, n: u64) {
     let job = service
         .open_job(JobSpec {
             run_id: "r".into(),
+            worker_id: String::new(),
             agent_id: String::new(),
             episode: 0,
             path: path.to_owned(),
@@ -283,6 +284,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
             max_wait,
             max_frames_per_file: 10_000,
             nice: 10,
+            fault_panic_after_frames: None,
         },
         Some(index.clone()),
     )
@@ -299,6 +301,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
     let job = service
         .open_job(JobSpec {
             run_id: "slow".into(),
+            worker_id: String::new(),
             agent_id: String::new(),
             episode: 0,
             path: path.clone(),
@@ -591,6 +594,7 @@ fn failing_job(
     let job = service
         .open_job(JobSpec {
             run_id: "odd".into(),
+            worker_id: String::new(),
             agent_id: String::new(),
             episode: 3,
             path: path.to_owned(),
@@ -645,6 +649,7 @@ fn odd_and_tiny_pictures_are_coded_padded_and_replay_crops_them_back() {
         let job = service
             .open_job(JobSpec {
                 run_id: "r".into(),
+                worker_id: String::new(),
                 agent_id: String::new(),
                 episode: 0,
                 path: path.clone(),

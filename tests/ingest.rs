@@ -1674,6 +1674,88 @@ fn a_full_disk_fails_the_publish_acknowledges_nothing_unstored_and_recovers_when
 }
 
 #[test]
+fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_reason() {
+    const W: u32 = 32;
+    let dir = ScratchDir::new("dead-encoder");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // One encoder worker, which panics when it takes its fourth frame.
+    config.encode = framelane_core::encode::ServiceConfig {
+        workers: 1,
+        fault_panic_after_frames: Some(3),
+        ..Default::default()
+    };
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let framed = |i: u64| {
+        let mut s = step("clips", i);
+        s.episode = 0;
+        s.frame = Some(v1::Frame {
+            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                width: W,
+                height: W,
+                format: v1::PixelFormat::Rgb8 as i32,
+                pixels: vec![(i * 9) as u8; (W * W * 3) as usize],
+            })),
+        });
+        s
+    };
+    let publish = |from: u64, to: u64| {
+        rt.block_on(async {
+            let mut client = telemetry_client(addr).await;
+            // "video" waits for its encoder (up to 30 s a frame) rather than shed: a dead
+            // worker must not turn that into a 30 s stall per frame.
+            common::register(addr, "clips", "video").await;
+            client
+                .publish_steps(tokio_stream::iter((from..to).map(framed)))
+                .await
+                .expect("steps are still stored")
+                .into_inner()
+        })
+    };
+    let health = || rt.block_on(common::health(addr));
+    assert_eq!(publish(0, 4).accepted, 4);
+    let h = wait_until(|| {
+        let h = health();
+        (!h.healthy).then_some(h)
+    })
+    .expect("Health sees the dead encoder worker");
+    assert!(
+        h.problems
+            .iter()
+            .any(|p| p.starts_with("video: encoder worker encode-0 has stopped")),
+        "{:?}",
+        h.problems
+    );
+    // From now on its frames are refused with the reason (the only worker is gone, so no new
+    // job opens either), and the steps are still stored.
+    let reply = publish(4, 14);
+    assert_eq!(reply.accepted, 10, "{reply:?}");
+    assert_eq!(reply.frames_shed, 10, "{reply:?}");
+    assert!(
+        reply
+            .first_error
+            .contains("encoder worker encode-0 has stopped"),
+        "the worker is told why: {reply:?}"
+    );
+    let runs = rt.block_on(common::list_runs(addr));
+    let run = runs.iter().find(|r| r.run_id == "clips").expect("run");
+    assert_eq!(run.steps, 14);
+    assert!(
+        run.shed.get("frame_writer_stopped").copied().unwrap_or(0) >= 10,
+        "counted by their cause, not as an encoder behind: {:?}",
+        run.shed
+    );
+    assert_eq!(
+        run.shed.get("frame_encoder_behind").copied().unwrap_or(0),
+        0,
+        "{:?}",
+        run.shed
+    );
+}
+
+#[test]
 fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     const W: u32 = 32;
     let dir = ScratchDir::new("dead-writer");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{runtime, step, telemetry_client, ScratchDir};
 use framelane::bench::pattern::{numbered_frame, read_number};
+use framelane_core::bus::FrameOwner;
 use framelane_core::daemon::{Daemon, DaemonConfig};
 use framelane_core::encode::ServiceConfig;
 use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -31,6 +32,15 @@ profiles:
     flush_interval_ms: 20
     video_codec: h264
     video_fps: 30
+  snap:
+    capture_frames: true
+    keep_every_n_frames: 1
+    frame_compression: png
+    jpeg_quality: 85
+    drop_render_payload: true
+    drop_observation: false
+    batch_rows: 100
+    flush_interval_ms: 20
   raw5:
     capture_frames: true
     keep_every_n_frames: 5
@@ -177,9 +187,9 @@ fn recorded_video_replays_the_exact_frame_of_random_steps_and_other_runs_fall_ba
             .await
             .get_frame(v1::FrameRequest {
                 run_id: "vrun".into(),
-                agent_id: String::new(),
                 episode: 1,
                 step: 77,
+                ..Default::default()
             })
             .await
             .expect("GetFrame of a video step")
@@ -453,6 +463,7 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
                     agent_id: agent.into(),
                     episode: 0,
                     step,
+                    ..Default::default()
                 })
                 .await
                 .expect("GetFrame")
@@ -477,7 +488,7 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
     for i in [0, 7, N - 1] {
         for (agent, shown) in [("left", i), ("right", i + 1000)] {
             match resolver
-                .agent_frame("duo-video", Some(agent), 0, i)
+                .owner_frame("duo-video", FrameOwner::agent(agent), 0, i)
                 .expect("resolve")
             {
                 StepFrame::Found { origin, frame } => {
@@ -490,7 +501,7 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
         // Inline frames at steps divisible by 5 (the profile keeps every fifth).
         if i % 5 == 0 {
             match resolver
-                .agent_frame("duo-inline", Some("right"), 0, i)
+                .owner_frame("duo-inline", FrameOwner::agent("right"), 0, i)
                 .expect("resolve")
             {
                 StepFrame::Found { frame, .. } => {
@@ -500,4 +511,125 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
             }
         }
     }
+}
+
+#[test]
+fn the_workers_of_one_run_keep_their_own_frames_and_files_of_the_same_steps() {
+    const N: u64 = 30;
+    let dir = ScratchDir::new("replay-workers");
+    let daemon = daemon_with_profiles(&dir);
+    let addr = daemon.local_addr();
+    // Two workers of one run count their episodes and steps alike (same agent): w1 shows the
+    // number of its step, w2 that number plus 1000. w1's episode ends halfway through w2's.
+    for (run, profile) in [
+        ("pair-video", "vid"),
+        ("pair-png", "snap"),
+        ("pair-inline", "raw5"),
+    ] {
+        runtime().block_on(async {
+            let mut client = telemetry_client(addr).await;
+            common::register(addr, run, profile).await;
+            let of = |worker: &str, i: u64, shown: u64| {
+                let mut s = framed_step(run, shown);
+                s.worker_id = worker.into();
+                s.step = i;
+                s.episode = 0;
+                s
+            };
+            let first: Vec<v1::Step> = (0..N / 2)
+                .flat_map(|i| [of("w1", i, i), of("w2", i, i + 1000)])
+                .chain((N / 2..N).map(|i| of("w1", i, i)))
+                .collect();
+            let reply = client
+                .publish_steps(tokio_stream::iter(first))
+                .await
+                .expect("publish")
+                .into_inner();
+            assert_eq!(reply.accepted, N + N / 2, "{reply:?}");
+            let mut end = episode(run, 0);
+            end.worker_id = "w1".into();
+            end.steps = N;
+            client
+                .publish_episodes(tokio_stream::iter([end.clone()]))
+                .await
+                .expect("w1's episode");
+            // w2 goes on in its own episode 0 after w1's has ended.
+            let rest: Vec<v1::Step> = (N / 2..N).map(|i| of("w2", i, i + 1000)).collect();
+            let reply = client
+                .publish_steps(tokio_stream::iter(rest))
+                .await
+                .expect("publish")
+                .into_inner();
+            assert_eq!(reply.accepted, N / 2, "{reply:?}");
+            end.worker_id = "w2".into();
+            client
+                .publish_episodes(tokio_stream::iter([end]))
+                .await
+                .expect("w2's episode");
+        });
+    }
+    let fetched = |run: &str, worker: &str, step: u64| {
+        runtime().block_on(async {
+            let frame = telemetry_client(addr)
+                .await
+                .get_frame(v1::FrameRequest {
+                    run_id: run.into(),
+                    worker_id: worker.into(),
+                    episode: 0,
+                    step,
+                    ..Default::default()
+                })
+                .await
+                .expect("GetFrame")
+                .into_inner();
+            match frame.content {
+                Some(v1::frame::Content::Raw(raw)) => read_number(&raw.pixels, W, H),
+                other => panic!("expected raw pixels, got {other:?}"),
+            }
+        })
+    };
+    assert_eq!(fetched("pair-inline", "w1", 10), 10);
+    assert_eq!(fetched("pair-inline", "w2", 10), 1010);
+    assert_eq!(fetched("pair-png", "w1", 3), 3);
+    assert_eq!(fetched("pair-png", "w2", 3), 1003);
+    let db = daemon.database_path().to_owned();
+    daemon.shutdown();
+    let videos = StoreReader::open(&db)
+        .expect("reader")
+        .videos("pair-video")
+        .expect("videos");
+    let owners: Vec<(&str, u32, u64)> = videos
+        .iter()
+        .map(|v| (v.worker_id.as_str(), v.segment, v.frames))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![("w1", 0, N), ("w2", 0, N)],
+        "one whole file per worker; w1's episode end did not cut w2's: {videos:?}"
+    );
+    assert_ne!(videos[0].path, videos[1].path);
+    let mut resolver = FrameResolver::open(&db, 16 << 20).expect("resolver");
+    for run in ["pair-video", "pair-png", "pair-inline"] {
+        for i in [0, 5, N / 2, N - 5] {
+            for (worker, shown) in [("w1", i), ("w2", i + 1000)] {
+                let owner = FrameOwner::new(worker, "a0");
+                match resolver.owner_frame(run, owner, 0, i).expect("resolve") {
+                    StepFrame::Found { frame, .. } => {
+                        assert_eq!(
+                            read_number(&frame.rgba, W, H),
+                            shown,
+                            "{run} {worker} step {i}"
+                        )
+                    }
+                    StepFrame::Missing(why) => panic!("{run} {worker} step {i}: {why}"),
+                }
+            }
+        }
+    }
+    // The steps list each worker's own frame kind, one row per step (no join fan-out).
+    let steps = StoreReader::open(&db)
+        .expect("reader")
+        .steps_since("pair-png", 0, 1000)
+        .expect("steps");
+    assert_eq!(steps.len() as u64, 2 * N);
 }

@@ -89,6 +89,7 @@ fn encode_direct(
     let service = EncoderService::start(ServiceConfig::never_shed(1), None)?;
     let job = service.open_job(JobSpec {
         run_id: "bench".into(),
+        worker_id: String::new(),
         agent_id: String::new(),
         episode: 0,
         path: out.to_owned(),
@@ -209,6 +210,7 @@ fn enqueue_latency(
     settings.faststart_on_finish = false;
     let job = service.open_job(JobSpec {
         run_id: "bench".into(),
+        worker_id: String::new(),
         agent_id: String::new(),
         episode: 0,
         path: dir.join("paced.mp4"),

@@ -50,6 +50,7 @@ fn write_video(path: &Path, frames: u64, faststart: bool) -> anyhow::Result<()> 
     settings.faststart_on_finish = faststart;
     let job = service.open_job(JobSpec {
         run_id: "bench".into(),
+        worker_id: String::new(),
         agent_id: String::new(),
         episode: 0,
         path: path.to_owned(),

@@ -149,6 +149,8 @@ pub struct ClipEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptFrame {
     pub run_id: String,
+    /// The worker that sent it: workers of one run keep their own frames of a step.
+    pub worker_id: String,
     /// The agent whose frame it is (multi-agent runs keep one frame per agent and step).
     pub agent_id: String,
     pub episode: u64,
@@ -157,10 +159,41 @@ pub struct KeptFrame {
     pub image: FrameImage,
 }
 
-/// Where a kept frame ended up, as the store indexes it by (run, episode, step, agent).
+/// Whose kept frame a lookup asks for. A field that is None takes the first that has a frame
+/// (frames stored before they were keyed by agent or by worker count for every one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FrameOwner<'a> {
+    pub worker: Option<&'a str>,
+    pub agent: Option<&'a str>,
+}
+
+impl<'a> FrameOwner<'a> {
+    /// The first worker and agent that has a frame.
+    pub const ANY: FrameOwner<'static> = FrameOwner {
+        worker: None,
+        agent: None,
+    };
+
+    /// From a request's fields, where '' means any.
+    pub fn new(worker: &'a str, agent: &'a str) -> Self {
+        Self {
+            worker: (!worker.is_empty()).then_some(worker),
+            agent: (!agent.is_empty()).then_some(agent),
+        }
+    }
+
+    /// One agent's frame, of whichever worker has one.
+    pub fn agent(agent: &'a str) -> Self {
+        Self::new("", agent)
+    }
+}
+
+/// Where a kept frame ended up, as the store indexes it by (run, episode, step, agent,
+/// worker).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameIndexEntry {
     pub run_id: String,
+    pub worker_id: String,
     pub agent_id: String,
     pub episode: u64,
     pub step: u64,
@@ -174,12 +207,14 @@ pub struct FrameIndexEntry {
     pub data: Option<Vec<u8>>,
 }
 
-/// The encoder's frame index, on its way to the store.
+/// The encoder's frame index, on its way to the store; a segment is named by (run, worker,
+/// agent, episode, segment).
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoIndexEntry {
     /// A segment file was created.
     Opened {
         run_id: String,
+        worker_id: String,
         agent_id: String,
         episode: u64,
         segment: u32,
@@ -193,6 +228,7 @@ pub enum VideoIndexEntry {
     /// (step, frame number) pairs now in the segment.
     Frames {
         run_id: String,
+        worker_id: String,
         agent_id: String,
         episode: u64,
         segment: u32,
@@ -201,6 +237,7 @@ pub enum VideoIndexEntry {
     /// The segment ended: "finished" or "failed".
     Closed {
         run_id: String,
+        worker_id: String,
         agent_id: String,
         episode: u64,
         segment: u32,

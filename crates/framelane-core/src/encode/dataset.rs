@@ -209,6 +209,7 @@ pub fn encode_dataset(
     let mut events = service.events();
     let job = service.open_job(JobSpec {
         run_id: String::new(),
+        worker_id: String::new(),
         agent_id: String::new(),
         episode: 0,
         path: output.to_owned(),

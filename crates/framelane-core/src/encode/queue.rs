@@ -176,6 +176,27 @@ impl FrameQueue {
         self.room.notify_all();
     }
 
+    /// Worker side, when the worker stops for good (a panic included): the queue closes, so
+    /// producers are refused at once instead of waiting for room that never comes, and the
+    /// frames still queued are dropped (their memory charges go back); returns the jobs of
+    /// the dropped frames, one entry per frame.
+    pub fn abandon(&self) -> Vec<u64> {
+        let mut state = self.lock();
+        state.closed = true;
+        let mut dropped = Vec::new();
+        state.items.retain(|item| match item {
+            WorkItem::Frame(frame) => {
+                dropped.push(frame.job);
+                false
+            }
+            _ => true,
+        });
+        state.frames = 0;
+        drop(state);
+        self.room.notify_all();
+        dropped
+    }
+
     /// Worker side: the next item, waiting for one.
     pub fn pop(&self) -> WorkItem {
         let mut state = self.lock();

@@ -43,6 +43,9 @@ pub struct ServiceConfig {
     /// ingest, the GUI) win the CPU when it is short (Linux; 0: unchanged). The worker threads
     /// themselves keep normal priority.
     pub nice: i32,
+    /// A fault for tests: each worker thread panics when it takes its frame n+1. None in every
+    /// real configuration (nothing on the command line reaches it).
+    pub fault_panic_after_frames: Option<u64>,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +57,7 @@ impl Default for ServiceConfig {
             max_wait: Duration::from_millis(2),
             max_frames_per_file: 18_000,
             nice: 10,
+            fault_panic_after_frames: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl ServiceConfig {
             max_wait: Duration::from_secs(24 * 3600),
             max_frames_per_file: u64::MAX,
             nice: 0,
+            fault_panic_after_frames: None,
         }
     }
 }
@@ -76,6 +81,8 @@ impl ServiceConfig {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub run_id: String,
+    /// The worker whose frames the job encodes ('' when the caller has none).
+    pub worker_id: String,
     /// The agent whose frames the job encodes ('' when the caller has none).
     pub agent_id: String,
     pub episode: u64,
@@ -88,6 +95,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     pub run_id: String,
+    pub worker_id: String,
     pub agent_id: String,
     pub episode: u64,
     pub segment: u32,
@@ -298,12 +306,17 @@ impl EncoderService {
         for n in 0..workers_n {
             let queue = Arc::new(FrameQueue::new(config.queue_frames, config.max_wait));
             let (q, s, max_frames) = (queue.clone(), shared.clone(), config.max_frames_per_file);
-            let nice = config.nice;
+            let (nice, fault) = (config.nice, config.fault_panic_after_frames);
             let thread = std::thread::Builder::new()
                 .name(format!("encode-{n}"))
                 .spawn(move || {
                     let _stage = tracing::info_span!("encoder", worker = n).entered();
-                    worker_loop(n, q, s, max_frames, nice)
+                    let _closer = AbandonOnExit {
+                        queue: Arc::clone(&q),
+                        shared: Arc::clone(&s),
+                        worker: n,
+                    };
+                    worker_loop(n, q, s, (max_frames, nice), fault)
                 })
                 .map_err(EncodeError::Thread)?;
             workers.push(Worker {
@@ -339,10 +352,11 @@ impl EncoderService {
         self.shared.events.subscribe()
     }
 
-    /// Opens a job on the least busy worker; the file is created with its first frame.
+    /// Opens a job on the least busy worker still running; the file is created with its first
+    /// frame. With no worker left: [`EncodeError::Stopped`].
     pub fn open_job(&self, spec: JobSpec) -> Result<u64, EncodeError> {
         spec.settings.validate()?;
-        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let stopped = self.stopped_workers();
         let worker = {
             let mut active = self
                 .shared
@@ -352,11 +366,13 @@ impl EncoderService {
             let (index, _) = active
                 .iter()
                 .enumerate()
+                .filter(|(n, _)| !stopped.contains(n))
                 .min_by_key(|(_, n)| **n)
-                .unwrap_or((0, &0));
+                .ok_or(EncodeError::Stopped)?;
             active[index] += 1;
             index
         };
+        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let job = Arc::new(JobShared {
             totals: Arc::clone(&self.shared.totals),
             spec,
@@ -672,17 +688,51 @@ struct ActiveJob {
     last_progress: Instant,
 }
 
+/// Closes a worker's queue when its thread ends, however it ends: the frames still queued are
+/// counted as shed by their jobs (`encoded + shed = submitted` still holds).
+struct AbandonOnExit {
+    queue: Arc<FrameQueue>,
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl Drop for AbandonOnExit {
+    fn drop(&mut self) {
+        let dropped = self.queue.abandon();
+        for job in &dropped {
+            if let Some(job) = self.shared.job(*job) {
+                job.count(|t| &t.shed, &job.shed);
+            }
+        }
+        if std::thread::panicking() {
+            tracing::error!(
+                worker = self.worker,
+                frames_lost = dropped.len(),
+                "encoder worker stopped by a panic; its queue is closed and new frames for its jobs are refused"
+            );
+        }
+    }
+}
+
 fn worker_loop(
     worker: usize,
     queue: Arc<FrameQueue>,
     shared: Arc<Shared>,
-    max_frames: u64,
-    nice: i32,
+    (max_frames, nice): (u64, i32),
+    fault_panic_after_frames: Option<u64>,
 ) {
     let mut active: HashMap<u64, ActiveJob> = HashMap::new();
+    let mut taken = 0u64;
     loop {
         match queue.pop() {
             WorkItem::Frame(frame) => {
+                taken += 1;
+                if fault_panic_after_frames.is_some_and(|n| taken > n) {
+                    if let Some(job) = shared.job(frame.job) {
+                        job.count(|t| &t.shed, &job.shed);
+                    }
+                    panic!("injected fault: encoder worker {worker} panics at frame {taken}");
+                }
                 let Some(job) = active_job(&mut active, &shared, frame.job) else {
                     queue.recycle(frame.pixels);
                     continue;
@@ -840,6 +890,7 @@ fn open_segment(
     })?;
     let info = SegmentInfo {
         run_id: job.shared.spec.run_id.clone(),
+        worker_id: job.shared.spec.worker_id.clone(),
         agent_id: job.shared.spec.agent_id.clone(),
         episode: job.shared.spec.episode,
         segment,

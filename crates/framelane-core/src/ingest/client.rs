@@ -481,6 +481,7 @@ pub async fn follow_frames(
             };
             let request = v1::FrameRequest {
                 run_id: run_id.clone(),
+                worker_id: step.worker_id.clone(),
                 agent_id: step.agent_id.clone(),
                 episode: step.episode,
                 step: step.step,

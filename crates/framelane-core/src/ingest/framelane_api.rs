@@ -15,6 +15,7 @@ use super::wire::{
     stored_step_to_v1,
 };
 use super::{ControlEvent, IngestCore};
+use crate::bus::FrameOwner;
 use crate::replay::StepFrame;
 
 /// The service; cheap to clone.
@@ -193,7 +194,8 @@ impl v1::telemetry_server::Telemetry for TelemetryService {
         let r = request.into_inner();
         let core = Arc::clone(&self.core);
         let found = tokio::task::spawn_blocking(move || {
-            core.resolve_frame(&r.run_id, &r.agent_id, r.episode, r.step)
+            let owner = FrameOwner::new(&r.worker_id, &r.agent_id);
+            core.resolve_frame(&r.run_id, owner, r.episode, r.step)
         })
         .await
         .map_err(|_| Status::internal("frame lookup failed"))??;

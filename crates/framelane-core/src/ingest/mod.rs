@@ -36,7 +36,8 @@ use tonic::Status;
 
 use crate::budget::{Charge, MemoryBudget, WhenFull};
 use crate::bus::{
-    shed_kind, FrameImage, FrameIndexEntry, FrameKind, KeptFrame, ShedCounters, StepRecord,
+    shed_kind, FrameImage, FrameIndexEntry, FrameKind, FrameOwner, KeptFrame, ShedCounters,
+    StepRecord,
 };
 use crate::gating::{
     self, FrameCompression, FrameDecision, ProfileSet, StorageProfile, WhenBehind,
@@ -484,14 +485,27 @@ impl IngestCore {
                 Some(video) => {
                     let video = Arc::clone(video);
                     let profile = Arc::clone(profile);
-                    let (run_id, agent_id) = (step.run_id.clone(), step.agent_id.clone());
+                    let (run_id, worker_id, agent_id) = (
+                        step.run_id.clone(),
+                        step.worker_id.clone(),
+                        step.agent_id.clone(),
+                    );
                     let at = (step.episode, step.step);
+                    let recorder = Arc::clone(&video);
                     let shed = tokio::task::spawn_blocking(move || {
-                        video.offer((&run_id, &agent_id), at, image, &profile, wait_until)
+                        let owner = (run_id.as_str(), worker_id.as_str(), agent_id.as_str());
+                        recorder.offer(owner, at, image, &profile, wait_until)
                     })
                     .await
                     .unwrap_or(1);
                     tally.frames_shed += shed;
+                    if shed > 0 {
+                        if let Some(worker) = video.service().stopped_workers().first() {
+                            tally.note(format!(
+                                "frames for video were refused: encoder worker encode-{worker} has stopped (see Health)"
+                            ));
+                        }
+                    }
                     return;
                 }
                 None => {
@@ -540,6 +554,7 @@ impl IngestCore {
                     Ok((kind, (width, height), format, location, data)) => {
                         let entry = FrameIndexEntry {
                             run_id: step.run_id.clone(),
+                            worker_id: step.worker_id.clone(),
                             agent_id: step.agent_id.clone(),
                             episode: step.episode,
                             step: step.step,
@@ -558,6 +573,7 @@ impl IngestCore {
                             .offer(
                                 KeptFrame {
                                     run_id: step.run_id.clone(),
+                                    worker_id: step.worker_id.clone(),
                                     agent_id: step.agent_id.clone(),
                                     episode: step.episode,
                                     step: step.step,
@@ -612,12 +628,13 @@ impl IngestCore {
         }
     }
 
-    /// The frame of (run, episode, step) through the replay's resolver: video first, then a
-    /// snapshot file, then inline pixels. Blocking (decodes): call it on a blocking thread.
+    /// The frame of (run, episode, step) of `owner` through the replay's resolver: video first,
+    /// then a snapshot file, then inline pixels. Blocking (decodes): call it on a blocking
+    /// thread.
     pub(crate) fn resolve_frame(
         &self,
         run_id: &str,
-        agent_id: &str,
+        owner: FrameOwner<'_>,
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, Status> {
@@ -630,9 +647,8 @@ impl IngestCore {
         let Some(resolver) = frames.as_mut() else {
             return Err(Status::internal("frame resolver unavailable"));
         };
-        let agent = (!agent_id.is_empty()).then_some(agent_id);
         resolver
-            .agent_frame(run_id, agent, episode, step)
+            .owner_frame(run_id, owner, episode, step)
             .map_err(|err| match err {
                 ReplayError::Store(StoreError::UnknownRun(run)) => {
                     Status::not_found(format!("unknown run {run:?}"))

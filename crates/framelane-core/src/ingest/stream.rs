@@ -304,7 +304,7 @@ impl IngestCore {
             Ok(episode) => {
                 self.ensure_run(&episode.run_id).await?;
                 if let Some(video) = &self.video {
-                    video.episode_ended(&episode.run_id, episode.episode);
+                    video.episode_ended(&episode.run_id, &episode.worker_id, episode.episode);
                 }
                 self.store
                     .send(StoreCommand::Episode {

@@ -1,6 +1,8 @@
-//! Frames of runs whose profile asks for video: one encode job per (run, episode), opened with
-//! the episode's first kept frame and finished when the episode ends, when the run moves on to
-//! a later episode, or when it has had no frame for [`JobLimits::idle`]. Open jobs are capped:
+//! Frames of runs whose profile asks for video: one encode job per (run, worker, agent,
+//! episode), opened with the episode's first kept frame and finished when the worker's episode
+//! ends, when the worker moves on to a later episode, or when it has had no frame for
+//! [`JobLimits::idle`]. A job belongs to the worker that opened it: two workers of one run
+//! that count their episodes alike write their own files, never one interleaved file. Open jobs are capped:
 //! a run holds at most [`JobLimits::per_run`] (opening another finishes the run's least recently
 //! fed one, so a client sending episodes in any order cannot pile up encoders), and the daemon
 //! at most [`JobLimits::total`] (past it frames are refused and counted as `frame_job_cap`).
@@ -20,7 +22,7 @@ use crate::encode::{
     SegmentOutcome,
 };
 use crate::gating::StorageProfile;
-use crate::media::{agent_suffix, decode_image, run_folder_name};
+use crate::media::{decode_image, owner_suffix, run_folder_name};
 use crate::store::StoreCommand;
 
 /// Sends the encoder's frame index to the store writer (from encoder threads; waits for room).
@@ -48,6 +50,7 @@ impl IndexSink for StoreIndexSink {
     fn segment_opened(&self, s: &SegmentInfo) {
         self.send(VideoIndexEntry::Opened {
             run_id: s.run_id.clone(),
+            worker_id: s.worker_id.clone(),
             agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
@@ -63,6 +66,7 @@ impl IndexSink for StoreIndexSink {
     fn frames_written(&self, s: &SegmentInfo, frames: &[(u64, u64)]) {
         self.send(VideoIndexEntry::Frames {
             run_id: s.run_id.clone(),
+            worker_id: s.worker_id.clone(),
             agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
@@ -73,6 +77,7 @@ impl IndexSink for StoreIndexSink {
     fn segment_closed(&self, s: &SegmentInfo, outcome: &SegmentOutcome) {
         self.send(VideoIndexEntry::Closed {
             run_id: s.run_id.clone(),
+            worker_id: s.worker_id.clone(),
             agent_id: s.agent_id.clone(),
             episode: s.episode,
             segment: s.segment,
@@ -118,8 +123,8 @@ impl Default for JobLimits {
     }
 }
 
-/// Whose frames a job encodes: (run, agent, episode).
-type JobKey = (String, String, u64);
+/// Whose frames a job encodes: (run, worker, agent, episode).
+type JobKey = (String, String, String, u64);
 
 /// An open job and when it last took a frame.
 struct OpenJob {
@@ -153,7 +158,7 @@ enum NoJob {
 pub struct VideoRecorder {
     service: Arc<EncoderService>,
     dir: PathBuf,
-    /// (run, agent, episode) to job.
+    /// (run, worker, agent, episode) to job.
     jobs: Mutex<HashMap<JobKey, OpenJob>>,
     shed: Arc<ShedCounters>,
     limits: JobLimits,
@@ -204,7 +209,7 @@ impl VideoRecorder {
     /// Blocking (decodes, may wait): call it on a blocking thread.
     pub fn offer(
         &self,
-        (run_id, agent_id): (&str, &str),
+        (run_id, worker_id, agent_id): (&str, &str, &str),
         (episode, step): (u64, u64),
         image: FrameImage,
         profile: &StorageProfile,
@@ -231,7 +236,12 @@ impl VideoRecorder {
             }
         };
         let when_full = wait_until.map_or(WhenFull::Shed, WhenFull::Wait);
-        let key = (run_id.to_owned(), agent_id.to_owned(), episode);
+        let key = (
+            run_id.to_owned(),
+            worker_id.to_owned(),
+            agent_id.to_owned(),
+            episode,
+        );
         let job = match self.job_for(key, profile, (width, height), when_full) {
             Ok(job) => job,
             Err(NoJob::Cap) => {
@@ -240,6 +250,11 @@ impl VideoRecorder {
             }
             Err(NoJob::Memory) => {
                 self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
+                return 1;
+            }
+            Err(NoJob::Encode(crate::encode::EncodeError::Stopped)) => {
+                tracing::warn!(run = %run_id, step, "frame for video refused: no encoder worker is running");
+                self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
                 return 1;
             }
             Err(NoJob::Encode(err)) => {
@@ -271,7 +286,13 @@ impl VideoRecorder {
                 u64::from(run == run_id)
             }
             Err(crate::encode::EncodeError::Stopped) => {
+                // The job's worker has stopped: the job is let go, so the next frame opens a
+                // new one (a new segment) on a worker still running, if any.
                 tracing::warn!(run = %run_id, step, "frame for video refused: its encoder worker has stopped");
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|_, open| open.job != job);
                 self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
                 1
             }
@@ -289,11 +310,12 @@ impl VideoRecorder {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|(_, j)| j.job == job)
-            .map(|((run, _, _), _)| run.clone())
+            .map(|((run, _, _, _), _)| run.clone())
     }
 
-    /// The job of (run, episode), opening it if new. Earlier episodes of the run still open are
-    /// finished (their episode record may never come), so are jobs idle past the limit; a run
+    /// The job of (run, worker, agent, episode), opening it if new. Earlier episodes of the
+    /// worker's agent still open are finished (their episode record may never come), so are
+    /// jobs idle past the limit; a run
     /// at its cap gives up its least recently fed job; past the daemon's cap: refused.
     /// A new job first takes its encoder's estimated buffers from the memory ceiling (outside
     /// the lock, as it may wait).
@@ -304,7 +326,8 @@ impl VideoRecorder {
         (width, height): (u32, u32),
         when_full: WhenFull,
     ) -> Result<u64, NoJob> {
-        let (run_id, agent_id, episode) = (key.0.as_str(), key.1.as_str(), key.2);
+        let (run_id, worker_id, agent_id, episode) =
+            (key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3);
         if let Some(open) = self
             .jobs
             .lock()
@@ -327,7 +350,9 @@ impl VideoRecorder {
         }
         let finished: Vec<JobKey> = jobs
             .keys()
-            .filter(|(run, agent, ep)| run == run_id && agent == agent_id && *ep < episode)
+            .filter(|(run, worker, agent, ep)| {
+                run == run_id && worker == worker_id && agent == agent_id && *ep < episode
+            })
             .cloned()
             .collect();
         for key in finished {
@@ -336,11 +361,11 @@ impl VideoRecorder {
             }
         }
         self.finish_idle_locked(&mut jobs, now);
-        let of_run = jobs.keys().filter(|(run, _, _)| run == run_id).count();
+        let of_run = jobs.keys().filter(|(run, _, _, _)| run == run_id).count();
         if of_run >= self.limits.per_run {
             let oldest = jobs
                 .iter()
-                .filter(|((run, _, _), _)| run == run_id)
+                .filter(|((run, _, _, _), _)| run == run_id)
                 .min_by_key(|(_, open)| open.fed)
                 .map(|(key, _)| key.clone());
             if let Some(open) = oldest.and_then(|key| jobs.remove(&key)) {
@@ -362,13 +387,14 @@ impl VideoRecorder {
         let settings = settings_for(profile);
         let path = self.dir.join(run_folder_name(run_id)).join(format!(
             "episode-{episode:06}{}.{}",
-            agent_suffix(agent_id),
+            owner_suffix(worker_id, agent_id),
             settings.container.extension()
         ));
         let job = self
             .service
             .open_job(JobSpec {
                 run_id: run_id.to_owned(),
+                worker_id: worker_id.to_owned(),
                 agent_id: agent_id.to_owned(),
                 episode,
                 path,
@@ -404,11 +430,14 @@ impl VideoRecorder {
         });
     }
 
-    /// The episode ended: its files (one per agent) are finished in the background.
-    pub fn episode_ended(&self, run_id: &str, episode: u64) {
+    /// A worker's episode ended: its files (one per agent) are finished in the background.
+    /// Other workers' jobs of the same episode number go on; a worker without an id ('')
+    /// ends the episode of every worker.
+    pub fn episode_ended(&self, run_id: &str, worker_id: &str, episode: u64) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.retain(|(run, _, ep), open| {
-            let ended = run == run_id && *ep == episode;
+        jobs.retain(|(run, worker, _, ep), open| {
+            let ended =
+                run == run_id && *ep == episode && (worker_id.is_empty() || worker == worker_id);
             if ended {
                 let _ = self.service.finish_job(open.job);
             }
@@ -478,7 +507,7 @@ mod tests {
         // Descending episodes used to open an encoder each and never finish one.
         for episode in (0..12u64).rev() {
             assert_eq!(
-                recorder.offer(("r", ""), (episode, episode), frame(), &profile, None),
+                recorder.offer(("r", "", ""), (episode, episode), frame(), &profile, None),
                 0
             );
             assert!(recorder.open_jobs() <= 3, "{} open", recorder.open_jobs());
@@ -503,12 +532,18 @@ mod tests {
         let profile = demo_profile();
         for run in 0..4 {
             assert_eq!(
-                recorder.offer((&format!("run{run}"), ""), (0, 0), frame(), &profile, None),
+                recorder.offer(
+                    (&format!("run{run}"), "", ""),
+                    (0, 0),
+                    frame(),
+                    &profile,
+                    None
+                ),
                 0
             );
         }
         assert!(
-            recorder.offer(("late", ""), (0, 0), frame(), &profile, None) == 1,
+            recorder.offer(("late", "", ""), (0, 0), frame(), &profile, None) == 1,
             "a fifth job is refused"
         );
         // With no frame at all the periodic sweep releases them.
@@ -520,7 +555,13 @@ mod tests {
         }
         for run in 0..4 {
             assert_eq!(
-                recorder.offer((&format!("run{run}"), ""), (1, 0), frame(), &profile, None),
+                recorder.offer(
+                    (&format!("run{run}"), "", ""),
+                    (1, 0),
+                    frame(),
+                    &profile,
+                    None
+                ),
                 0
             );
         }
@@ -531,7 +572,7 @@ mod tests {
         );
         // The four go idle; the next frame finishes them and opens its own job.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while recorder.offer(("late", ""), (0, 1), frame(), &profile, None) != 0 {
+        while recorder.offer(("late", "", ""), (0, 1), frame(), &profile, None) != 0 {
             assert!(Instant::now() < deadline, "idle jobs never made room");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -546,11 +587,11 @@ mod tests {
         let profile = demo_profile();
         for step in 0..10 {
             assert_eq!(
-                recorder.offer(("r", ""), (0, step), frame(), &profile, None),
+                recorder.offer(("r", "", ""), (0, step), frame(), &profile, None),
                 0
             );
         }
-        recorder.episode_ended("r", 0);
+        recorder.episode_ended("r", "", 0);
         let first = dir.join(run_folder_name("r")).join("episode-000000.mp4");
         let deadline = Instant::now() + Duration::from_secs(30);
         let size_of = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -568,11 +609,11 @@ mod tests {
         // A frame after the episode's end (the other stream) opens the episode again.
         for step in 10..15 {
             assert_eq!(
-                recorder.offer(("r", ""), (0, step), frame(), &profile, None),
+                recorder.offer(("r", "", ""), (0, step), frame(), &profile, None),
                 0
             );
         }
-        recorder.episode_ended("r", 0);
+        recorder.episode_ended("r", "", 0);
         let second = dir
             .join(run_folder_name("r"))
             .join("episode-000000-part1.mp4");
@@ -588,6 +629,108 @@ mod tests {
             before,
             "the first recording is untouched"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_workers_with_the_same_episode_numbers_keep_their_own_jobs_and_files() {
+        let dir = scratch("workers");
+        let (recorder, shed) = recorder(&dir, JobLimits::default());
+        let profile = demo_profile();
+        for step in 0..6 {
+            for worker in ["w1", "w2"] {
+                assert_eq!(
+                    recorder.offer(("r", worker, ""), (0, step), frame(), &profile, None),
+                    0
+                );
+            }
+        }
+        assert_eq!(recorder.open_jobs(), 2, "one job per worker");
+        // w1's episode 0 ends; w2 is still in its own episode 0.
+        recorder.episode_ended("r", "w1", 0);
+        assert_eq!(recorder.open_jobs(), 1, "w2's job goes on");
+        for step in 6..9 {
+            assert_eq!(
+                recorder.offer(("r", "w2", ""), (0, step), frame(), &profile, None),
+                0
+            );
+        }
+        assert_eq!(
+            recorder.open_jobs(),
+            1,
+            "w2 fed its open job, not a new one"
+        );
+        recorder.episode_ended("r", "w2", 0);
+        let folder = dir.join(run_folder_name("r"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while recorder.service().open_jobs() > 0 {
+            assert!(Instant::now() < deadline, "jobs never finished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .expect("run folder")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let expected: Vec<String> = ["w1", "w2"]
+            .iter()
+            .map(|w| format!("episode-000000{}.mp4", owner_suffix(w, "")))
+            .collect();
+        assert_eq!(files, expected, "one file per worker, no second segment");
+        assert!(shed.totals().is_empty(), "{:?}", shed.totals());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_job_whose_worker_died_is_let_go_and_the_next_frame_opens_one_on_a_live_worker() {
+        let dir = scratch("dead-worker");
+        let config = ServiceConfig {
+            workers: 2,
+            fault_panic_after_frames: Some(3),
+            ..ServiceConfig::never_shed(2)
+        };
+        let service = Arc::new(EncoderService::start(config, None).expect("service"));
+        let shed = Arc::new(ShedCounters::default());
+        let recorder =
+            VideoRecorder::with_limits(service, dir.clone(), shed.clone(), JobLimits::default());
+        let profile = demo_profile();
+        for step in 0..4 {
+            assert_eq!(
+                recorder.offer(("r", "", ""), (0, step), frame(), &profile, None),
+                0
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while recorder.service().stopped_workers().is_empty() {
+            assert!(Instant::now() < deadline, "the fault never fired");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            recorder.offer(("r", "", ""), (0, 4), frame(), &profile, None),
+            1,
+            "refused: its worker has stopped"
+        );
+        assert_eq!(
+            shed.totals(),
+            vec![(shed_kind::FRAME_WRITER_STOPPED, 1)],
+            "counted by its cause"
+        );
+        for step in 5..7 {
+            assert_eq!(
+                recorder.offer(("r", "", ""), (0, step), frame(), &profile, None),
+                0,
+                "a new job on the worker still running"
+            );
+        }
+        recorder.episode_ended("r", "", 0);
+        let second = dir
+            .join(run_folder_name("r"))
+            .join("episode-000000-part1.mp4");
+        while std::fs::metadata(&second).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "the new job wrote nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,5 +11,5 @@ pub use image::{
     decode_image, decode_jpeg, decode_png, raw_to_rgba, DecodedImage, ImageCodec, ImageError,
     RawPixelFormat,
 };
-pub use paths::{agent_suffix, run_folder_name, safe_component};
+pub use paths::{owner_suffix, run_folder_name, safe_component};
 pub use rows::{copy_rows, RowCopyError};

@@ -13,14 +13,20 @@ pub fn run_folder_name(run_id: &str) -> String {
     format!("{readable}-{:016x}", fnv1a64(run_id.as_bytes()))
 }
 
-/// What a file of one agent adds to its name: nothing for the agent '' (runs without agent
-/// ids), else "-" and the agent's id made safe with its hash, as for run folders.
-pub fn agent_suffix(agent_id: &str) -> String {
-    if agent_id.is_empty() {
-        String::new()
-    } else {
-        format!("-{}", run_folder_name(agent_id))
+/// What a file of one worker's agent adds to its name: "-" and the agent's id made safe with
+/// its hash, as for run folders, then "-by-" and the worker's id the same way; each part is
+/// left out when its id is '' (runs without agent or worker ids keep the plain names).
+pub fn owner_suffix(worker_id: &str, agent_id: &str) -> String {
+    let mut suffix = String::new();
+    if !agent_id.is_empty() {
+        suffix.push('-');
+        suffix.push_str(&run_folder_name(agent_id));
     }
+    if !worker_id.is_empty() {
+        suffix.push_str("-by-");
+        suffix.push_str(&run_folder_name(worker_id));
+    }
+    suffix
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms (the names end up on disk).
@@ -75,6 +81,33 @@ mod tests {
         }
         assert!(names[0].starts_with("a_b-"), "readable: {}", names[0]);
         assert_eq!(run_folder_name("a/b"), names[0], "stable");
+    }
+
+    #[test]
+    fn owners_that_read_alike_get_their_own_file_names() {
+        // (worker, agent) pairs whose parts would read alike without the markers and hashes.
+        let owners = [
+            ("", ""),
+            ("a", ""),
+            ("", "a"),
+            ("a", "a"),
+            ("", "by-a"),
+            ("b", "a"),
+            ("a", "b"),
+            ("a/b", ""),
+            ("a_b", ""),
+        ];
+        let names: Vec<String> = owners.iter().map(|(w, a)| owner_suffix(w, a)).collect();
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert_ne!(a, b, "{owners:?}");
+            }
+        }
+        assert_eq!(names[0], "", "no ids: the plain name");
+        assert!(names.iter().all(|n| !n.contains('/')));
+        // A file name stays short enough with the longest ids.
+        let long = "x".repeat(5000);
+        assert!(owner_suffix(&long, &long).len() < 200);
     }
 
     #[test]

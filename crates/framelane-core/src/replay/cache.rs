@@ -1,13 +1,24 @@
-//! Decoded frames by (run, agent asked for, episode, step), bounded in bytes; the least recently
-//! used go first.
+//! Decoded frames by (run, owner asked for, episode, step), bounded in bytes; the least
+//! recently used go first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{FrameOrigin, RgbaFrame};
+use crate::bus::FrameOwner;
 
-/// (run, agent asked for (None: the first agent that has a frame), episode, step).
-type Key = (String, Option<String>, u64, u64);
+/// (run, worker and agent asked for (None: the first that has a frame), episode, step).
+type Key = (String, Option<String>, Option<String>, u64, u64);
+
+fn key(run: &str, owner: FrameOwner<'_>, episode: u64, step: u64) -> Key {
+    (
+        run.to_owned(),
+        owner.worker.map(str::to_owned),
+        owner.agent.map(str::to_owned),
+        episode,
+        step,
+    )
+}
 
 /// A byte-bounded LRU cache of decoded frames.
 pub struct FrameCache {
@@ -29,16 +40,13 @@ impl FrameCache {
 
     pub fn get(
         &mut self,
-        (run, agent): (&str, Option<&str>),
+        (run, owner): (&str, FrameOwner<'_>),
         episode: u64,
         step: u64,
     ) -> Option<(FrameOrigin, Arc<RgbaFrame>)> {
         self.tick += 1;
         let tick = self.tick;
-        match self
-            .entries
-            .get_mut(&(run.to_owned(), agent.map(str::to_owned), episode, step))
-        {
+        match self.entries.get_mut(&key(run, owner, episode, step)) {
             Some((origin, frame, used)) => {
                 *used = tick;
                 Some((*origin, frame.clone()))
@@ -49,7 +57,7 @@ impl FrameCache {
 
     pub fn insert(
         &mut self,
-        (run, agent): (&str, Option<&str>),
+        (run, owner): (&str, FrameOwner<'_>),
         episode: u64,
         step: u64,
         origin: FrameOrigin,
@@ -73,10 +81,10 @@ impl FrameCache {
             }
         }
         self.tick += 1;
-        if let Some((_, old, _)) = self.entries.insert(
-            (run.to_owned(), agent.map(str::to_owned), episode, step),
-            (origin, frame, self.tick),
-        ) {
+        if let Some((_, old, _)) = self
+            .entries
+            .insert(key(run, owner, episode, step), (origin, frame, self.tick))
+        {
             self.bytes -= old.rgba.len();
         }
         self.bytes += size;
@@ -111,24 +119,30 @@ mod tests {
     #[test]
     fn stays_within_its_byte_limit_and_drops_the_least_recently_used() {
         let mut cache = FrameCache::new(300);
-        cache.insert(("r", None), 0, 1, FrameOrigin::Video, frame(100));
-        cache.insert(("r", None), 0, 2, FrameOrigin::Video, frame(100));
-        cache.insert(("r", None), 0, 3, FrameOrigin::Video, frame(100));
+        cache.insert(("r", FrameOwner::ANY), 0, 1, FrameOrigin::Video, frame(100));
+        cache.insert(("r", FrameOwner::ANY), 0, 2, FrameOrigin::Video, frame(100));
+        cache.insert(("r", FrameOwner::ANY), 0, 3, FrameOrigin::Video, frame(100));
         assert!(
-            cache.get(("r", None), 0, 1).is_some(),
+            cache.get(("r", FrameOwner::ANY), 0, 1).is_some(),
             "1 is now the most recent"
         );
-        cache.insert(("r", None), 0, 4, FrameOrigin::Video, frame(100));
+        cache.insert(("r", FrameOwner::ANY), 0, 4, FrameOrigin::Video, frame(100));
         assert_eq!(cache.bytes(), 300);
         assert!(
-            cache.get(("r", None), 0, 2).is_none(),
+            cache.get(("r", FrameOwner::ANY), 0, 2).is_none(),
             "2 was the least recently used"
         );
-        assert!(cache.get(("r", None), 0, 1).is_some());
-        assert!(cache.get(("r", None), 0, 4).is_some());
-        cache.insert(("r", None), 0, 5, FrameOrigin::Video, frame(1000));
+        assert!(cache.get(("r", FrameOwner::ANY), 0, 1).is_some());
+        assert!(cache.get(("r", FrameOwner::ANY), 0, 4).is_some());
+        cache.insert(
+            ("r", FrameOwner::ANY),
+            0,
+            5,
+            FrameOrigin::Video,
+            frame(1000),
+        );
         assert!(
-            cache.get(("r", None), 0, 5).is_none(),
+            cache.get(("r", FrameOwner::ANY), 0, 5).is_none(),
             "larger than the whole cache: not kept"
         );
         assert!(cache.bytes() <= 300);

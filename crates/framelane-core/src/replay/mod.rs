@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::bus::{FrameIndexEntry, FrameKind, RawPixelFormat};
+use crate::bus::{FrameIndexEntry, FrameKind, FrameOwner, RawPixelFormat};
 use crate::media::{decode_image, raw_to_rgba, ImageCodec};
 use crate::store::{StoreError, StoreReader};
 
@@ -87,33 +87,34 @@ impl FrameResolver {
         &self.cache
     }
 
-    /// The frame of (run, episode, step) (of the first agent that has one).
+    /// The frame of (run, episode, step) (of the first worker and agent that has one).
     pub fn frame(
         &mut self,
         run_id: &str,
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, ReplayError> {
-        self.agent_frame(run_id, None, episode, step)
+        self.owner_frame(run_id, FrameOwner::ANY, episode, step)
     }
 
-    /// The frame of (run, episode, step) of `agent` (None: of the first agent that has one).
-    pub fn agent_frame(
+    /// The frame of (run, episode, step) of `owner` (a field that is None: of the first worker
+    /// or agent that has one).
+    pub fn owner_frame(
         &mut self,
         run_id: &str,
-        agent: Option<&str>,
+        owner: FrameOwner<'_>,
         episode: u64,
         step: u64,
     ) -> Result<StepFrame, ReplayError> {
-        if let Some((origin, frame)) = self.cache.get((run_id, agent), episode, step) {
+        if let Some((origin, frame)) = self.cache.get((run_id, owner), episode, step) {
             return Ok(StepFrame::Found { origin, frame });
         }
-        let asked = (run_id, agent);
+        let asked = (run_id, owner);
         let mut notes = Vec::new();
-        if let Some(found) = self.video_frame(run_id, agent, episode, step, &mut notes)? {
+        if let Some(found) = self.video_frame(run_id, owner, episode, step, &mut notes)? {
             return Ok(self.remember(asked, episode, step, FrameOrigin::Video, found));
         }
-        match self.store.agent_frame(run_id, agent, episode, step)? {
+        match self.store.owner_frame(run_id, owner, episode, step)? {
             Some(FrameIndexEntry {
                 kind: FrameKind::Image(codec),
                 location,
@@ -178,7 +179,7 @@ impl FrameResolver {
 
     fn remember(
         &mut self,
-        asked: (&str, Option<&str>),
+        asked: (&str, FrameOwner<'_>),
         episode: u64,
         step: u64,
         origin: FrameOrigin,
@@ -193,12 +194,12 @@ impl FrameResolver {
     fn video_frame(
         &mut self,
         run_id: &str,
-        agent: Option<&str>,
+        owner: FrameOwner<'_>,
         episode: u64,
         step: u64,
         notes: &mut Vec<String>,
     ) -> Result<Option<RgbaFrame>, ReplayError> {
-        let Some(location) = self.store.agent_video_frame(run_id, agent, episode, step)? else {
+        let Some(location) = self.store.owner_video_frame(run_id, owner, episode, step)? else {
             return Ok(None);
         };
         self.tick += 1;

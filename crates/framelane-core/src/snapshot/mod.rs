@@ -249,7 +249,7 @@ fn write_snapshot(
     let path = folder.join(format!(
         "{}{}.{ext}",
         frame.step,
-        crate::media::agent_suffix(&frame.agent_id)
+        crate::media::owner_suffix(&frame.worker_id, &frame.agent_id)
     ));
     std::fs::write(&path, &encoded[..]).map_err(|source| SnapshotError::Write {
         path: path.clone(),
@@ -257,6 +257,7 @@ fn write_snapshot(
     })?;
     Ok(FrameIndexEntry {
         run_id: frame.run_id.clone(),
+        worker_id: frame.worker_id.clone(),
         agent_id: frame.agent_id.clone(),
         episode: frame.episode,
         step: frame.step,

@@ -7,7 +7,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{open_for_reading, StoreError};
-use crate::bus::{ClipEntry, EpisodeRecord, FrameIndexEntry, FrameKind, Payload, StepRecord};
+use crate::bus::{
+    ClipEntry, EpisodeRecord, FrameIndexEntry, FrameKind, FrameOwner, Payload, StepRecord,
+};
 
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +73,9 @@ pub struct VideoFrameRef {
 /// One video file of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoRow {
+    /// The worker and agent whose frames the file holds ('' for none).
+    pub worker_id: String,
+    pub agent_id: String,
     pub episode: u64,
     pub segment: u32,
     pub path: String,
@@ -193,7 +198,7 @@ impl StoreReader {
             .prepare_cached(
                 "SELECT s.seq, s.worker_id, s.agent_id, s.episode, s.step, s.reward, s.terminated, s.truncated, \
                  s.producer_unix_ns, s.action_json, s.action_raw, s.observation_json, s.observation_raw, s.extra_json, f.kind \
-                 FROM steps s LEFT JOIN frames f ON f.run_key = s.run_key AND f.episode = s.episode AND f.step = s.step AND f.agent_id IN (s.agent_id, '') \
+                 FROM steps s LEFT JOIN frames f ON f.run_key = s.run_key AND f.episode = s.episode AND f.step = s.step AND f.agent_id IN (s.agent_id, '') AND f.worker_id IN (s.worker_id, '') \
                  WHERE s.run_key = ?1 AND s.seq >= ?2 ORDER BY s.seq LIMIT ?3",
             )
             .map_err(StoreError::sql("reading steps"))?;
@@ -338,33 +343,42 @@ impl StoreReader {
             .map_err(StoreError::sql("reading a reward"))
     }
 
-    /// The kept frame of (run, episode, step), if any (of the first agent that has one).
+    /// The kept frame of (run, episode, step), if any (of the first worker and agent that has
+    /// one).
     pub fn frame(
         &self,
         run_id: &str,
         episode: u64,
         step: u64,
     ) -> Result<Option<FrameIndexEntry>, StoreError> {
-        self.agent_frame(run_id, None, episode, step)
+        self.owner_frame(run_id, FrameOwner::ANY, episode, step)
     }
 
-    /// The kept frame of (run, episode, step) of `agent` (None: of the first agent that has
-    /// one; frames stored before frames were keyed by agent count for every agent).
-    pub fn agent_frame(
+    /// The kept frame of (run, episode, step) of `owner` (a field that is None: of the first
+    /// worker or agent that has one; frames stored before frames were keyed by agent or worker
+    /// count for every one).
+    pub fn owner_frame(
         &self,
         run_id: &str,
-        agent: Option<&str>,
+        owner: FrameOwner<'_>,
         episode: u64,
         step: u64,
     ) -> Result<Option<FrameIndexEntry>, StoreError> {
         let key = self.run_key(run_id)?;
         self.conn
-            .prepare_cached("SELECT kind, width, height, format, location, data, agent_id FROM frames WHERE run_key = ?1 AND episode = ?2 AND step = ?3 AND (?4 IS NULL OR agent_id = ?4 OR agent_id = '') ORDER BY agent_id = ?4 DESC, agent_id LIMIT 1")
+            .prepare_cached(
+                "SELECT kind, width, height, format, location, data, agent_id, worker_id FROM frames \
+                 WHERE run_key = ?1 AND episode = ?2 AND step = ?3 \
+                 AND (?4 IS NULL OR agent_id = ?4 OR agent_id = '') AND (?5 IS NULL OR worker_id = ?5 OR worker_id = '') \
+                 ORDER BY agent_id = ?4 DESC, worker_id = ?5 DESC, agent_id, worker_id LIMIT 1",
+            )
             .and_then(|mut s| {
-                s.query_row(params![key, episode as i64, step as i64, agent], |r| {
+                let at = params![key, episode as i64, step as i64, owner.agent, owner.worker];
+                s.query_row(at, |r| {
                     let kind: String = r.get(0)?;
                     Ok(FrameIndexEntry {
                         run_id: run_id.to_owned(),
+                        worker_id: r.get(7)?,
                         agent_id: r.get(6)?,
                         episode,
                         step,
@@ -388,25 +402,30 @@ impl StoreReader {
         episode: u64,
         step: u64,
     ) -> Result<Option<VideoFrameRef>, StoreError> {
-        self.agent_video_frame(run_id, None, episode, step)
+        self.owner_video_frame(run_id, FrameOwner::ANY, episode, step)
     }
 
-    /// Where the encoded frame of (run, episode, step) of `agent` is (None: of the first agent
-    /// that has one).
-    pub fn agent_video_frame(
+    /// Where the encoded frame of (run, episode, step) of `owner` is (a field that is None: of
+    /// the first worker or agent that has one).
+    pub fn owner_video_frame(
         &self,
         run_id: &str,
-        agent: Option<&str>,
+        owner: FrameOwner<'_>,
         episode: u64,
         step: u64,
     ) -> Result<Option<VideoFrameRef>, StoreError> {
         let key = self.run_key(run_id)?;
         self.conn
             .prepare_cached(
-                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder, v.width, v.height FROM video_frames f JOIN videos v ON v.video_id = f.video_id WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3 AND (?4 IS NULL OR f.agent_id = ?4 OR f.agent_id = '') ORDER BY f.agent_id = ?4 DESC, f.agent_id LIMIT 1",
+                "SELECT v.path, v.fps, v.gop, f.frame_no, v.status, v.encoder, v.width, v.height \
+                 FROM video_frames f JOIN videos v ON v.video_id = f.video_id \
+                 WHERE f.run_key = ?1 AND f.episode = ?2 AND f.step = ?3 \
+                 AND (?4 IS NULL OR f.agent_id = ?4 OR f.agent_id = '') AND (?5 IS NULL OR f.worker_id = ?5 OR f.worker_id = '') \
+                 ORDER BY f.agent_id = ?4 DESC, f.worker_id = ?5 DESC, f.agent_id, f.worker_id LIMIT 1",
             )
             .and_then(|mut s| {
-                s.query_row(params![key, episode as i64, step as i64, agent], |r| {
+                let at = params![key, episode as i64, step as i64, owner.agent, owner.worker];
+                s.query_row(at, |r| {
                     Ok(VideoFrameRef {
                         path: r.get(0)?,
                         fps: r.get(1)?,
@@ -423,18 +442,21 @@ impl StoreReader {
             .map_err(StoreError::sql("reading the video index"))
     }
 
-    /// The video files of a run, by episode and segment.
+    /// The video files of a run, by episode, worker, agent and segment.
     pub fn videos(&self, run_id: &str) -> Result<Vec<VideoRow>, StoreError> {
         let key = self.run_key(run_id)?;
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT episode, segment, path, encoder, fps, gop, width, height, status, frames, error FROM videos WHERE run_key = ?1 ORDER BY episode, segment",
+                "SELECT episode, segment, path, encoder, fps, gop, width, height, status, frames, error, worker_id, agent_id \
+                 FROM videos WHERE run_key = ?1 ORDER BY episode, worker_id, agent_id, segment",
             )
             .map_err(StoreError::sql("reading videos"))?;
         let rows = stmt
             .query_map(params![key], |r| {
                 Ok(VideoRow {
+                    worker_id: r.get(11)?,
+                    agent_id: r.get(12)?,
                     episode: r.get::<_, i64>(0)? as u64,
                     segment: r.get(1)?,
                     path: r.get(2)?,

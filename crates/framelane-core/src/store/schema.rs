@@ -195,6 +195,65 @@ const MIGRATIONS: &[&str] = &[
         SELECT run_key, episode, step, '', video_id, frame_no FROM video_frames_v4;
     DROP TABLE video_frames_v4;
     "#,
+    // 6: kept frames and video files keyed by worker as well: the workers of one run that
+    // count their episodes and steps alike keep their own frames and files. Rows from before
+    // have worker '' (any worker).
+    r#"
+    ALTER TABLE frames RENAME TO frames_v5;
+    CREATE TABLE frames (
+        run_key INTEGER NOT NULL,
+        episode INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        agent_id TEXT NOT NULL DEFAULT '',
+        worker_id TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        location TEXT NOT NULL,
+        data BLOB,
+        PRIMARY KEY (run_key, episode, step, agent_id, worker_id)
+    );
+    INSERT INTO frames (run_key, episode, step, agent_id, worker_id, kind, width, height, format, location, data)
+        SELECT run_key, episode, step, agent_id, '', kind, width, height, format, location, data FROM frames_v5;
+    DROP TABLE frames_v5;
+    ALTER TABLE videos RENAME TO videos_v5;
+    CREATE TABLE videos (
+        video_id INTEGER PRIMARY KEY,
+        run_key INTEGER NOT NULL,
+        agent_id TEXT NOT NULL DEFAULT '',
+        worker_id TEXT NOT NULL DEFAULT '',
+        episode INTEGER NOT NULL,
+        segment INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        encoder TEXT NOT NULL,
+        fps INTEGER NOT NULL,
+        gop INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        frames INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        UNIQUE (run_key, agent_id, worker_id, episode, segment)
+    );
+    INSERT INTO videos (video_id, run_key, agent_id, worker_id, episode, segment, path, encoder, fps, gop, width, height, status, frames, error)
+        SELECT video_id, run_key, agent_id, '', episode, segment, path, encoder, fps, gop, width, height, status, frames, error FROM videos_v5;
+    DROP TABLE videos_v5;
+    ALTER TABLE video_frames RENAME TO video_frames_v5;
+    CREATE TABLE video_frames (
+        run_key INTEGER NOT NULL,
+        episode INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        agent_id TEXT NOT NULL DEFAULT '',
+        worker_id TEXT NOT NULL DEFAULT '',
+        video_id INTEGER NOT NULL,
+        frame_no INTEGER NOT NULL,
+        PRIMARY KEY (run_key, episode, step, agent_id, worker_id)
+    ) WITHOUT ROWID;
+    INSERT INTO video_frames (run_key, episode, step, agent_id, worker_id, video_id, frame_no)
+        SELECT run_key, episode, step, agent_id, '', video_id, frame_no FROM video_frames_v5;
+    DROP TABLE video_frames_v5;
+    "#,
 ];
 
 /// Schema version this build writes.
@@ -264,9 +323,53 @@ mod tests {
         assert_eq!(video, (7, String::new(), 0));
         // Two agents may now hold a frame of the same step.
         conn.execute_batch(
-            "INSERT INTO frames VALUES (1, 0, 5, 'left', 'inline', 2, 1, 'rgb8', '', NULL);
-             INSERT INTO frames VALUES (1, 0, 5, 'right', 'inline', 2, 1, 'rgb8', '', NULL);",
+            "INSERT INTO frames VALUES (1, 0, 5, 'left', '', 'inline', 2, 1, 'rgb8', '', NULL);
+             INSERT INTO frames VALUES (1, 0, 5, 'right', '', 'inline', 2, 1, 'rgb8', '', NULL);",
         )
         .expect("one frame per agent");
+    }
+
+    #[test]
+    fn frames_and_videos_of_a_version_5_store_survive_keying_by_worker() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO runs (run_key, run_id, profile, created_unix_ns, last_seen_unix_ns, steps, episodes) VALUES (1, 'r', 'video', 0, 0, 2, 0);
+             INSERT INTO frames VALUES (1, 0, 5, 'left', 'inline', 2, 1, 'rgb8', '', x'010203040506');
+             INSERT INTO videos (video_id, run_key, agent_id, episode, segment, path, encoder, fps, gop, width, height, status, frames) VALUES (7, 1, 'left', 0, 0, '/v.mp4', 'libx264', 30, 30, 2, 2, 'finished', 1);
+             INSERT INTO video_frames VALUES (1, 0, 6, 'left', 7, 0);",
+        )
+        .expect("old rows");
+        migrate(&mut conn).expect("migrate");
+        let frame: (String, String, Vec<u8>) = conn
+            .query_row(
+                "SELECT agent_id, worker_id, data FROM frames WHERE run_key = 1 AND step = 5",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("frame kept");
+        assert_eq!(
+            frame,
+            ("left".into(), String::new(), vec![1, 2, 3, 4, 5, 6])
+        );
+        let video: (i64, String, String, i64) = conn
+            .query_row(
+                "SELECT v.video_id, v.agent_id, v.worker_id, f.frame_no FROM video_frames f JOIN videos v USING (video_id) WHERE f.step = 6",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("video index kept");
+        assert_eq!(video, (7, "left".into(), String::new(), 0));
+        // Two workers may now hold a frame of the same agent and step, and a segment each.
+        conn.execute_batch(
+            "INSERT INTO frames VALUES (1, 0, 5, 'left', 'w1', 'inline', 2, 1, 'rgb8', '', NULL);
+             INSERT INTO frames VALUES (1, 0, 5, 'left', 'w2', 'inline', 2, 1, 'rgb8', '', NULL);
+             INSERT INTO videos (run_key, agent_id, worker_id, episode, segment, path, encoder, fps, gop, width, height, status) VALUES (1, 'left', 'w1', 0, 0, '/w1.mp4', 'libx264', 30, 30, 2, 2, 'recording');
+             INSERT INTO videos (run_key, agent_id, worker_id, episode, segment, path, encoder, fps, gop, width, height, status) VALUES (1, 'left', 'w2', 0, 0, '/w2.mp4', 'libx264', 30, 30, 2, 2, 'recording');",
+        )
+        .expect("one frame and one segment per worker");
     }
 }

@@ -348,7 +348,7 @@ struct WriterThread {
 
 pub const INSERT_STEP: &str = "INSERT INTO steps (run_key, seq, worker_id, agent_id, episode, step, reward, terminated, truncated, producer_unix_ns, received_unix_ns, action_json, action_raw, observation_json, observation_raw, extra_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const INSERT_EPISODE: &str = "INSERT INTO episodes (run_key, seq, worker_id, agent_id, episode, total_reward, steps, terminated, truncated, metadata_json, producer_unix_ns, received_unix_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-const INSERT_FRAME: &str = "INSERT OR REPLACE INTO frames (run_key, episode, step, agent_id, kind, width, height, format, location, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const INSERT_FRAME: &str = "INSERT OR REPLACE INTO frames (run_key, episode, step, agent_id, worker_id, kind, width, height, format, location, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 fn unix_ns() -> i64 {
     crate::fastlane::shm::unix_ns() as i64
@@ -814,6 +814,7 @@ fn apply(
                 frame.episode as i64,
                 frame.step as i64,
                 frame.agent_id,
+                frame.worker_id,
                 frame.kind.label(),
                 frame.width,
                 frame.height,
@@ -862,6 +863,7 @@ fn write_video_index(
     match entry {
         VideoIndexEntry::Opened {
             run_id,
+            worker_id,
             agent_id,
             episode,
             segment,
@@ -874,12 +876,13 @@ fn write_video_index(
         } => {
             let key = run_state(tx, runs, default_batch, &run_id)?.key;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO videos (run_key, agent_id, episode, segment, path, encoder, fps, gop, width, height, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'recording')",
+                "INSERT OR REPLACE INTO videos (run_key, agent_id, worker_id, episode, segment, path, encoder, fps, gop, width, height, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'recording')",
             )?
-            .execute(params![key, agent_id, episode as i64, segment, path, encoder, fps, gop, width, height])?;
+            .execute(params![key, agent_id, worker_id, episode as i64, segment, path, encoder, fps, gop, width, height])?;
         }
         VideoIndexEntry::Frames {
             run_id,
+            worker_id,
             agent_id,
             episode,
             segment,
@@ -888,11 +891,11 @@ fn write_video_index(
             let key = run_state(tx, runs, default_batch, &run_id)?.key;
             let video_id: i64 = tx
                 .prepare_cached(
-                    "SELECT video_id FROM videos WHERE run_key = ?1 AND agent_id = ?2 AND episode = ?3 AND segment = ?4",
+                    "SELECT video_id FROM videos WHERE run_key = ?1 AND agent_id = ?2 AND worker_id = ?3 AND episode = ?4 AND segment = ?5",
                 )?
-                .query_row(params![key, agent_id, episode as i64, segment], |row| row.get(0))?;
+                .query_row(params![key, agent_id, worker_id, episode as i64, segment], |row| row.get(0))?;
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO video_frames (run_key, episode, step, agent_id, video_id, frame_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO video_frames (run_key, episode, step, agent_id, worker_id, video_id, frame_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut next = 0u64;
             for (step, frame_no) in frames {
@@ -901,6 +904,7 @@ fn write_video_index(
                     episode as i64,
                     step as i64,
                     agent_id,
+                    worker_id,
                     video_id,
                     frame_no as i64
                 ])?;
@@ -911,6 +915,7 @@ fn write_video_index(
         }
         VideoIndexEntry::Closed {
             run_id,
+            worker_id,
             agent_id,
             episode,
             segment,
@@ -920,9 +925,9 @@ fn write_video_index(
         } => {
             let key = run_state(tx, runs, default_batch, &run_id)?.key;
             tx.prepare_cached(
-                "UPDATE videos SET status = ?5, frames = ?6, error = ?7 WHERE run_key = ?1 AND agent_id = ?2 AND episode = ?3 AND segment = ?4",
+                "UPDATE videos SET status = ?6, frames = ?7, error = ?8 WHERE run_key = ?1 AND agent_id = ?2 AND worker_id = ?3 AND episode = ?4 AND segment = ?5",
             )?
-            .execute(params![key, agent_id, episode as i64, segment, status, frames as i64, error])?;
+            .execute(params![key, agent_id, worker_id, episode as i64, segment, status, frames as i64, error])?;
         }
     }
     Ok(())
