@@ -1673,9 +1673,54 @@ fn a_full_disk_fails_the_publish_acknowledges_nothing_unstored_and_recovers_when
     assert_eq!(check, "ok");
 }
 
+/// Step `i` of `run` in episode 0 with a small raw frame.
+fn small_framed_step(run: &str, i: u64) -> v1::Step {
+    const W: u32 = 32;
+    let mut s = step(run, i);
+    s.episode = 0;
+    s.frame = Some(v1::Frame {
+        content: Some(v1::frame::Content::Raw(v1::RawFrame {
+            width: W,
+            height: W,
+            format: v1::PixelFormat::Rgb8 as i32,
+            pixels: vec![(i * 9) as u8; (W * W * 3) as usize],
+        })),
+    });
+    s
+}
+
+/// Registers `run` under `profile` and publishes its steps `steps` with small frames.
+fn publish_small_frames(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    (run, profile): (&str, &str),
+    steps: std::ops::Range<u64>,
+) -> v1::PublishReply {
+    rt.block_on(async {
+        let mut client = telemetry_client(addr).await;
+        common::register(addr, run, profile).await;
+        let run = run.to_owned();
+        client
+            .publish_steps(tokio_stream::iter(
+                steps.map(move |i| small_framed_step(&run, i)),
+            ))
+            .await
+            .expect("steps are still stored")
+            .into_inner()
+    })
+}
+
+/// Waits until `Health` lists a problem starting with `prefix`.
+fn wait_for_problem(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, prefix: &str) {
+    wait_until(|| {
+        let h = rt.block_on(common::health(addr));
+        (!h.healthy && h.problems.iter().any(|p| p.starts_with(prefix))).then_some(())
+    })
+    .unwrap_or_else(|| panic!("Health never reported {prefix:?}"))
+}
+
 #[test]
 fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_reason() {
-    const W: u32 = 32;
     let dir = ScratchDir::new("dead-encoder");
     let mut config = DaemonConfig::new(dir.path().to_owned());
     config.listen = "127.0.0.1:0".parse().expect("addr");
@@ -1688,49 +1733,14 @@ fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_rea
     let daemon = Daemon::start(config).expect("start daemon");
     let addr = daemon.local_addr();
     let rt = runtime();
-    let framed = |i: u64| {
-        let mut s = step("clips", i);
-        s.episode = 0;
-        s.frame = Some(v1::Frame {
-            content: Some(v1::frame::Content::Raw(v1::RawFrame {
-                width: W,
-                height: W,
-                format: v1::PixelFormat::Rgb8 as i32,
-                pixels: vec![(i * 9) as u8; (W * W * 3) as usize],
-            })),
-        });
-        s
-    };
-    let publish = |from: u64, to: u64| {
-        rt.block_on(async {
-            let mut client = telemetry_client(addr).await;
-            // "video" waits for its encoder (up to 30 s a frame) rather than shed: a dead
-            // worker must not turn that into a 30 s stall per frame.
-            common::register(addr, "clips", "video").await;
-            client
-                .publish_steps(tokio_stream::iter((from..to).map(framed)))
-                .await
-                .expect("steps are still stored")
-                .into_inner()
-        })
-    };
-    let health = || rt.block_on(common::health(addr));
-    assert_eq!(publish(0, 4).accepted, 4);
-    let h = wait_until(|| {
-        let h = health();
-        (!h.healthy).then_some(h)
-    })
-    .expect("Health sees the dead encoder worker");
-    assert!(
-        h.problems
-            .iter()
-            .any(|p| p.starts_with("video: encoder worker encode-0 has stopped")),
-        "{:?}",
-        h.problems
-    );
+    // "video" waits for its encoder (up to 30 s a frame) rather than shed: a dead worker must
+    // not turn that into a 30 s stall per frame.
+    let run = ("clips", "video");
+    assert_eq!(publish_small_frames(&rt, addr, run, 0..4).accepted, 4);
+    wait_for_problem(&rt, addr, "video: encoder worker encode-0 has stopped");
     // From now on its frames are refused with the reason (the only worker is gone, so no new
     // job opens either), and the steps are still stored.
-    let reply = publish(4, 14);
+    let reply = publish_small_frames(&rt, addr, run, 4..14);
     assert_eq!(reply.accepted, 10, "{reply:?}");
     assert_eq!(reply.frames_shed, 10, "{reply:?}");
     assert!(
@@ -1757,7 +1767,6 @@ fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_rea
 
 #[test]
 fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
-    const W: u32 = 32;
     let dir = ScratchDir::new("dead-writer");
     let mut config = DaemonConfig::new(dir.path().to_owned());
     config.listen = "127.0.0.1:0".parse().expect("addr");
@@ -1766,44 +1775,12 @@ fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     let daemon = Daemon::start(config).expect("start daemon");
     let addr = daemon.local_addr();
     let rt = runtime();
-    let framed = |i: u64| {
-        let mut s = step("pngs", i);
-        s.frame = Some(v1::Frame {
-            content: Some(v1::frame::Content::Raw(v1::RawFrame {
-                width: W,
-                height: W,
-                format: v1::PixelFormat::Rgb8 as i32,
-                pixels: vec![(i * 9) as u8; (W * W * 3) as usize],
-            })),
-        });
-        s
-    };
-    let publish = |from: u64, to: u64| {
-        rt.block_on(async {
-            let mut client = telemetry_client(addr).await;
-            common::register(addr, "pngs", "debug").await;
-            client
-                .publish_steps(tokio_stream::iter((from..to).map(framed)))
-                .await
-                .expect("steps are still stored")
-                .into_inner()
-        })
-    };
-    let health = || rt.block_on(common::health(addr));
+    let run = ("pngs", "debug");
     // Two frames: the second one kills the writer thread.
-    assert_eq!(publish(0, 2).accepted, 2);
-    let h = wait_until(|| {
-        let h = health();
-        (!h.healthy).then_some(h)
-    })
-    .expect("Health sees the dead writer");
-    assert!(
-        h.problems.iter().any(|p| p.starts_with("snapshots:")),
-        "{:?}",
-        h.problems
-    );
+    assert_eq!(publish_small_frames(&rt, addr, run, 0..2).accepted, 2);
+    wait_for_problem(&rt, addr, "snapshots:");
     // From now on its frames are refused with the reason, and the steps still stored.
-    let reply = publish(2, 12);
+    let reply = publish_small_frames(&rt, addr, run, 2..12);
     assert_eq!(reply.accepted, 10, "{reply:?}");
     assert_eq!(reply.frames_shed, 10, "{reply:?}");
     assert!(

@@ -114,6 +114,22 @@ fn publish(
     });
 }
 
+/// The number shown by the frame `GetFrame` returns for `request`.
+fn fetch_number(addr: std::net::SocketAddr, request: v1::FrameRequest) -> u64 {
+    runtime().block_on(async {
+        let frame = telemetry_client(addr)
+            .await
+            .get_frame(request)
+            .await
+            .expect("GetFrame")
+            .into_inner();
+        match frame.content {
+            Some(v1::frame::Content::Raw(raw)) => read_number(&raw.pixels, W, H),
+            other => panic!("expected raw pixels, got {other:?}"),
+        }
+    })
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
@@ -455,24 +471,16 @@ fn the_agents_of_one_run_keep_their_own_frames_of_the_same_steps() {
         });
     }
     let fetched = |run: &str, agent: &str, step: u64| {
-        runtime().block_on(async {
-            let frame = telemetry_client(addr)
-                .await
-                .get_frame(v1::FrameRequest {
-                    run_id: run.into(),
-                    agent_id: agent.into(),
-                    episode: 0,
-                    step,
-                    ..Default::default()
-                })
-                .await
-                .expect("GetFrame")
-                .into_inner();
-            match frame.content {
-                Some(v1::frame::Content::Raw(raw)) => read_number(&raw.pixels, W, H),
-                other => panic!("expected raw pixels, got {other:?}"),
-            }
-        })
+        fetch_number(
+            addr,
+            v1::FrameRequest {
+                run_id: run.into(),
+                agent_id: agent.into(),
+                episode: 0,
+                step,
+                ..Default::default()
+            },
+        )
     };
     assert_eq!(fetched("duo-inline", "left", 10), 10);
     assert_eq!(fetched("duo-inline", "right", 10), 1010);
@@ -569,24 +577,16 @@ fn the_workers_of_one_run_keep_their_own_frames_and_files_of_the_same_steps() {
         });
     }
     let fetched = |run: &str, worker: &str, step: u64| {
-        runtime().block_on(async {
-            let frame = telemetry_client(addr)
-                .await
-                .get_frame(v1::FrameRequest {
-                    run_id: run.into(),
-                    worker_id: worker.into(),
-                    episode: 0,
-                    step,
-                    ..Default::default()
-                })
-                .await
-                .expect("GetFrame")
-                .into_inner();
-            match frame.content {
-                Some(v1::frame::Content::Raw(raw)) => read_number(&raw.pixels, W, H),
-                other => panic!("expected raw pixels, got {other:?}"),
-            }
-        })
+        fetch_number(
+            addr,
+            v1::FrameRequest {
+                run_id: run.into(),
+                worker_id: worker.into(),
+                episode: 0,
+                step,
+                ..Default::default()
+            },
+        )
     };
     assert_eq!(fetched("pair-inline", "w1", 10), 10);
     assert_eq!(fetched("pair-inline", "w2", 10), 1010);
