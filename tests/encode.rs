@@ -271,6 +271,98 @@ impl IndexSink for CollectIndex {
     }
 }
 
+/// Frames 0..n of `path` that decode, as a process killed now would leave them (a copy is read,
+/// the writer keeps going).
+fn decodable_prefix(path: &Path, scratch: &Path) -> u64 {
+    let copy = scratch.join("as-killed.mp4");
+    std::fs::copy(path, &copy).expect("copy the file being written");
+    let Ok(mut reader) = VideoReader::open(&copy, 30, 30) else {
+        return 0;
+    };
+    let mut decoded = 0u64;
+    let _ = reader.for_each(|index, frame| {
+        if index == decoded && read_number(&frame.rgba, W, H) == index {
+            decoded += 1;
+        }
+    });
+    decoded
+}
+
+#[test]
+fn the_frame_index_names_only_frames_the_file_already_holds() {
+    let _turn = turn();
+    let dir = ScratchDir::new("enc-index");
+    let path = dir.path().join("a.mp4");
+    let index = Arc::new(CollectIndex::default());
+    let service =
+        EncoderService::start(ServiceConfig::never_shed(1), Some(index.clone())).expect("service");
+    let job = service
+        .open_job(JobSpec {
+            run_id: "r".into(),
+            worker_id: String::new(),
+            agent_id: String::new(),
+            episode: 0,
+            path: path.clone(),
+            settings: EncoderSettings::for_family(CodecFamily::H264),
+        })
+        .expect("job");
+    let mut rgb = vec![0; (W * H * 3) as usize];
+    let mut checked = 0;
+    for i in 0..90u64 {
+        numbered_frame(i, W, H, &mut rgb);
+        service
+            .submit_copy(job, i, W, H, RawPixelFormat::Rgb8, &rgb, (W * 3) as usize)
+            .expect("submit");
+        // At fragment cuts and between them: the encoder holds frames back (lookahead), so
+        // a frame handed to it is not yet in the file.
+        if ![7, 8, 14, 15, 29, 45, 60, 89].contains(&i) {
+            continue;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while service.job_stats(job).map_or(0, |s| s.encoded) < i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "frame {i} never encoded"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Rows first, then the file: a row is sent only after its fragment is written.
+        let named = index.frames.lock().unwrap().iter().map(|(_, n)| *n).max();
+        let held = decodable_prefix(&path, dir.path());
+        if let Some(highest) = named {
+            assert!(
+                highest < held,
+                "after {} frames the index names frame {highest}, the file holds {held}",
+                i + 1
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 3,
+        "the index named frames at {checked} checkpoints only"
+    );
+    service.finish_job(job).expect("finish");
+    let stats = service
+        .wait_job(job, Duration::from_secs(60))
+        .expect("stats");
+    assert!(stats.finished && !stats.failed, "{stats:?}");
+    let mut named: Vec<u64> = index
+        .frames
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| *n)
+        .collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        (0..90).collect::<Vec<_>>(),
+        "every frame indexed once finished"
+    );
+    service.shutdown();
+}
+
 #[test]
 fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted_exactly() {
     let _turn = turn();

@@ -34,6 +34,25 @@ pub struct CrashBenchArgs {
     /// Write all figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Copy every recorded video file that has indexed frames but does not decode into this
+    /// folder, to find out why (the figures list each with its index row and decode error).
+    #[arg(long, value_name = "DIR")]
+    pub keep_unplayable: Option<PathBuf>,
+}
+
+/// A recorded file with indexed frames that did not decode.
+#[derive(Debug, Serialize)]
+struct Unplayable {
+    path: String,
+    /// Its row in the index: status, frames indexed, error.
+    status: String,
+    frames_indexed: u64,
+    index_error: Option<String>,
+    bytes: u64,
+    /// What decoding said (or "no frame decoded").
+    decode_error: String,
+    /// Where it was copied (--keep-unplayable).
+    kept_as: Option<String>,
 }
 
 /// The workers: (run, profile, frame kept).
@@ -63,6 +82,7 @@ struct Figures {
     /// acknowledged lost.
     video_files_empty: usize,
     video_frames_decoded: u64,
+    unplayable: Vec<Unplayable>,
     restart_ms_p50: f64,
     restart_ms_max: f64,
 }
@@ -178,7 +198,9 @@ pub fn run_crash_bench(args: &CrashBenchArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut daemon = start_daemon(&data)?;
         restarts.push(started.elapsed().as_secs_f64() * 1e3);
-        check_store(&data, &acked, &mut figures, round == args.rounds)?;
+        let last = round == args.rounds;
+        let keep = last.then_some(args.keep_unplayable.as_deref()).flatten();
+        check_store(&data, &acked, &mut figures, (last, keep))?;
         if round == args.rounds {
             let _ = daemon.child.kill();
             let _ = daemon.child.wait();
@@ -248,6 +270,20 @@ pub fn run_crash_bench(args: &CrashBenchArgs) -> anyhow::Result<()> {
         figures.restart_ms_p50,
         figures.restart_ms_max
     );
+    for file in &figures.unplayable {
+        println!(
+            "  unplayable: {} ({}, {} frames indexed, {} bytes): {}{}",
+            file.path,
+            file.status,
+            file.frames_indexed,
+            file.bytes,
+            file.decode_error,
+            file.kept_as
+                .as_deref()
+                .map(|k| format!("; kept as {k}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -262,7 +298,7 @@ fn check_store(
     data: &Path,
     acked: &HashMap<&str, u64>,
     figures: &mut Figures,
-    last: bool,
+    (last, keep_unplayable): (bool, Option<&Path>),
 ) -> anyhow::Result<()> {
     let database = data.join(DATABASE_FILE);
     if !database.exists() {
@@ -303,7 +339,35 @@ fn check_store(
             match decoded {
                 Ok(n) if n > 0 => figures.video_frames_decoded += n,
                 _ if video.frames == 0 => figures.video_files_empty += 1,
-                _ => figures.video_files_unplayable += 1,
+                outcome => {
+                    figures.video_files_unplayable += 1;
+                    let decode_error = match outcome {
+                        Err(err) => err.to_string(),
+                        Ok(_) => "no frame decoded".into(),
+                    };
+                    let source = Path::new(&video.path);
+                    let kept_as = match (keep_unplayable, source.file_name()) {
+                        (Some(dir), Some(name)) => {
+                            std::fs::create_dir_all(dir)
+                                .with_context(|| format!("creating {}", dir.display()))?;
+                            let target = dir.join(name);
+                            std::fs::copy(source, &target).with_context(|| {
+                                format!("copying {} to {}", source.display(), target.display())
+                            })?;
+                            Some(target.display().to_string())
+                        }
+                        _ => None,
+                    };
+                    figures.unplayable.push(Unplayable {
+                        path: video.path.clone(),
+                        status: video.status.clone(),
+                        frames_indexed: video.frames,
+                        index_error: video.error.clone(),
+                        bytes: std::fs::metadata(source).map_or(0, |m| m.len()),
+                        decode_error,
+                        kept_as,
+                    });
+                }
             }
         }
     }

@@ -829,9 +829,11 @@ fn encode_frame(
                         .frame_seconds
                         .observe_duration(encoding.elapsed());
                     job.index_rows.push((frame.step, number));
-                    // The index follows the file: rows go out as fragments are cut.
-                    if writer.frames_in_fragment() == 0 || job.index_rows.len() >= 64 {
-                        flush_index(job, shared);
+                    // The index follows the file: as a fragment is cut, rows go out for the
+                    // frames it made durable (not those still inside the encoder).
+                    if writer.frames_in_fragment() == 0 {
+                        let durable = writer.durable_frames();
+                        flush_index(job, shared, durable);
                     }
                 }
                 Err(err) => fail(job, err.to_string()),
@@ -915,14 +917,21 @@ fn open_segment(
     Ok(())
 }
 
-fn flush_index(job: &mut ActiveJob, shared: &Shared) {
-    if job.index_rows.is_empty() {
+/// Sends the index rows of frames numbered below `durable` (in the file for good); later
+/// ones wait for a later cut.
+fn flush_index(job: &mut ActiveJob, shared: &Shared, durable: u64) {
+    let ready = job
+        .index_rows
+        .iter()
+        .take_while(|(_, number)| *number < durable)
+        .count();
+    if ready == 0 {
         return;
     }
     if let (Some(index), Some(segment)) = (&shared.index, &job.segment) {
-        index.frames_written(segment, &job.index_rows);
+        index.frames_written(segment, &job.index_rows[..ready]);
     }
-    job.index_rows.clear();
+    job.index_rows.drain(..ready);
 }
 
 /// Finishes the current segment's file (and its fast-start copy).
@@ -930,11 +939,16 @@ fn close_segment(id: u64, job: &mut ActiveJob, shared: &Shared) {
     let Some(writer) = job.writer.take() else {
         return;
     };
-    flush_index(job, shared);
     let faststart = job.shared.spec.settings.faststart_on_finish
         && job.shared.spec.settings.container == Container::FragmentedMp4;
+    let finished = writer.finish();
+    if finished.is_ok() {
+        // The trailer is written: every frame is in the file.
+        flush_index(job, shared, u64::MAX);
+    }
+    job.index_rows.clear();
     let segment = job.segment.take();
-    match writer.finish() {
+    match finished {
         Ok(file) => {
             if faststart {
                 if let Err(err) = finalize_faststart(&file.path) {
@@ -966,6 +980,8 @@ fn fail(job: &mut ActiveJob, error: String) {
     tracing::error!(run = %job.shared.spec.run_id, episode = job.shared.spec.episode, %error, "encode job failed; later frames are kept raw for a retry");
     job.shared.failed.store(true, Ordering::Release);
     job.writer = None;
+    // Rows not sent yet name frames the failed file may not hold.
+    job.index_rows.clear();
     job.error = Some(error);
 }
 

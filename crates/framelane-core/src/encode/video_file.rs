@@ -124,6 +124,14 @@ pub struct VideoFileWriter {
     submitted: u64,
     /// Packets written to the file.
     muxed: u64,
+    /// Frames 0..n all have their packet written to the muxer (packets leave the encoder late,
+    /// by its lookahead, and out of frame order when it uses B-frames).
+    muxed_prefix: u64,
+    /// Frames above `muxed_prefix` whose packet is written (a B-frame's reference first).
+    muxed_ahead: std::collections::BTreeSet<u64>,
+    /// Frames 0..n are in the file as of the last fragment cut: what a killed process leaves
+    /// playable, and so what the frame index may name.
+    durable: u64,
     fragment_frames: u64,
     frames_in_fragment: u64,
 }
@@ -231,6 +239,9 @@ impl VideoFileWriter {
             settings: settings.clone(),
             submitted: 0,
             muxed: 0,
+            muxed_prefix: 0,
+            muxed_ahead: std::collections::BTreeSet::new(),
+            durable: 0,
             fragment_frames,
             frames_in_fragment: 0,
         })
@@ -247,6 +258,13 @@ impl VideoFileWriter {
     /// Frames handed to the encoder so far (the next frame's number).
     pub fn submitted(&self) -> u64 {
         self.submitted
+    }
+
+    /// Frames 0..n are in the file as of the last fragment cut (all of them once finished):
+    /// a frame index must not name a frame beyond it, or a crash leaves rows for frames the
+    /// file does not hold.
+    pub fn durable_frames(&self) -> u64 {
+        self.durable
     }
 
     /// Frames written since the last fragment was cut (0 right after a cut).
@@ -283,6 +301,8 @@ impl VideoFileWriter {
         loop {
             match self.encoder.receive_packet(&mut self.packet) {
                 Ok(()) => {
+                    // In the encoder's time base a frame's pts is its number.
+                    let frame = self.packet.pts().unwrap_or(-1);
                     self.packet.set_stream(0);
                     self.packet
                         .rescale_ts(self.encoder_time_base, self.stream_time_base);
@@ -293,6 +313,7 @@ impl VideoFileWriter {
                             source: std::io::Error::other(format!("writing a packet: {e}")),
                         })?;
                     self.muxed += 1;
+                    self.note_muxed(frame);
                 }
                 Err(ff::Error::Other { errno }) if errno == libc::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => return Ok(()),
@@ -303,6 +324,21 @@ impl VideoFileWriter {
                     )))
                 }
             }
+        }
+    }
+
+    /// Frame `frame` has its packet in the muxer.
+    fn note_muxed(&mut self, frame: i64) {
+        let Ok(frame) = u64::try_from(frame) else {
+            return;
+        };
+        if frame == self.muxed_prefix {
+            self.muxed_prefix += 1;
+            while self.muxed_ahead.remove(&self.muxed_prefix) {
+                self.muxed_prefix += 1;
+            }
+        } else if frame > self.muxed_prefix {
+            self.muxed_ahead.insert(frame);
         }
     }
 
@@ -324,6 +360,8 @@ impl VideoFileWriter {
                 });
             }
         }
+        // The muxer writes a cut fragment through to the file (`flush_packets`).
+        self.durable = self.muxed_prefix;
         Ok(())
     }
 
