@@ -69,6 +69,8 @@ struct Figures {
     command: String,
     rounds: usize,
     steps_acknowledged: u64,
+    /// Steps acknowledged per worker's run (the video worker waits for its encoder).
+    steps_acknowledged_by_run: std::collections::BTreeMap<String, u64>,
     steps_stored: u64,
     /// Distinct steps stored that were never acknowledged (committed just before a kill): the
     /// re-send of these is what becomes a duplicate.
@@ -254,10 +256,12 @@ pub fn run_crash_bench(args: &CrashBenchArgs) -> anyhow::Result<()> {
         figures.restart_ms_max = summary.max;
     }
     figures.steps_acknowledged = acked.values().sum();
+    figures.steps_acknowledged_by_run = acked.iter().map(|(r, n)| (r.to_string(), *n)).collect();
     println!(
-        "{} kill -9 rounds, 3 workers each: {} steps acknowledged, {} rows stored ({} distinct steps committed but not acknowledged before a kill); acknowledged steps lost: {}; stored twice: {}; integrity failures: {}; video files {} ({} unplayable, {} killed before their first fragment, {} frames decoded); restart p50 {:.0} ms, max {:.0} ms",
+        "{} kill -9 rounds, 3 workers each: {} steps acknowledged ({:?}), {} rows stored ({} distinct steps committed but not acknowledged before a kill); acknowledged steps lost: {}; stored twice: {}; integrity failures: {}; video files {} ({} unplayable, {} killed before their first fragment, {} frames decoded); restart p50 {:.0} ms, max {:.0} ms",
         figures.rounds,
         figures.steps_acknowledged,
+        figures.steps_acknowledged_by_run,
         figures.steps_stored,
         figures.stored_unacknowledged,
         figures.acknowledged_lost,
