@@ -318,14 +318,8 @@ fn the_frame_index_names_only_frames_the_file_already_holds() {
         if ![7, 8, 14, 15, 29, 45, 60, 89].contains(&i) {
             continue;
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while service.job_stats(job).map_or(0, |s| s.encoded) < i + 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "frame {i} never encoded"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        common::wait_until(|| (service.job_stats(job).map_or(0, |s| s.encoded) > i).then_some(()))
+            .unwrap_or_else(|| panic!("frame {i} never encoded"));
         // Rows first, then the file: a row is sent only after its fragment is written.
         let named = index.frames.lock().unwrap().iter().map(|(_, n)| *n).max();
         let held = decodable_prefix(&path, dir.path());

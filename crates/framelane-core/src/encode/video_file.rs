@@ -1,9 +1,9 @@
 //! One video file being written: encoder, muxer and converter, fed frames from memory.
 //!
-//! Crash safety: fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`, plus a fragment
-//! cut every `fragment_frames`) or Matroska clusters of the same length, written with
-//! `flush_packets`, so a killed process leaves a file that plays up to its last complete
-//! fragment. `finish` drains the encoder and writes the trailer; `finalize_faststart` rewrites
+//! Crash safety: fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`) or Matroska,
+//! with a fragment cut (a cluster ended) every `fragment_frames` and written through
+//! (`flush_packets`), so a killed process leaves a file that plays up to its last complete
+//! fragment; `durable_frames` says which frames that is. `finish` drains the encoder and writes the trailer; `finalize_faststart` rewrites
 //! a finished fragmented MP4 as a regular MP4 with the index in front.
 
 use std::path::{Path, PathBuf};
@@ -119,7 +119,6 @@ pub struct VideoFileWriter {
     stream_time_base: ff::Rational,
     path: PathBuf,
     encoder_name: String,
-    settings: EncoderSettings,
     /// Frames handed to the encoder; the next frame's number.
     submitted: u64,
     /// Packets written to the file.
@@ -236,7 +235,6 @@ impl VideoFileWriter {
             stream_time_base,
             path: path.to_owned(),
             encoder_name: encoder_name.to_owned(),
-            settings: settings.clone(),
             submitted: 0,
             muxed: 0,
             muxed_prefix: 0,
@@ -342,12 +340,14 @@ impl VideoFileWriter {
         }
     }
 
-    /// Closes the current fragment (MP4) so what was written so far survives a crash.
+    /// Closes the current fragment (MP4) or cluster (Matroska) so what was written so far
+    /// survives a crash.
     fn cut_fragment(&mut self) -> Result<(), EncodeError> {
         self.frames_in_fragment = 0;
-        if self.settings.container == Container::FragmentedMp4 && self.muxed > 0 {
+        if self.muxed > 0 {
             // SAFETY: `self.output` is an open muxer whose header was written; a null packet
-            // asks the muxer to flush (cut a fragment), which the API documents as valid.
+            // asks the muxer to flush (cut a fragment, end a cluster; both muxers allow it),
+            // which the API documents as valid.
             let ret =
                 unsafe { ffi::av_write_frame(self.output.as_mut_ptr(), std::ptr::null_mut()) };
             if ret < 0 {
@@ -360,7 +360,8 @@ impl VideoFileWriter {
                 });
             }
         }
-        // The muxer writes a cut fragment through to the file (`flush_packets`).
+        // The muxer writes a cut fragment or ended cluster through to the file
+        // (`flush_packets`).
         self.durable = self.muxed_prefix;
         Ok(())
     }

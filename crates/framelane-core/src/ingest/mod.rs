@@ -483,7 +483,7 @@ impl IngestCore {
         let kept = match (compression, image) {
             (FrameCompression::Video, image) => match &self.video {
                 Some(video) => {
-                    let video = Arc::clone(video);
+                    let recorder = Arc::clone(video);
                     let profile = Arc::clone(profile);
                     let (run_id, worker_id, agent_id) = (
                         step.run_id.clone(),
@@ -491,7 +491,6 @@ impl IngestCore {
                         step.agent_id.clone(),
                     );
                     let at = (step.episode, step.step);
-                    let recorder = Arc::clone(&video);
                     let shed = tokio::task::spawn_blocking(move || {
                         let owner = (run_id.as_str(), worker_id.as_str(), agent_id.as_str());
                         recorder.offer(owner, at, image, &profile, wait_until)

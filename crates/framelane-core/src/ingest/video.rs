@@ -486,6 +486,15 @@ mod tests {
         )
     }
 
+    /// Polls `done` until it holds; fails naming `what` after 30 s.
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn demo_profile() -> StorageProfile {
         ProfileSet::builtin()
             .expect("profiles")
@@ -662,11 +671,7 @@ mod tests {
         );
         recorder.episode_ended("r", "w2", 0);
         let folder = dir.join(run_folder_name("r"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while recorder.service().open_jobs() > 0 {
-            assert!(Instant::now() < deadline, "jobs never finished");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for("the jobs to finish", || recorder.service().open_jobs() == 0);
         let mut files: Vec<String> = std::fs::read_dir(&folder)
             .expect("run folder")
             .filter_map(|e| e.ok())
@@ -701,11 +706,9 @@ mod tests {
                 0
             );
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while recorder.service().stopped_workers().is_empty() {
-            assert!(Instant::now() < deadline, "the fault never fired");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("the injected fault", || {
+            !recorder.service().stopped_workers().is_empty()
+        });
         assert_eq!(
             recorder.offer(("r", "", ""), (0, 4), frame(), &profile, None),
             1,
@@ -727,10 +730,9 @@ mod tests {
         let second = dir
             .join(run_folder_name("r"))
             .join("episode-000000-part1.mp4");
-        while std::fs::metadata(&second).map_or(0, |m| m.len()) == 0 {
-            assert!(Instant::now() < deadline, "the new job wrote nothing");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("the new job's file", || {
+            std::fs::metadata(&second).is_ok_and(|m| m.len() > 0)
+        });
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
