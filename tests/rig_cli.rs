@@ -238,8 +238,13 @@ fn an_episode_end_recorded_by_the_daemon_triggers_a_clip_for_watched_runs_only()
     };
     episode("ignored");
     episode("watched");
-    let (_, clip) =
-        wait_until(|| rig.clips().first().cloned()).expect("a clip from the episode end");
+    let Some((_, clip)) = wait_until(|| rig.clips().first().cloned()) else {
+        let status = rig.status();
+        panic!(
+            "no clip from the episode end: {} triggers, {} written, {} failed, errors {:?}",
+            status.triggers, status.clips_written, status.clips_failed, status.errors
+        );
+    };
     assert_eq!(clip.triggers_ns.len(), 1);
     let status = rig.status();
     assert_eq!(

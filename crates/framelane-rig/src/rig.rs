@@ -109,10 +109,15 @@ impl Rig {
                     state: state.clone(),
                 };
                 let (stop, runs) = (stop.clone(), config.recording.trigger_runs.clone());
+                // Taken here, not in the thread: an episode the daemon receives after `start`
+                // returns must count even when the thread is scheduled later than that.
+                let since = unix_now_ns();
                 threads.push(
                     std::thread::Builder::new()
                         .name("rig-telemetry".into())
-                        .spawn(move || episode_trigger_loop(&data_dir, &runs, &handle, &stop))
+                        .spawn(move || {
+                            episode_trigger_loop(&data_dir, &runs, since, &handle, &stop)
+                        })
                         .map_err(|source| RigError::Thread {
                             name: "rig-telemetry".into(),
                             source,
@@ -347,27 +352,28 @@ fn clip_loop(
     }
 }
 
-/// Polls the daemon's store (every 200 ms) for episodes recorded since the last look and
-/// triggers a clip for each (of `runs`, when not empty). A store that cannot be opened yet
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Polls the daemon's store (every 200 ms) for episodes it received from `since` (Unix ns) on
+/// and triggers a clip for each (of `runs`, when not empty). A store that cannot be opened yet
 /// (the daemon not started) is retried.
 fn episode_trigger_loop(
     data_dir: &Path,
     runs: &[String],
+    since: u64,
     trigger: &TriggerHandle,
     stop: &AtomicBool,
 ) {
     let database = data_dir.join(framelane_core::store::DATABASE_FILE);
-    let unix_now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    };
     // Rows carry the time the daemon received them, and become visible at their commit, a
     // little later: each look reaches back OVERLAP_NS and skips the episodes it has already
     // triggered on.
     const OVERLAP_NS: u64 = 5_000_000_000;
-    let started = unix_now();
     let mut seen: std::collections::HashSet<(String, u64, u64)> = std::collections::HashSet::new();
     let mut reader: Option<framelane_core::store::StoreReader> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -378,11 +384,11 @@ fn episode_trigger_loop(
         let Some(store) = reader.as_ref() else {
             continue;
         };
-        let now = unix_now();
-        let from = now.saturating_sub(OVERLAP_NS).max(started);
-        match store.telemetry_between(from, now, clip::TELEMETRY_LIMIT) {
+        let now = unix_now_ns();
+        let from = now.saturating_sub(OVERLAP_NS).max(since);
+        match store.episodes_received_between(from, now, clip::TELEMETRY_LIMIT) {
             Ok(items) => {
-                for item in items.iter().filter(|i| i.kind == "episode") {
+                for item in &items {
                     let key = (item.run_id.clone(), item.episode, item.received_unix_ns);
                     if (runs.is_empty() || runs.contains(&item.run_id)) && seen.insert(key) {
                         trigger.trigger();

@@ -41,6 +41,21 @@ pub struct TelemetryItem {
     pub received_unix_ns: u64,
 }
 
+#[derive(Clone, Copy)]
+enum TelemetryKind {
+    Step,
+    Episode,
+}
+
+impl TelemetryKind {
+    fn name(self) -> &'static str {
+        match self {
+            TelemetryKind::Step => "step",
+            TelemetryKind::Episode => "episode",
+        }
+    }
+}
+
 /// A committed step with its sequence number and, if a frame was kept, how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
@@ -240,48 +255,79 @@ impl StoreReader {
         limit: usize,
     ) -> Result<Vec<TelemetryItem>, StoreError> {
         let mut out = Vec::new();
-        for (kind, sql) in [
-            (
-                "step",
-                "SELECT r.run_id, s.worker_id, s.episode, s.step, s.reward, s.terminated, s.truncated, s.producer_unix_ns, s.received_unix_ns \
-                 FROM steps s JOIN runs r ON r.run_key = s.run_key \
-                 WHERE s.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY s.received_unix_ns LIMIT ?3",
-            ),
-            (
-                "episode",
-                "SELECT r.run_id, e.worker_id, e.episode, e.steps, e.total_reward, e.terminated, e.truncated, e.producer_unix_ns, e.received_unix_ns \
-                 FROM episodes e JOIN runs r ON r.run_key = e.run_key \
-                 WHERE e.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY e.received_unix_ns LIMIT ?3",
-            ),
-        ] {
-            let mut stmt = self
-                .conn
-                .prepare_cached(sql)
-                .map_err(StoreError::sql("reading telemetry by time"))?;
-            let from = i64::try_from(from_unix_ns).unwrap_or(i64::MAX);
-            let to = i64::try_from(to_unix_ns).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(params![from, to, limit as i64], |r| {
-                    Ok(TelemetryItem {
-                        kind,
-                        run_id: r.get(0)?,
-                        worker_id: r.get(1)?,
-                        episode: r.get::<_, i64>(2)? as u64,
-                        step: r.get::<_, i64>(3)? as u64,
-                        reward: r.get(4)?,
-                        terminated: r.get(5)?,
-                        truncated: r.get(6)?,
-                        producer_unix_ns: r.get::<_, i64>(7)? as u64,
-                        received_unix_ns: r.get::<_, i64>(8)? as u64,
-                    })
-                })
-                .map_err(StoreError::sql("reading telemetry by time"))?;
-            for row in rows {
-                out.push(row.map_err(StoreError::sql("reading a telemetry row"))?);
-            }
+        for kind in [TelemetryKind::Step, TelemetryKind::Episode] {
+            self.received_between(kind, from_unix_ns, to_unix_ns, limit, &mut out)?;
         }
         out.sort_by_key(|item| item.received_unix_ns);
         Ok(out)
+    }
+
+    /// Episodes alone of [`Self::telemetry_between`]: for a poll that only watches episode
+    /// ends, without reading (and scanning) the far larger steps table.
+    pub fn episodes_received_between(
+        &self,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+        limit: usize,
+    ) -> Result<Vec<TelemetryItem>, StoreError> {
+        let mut out = Vec::new();
+        self.received_between(
+            TelemetryKind::Episode,
+            from_unix_ns,
+            to_unix_ns,
+            limit,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn received_between(
+        &self,
+        kind: TelemetryKind,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+        limit: usize,
+        out: &mut Vec<TelemetryItem>,
+    ) -> Result<(), StoreError> {
+        let sql = match kind {
+            TelemetryKind::Step => {
+                "SELECT r.run_id, s.worker_id, s.episode, s.step, s.reward, s.terminated, s.truncated, s.producer_unix_ns, s.received_unix_ns \
+                 FROM steps s JOIN runs r ON r.run_key = s.run_key \
+                 WHERE s.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY s.received_unix_ns LIMIT ?3"
+            }
+            TelemetryKind::Episode => {
+                "SELECT r.run_id, e.worker_id, e.episode, e.steps, e.total_reward, e.terminated, e.truncated, e.producer_unix_ns, e.received_unix_ns \
+                 FROM episodes e JOIN runs r ON r.run_key = e.run_key \
+                 WHERE e.received_unix_ns BETWEEN ?1 AND ?2 ORDER BY e.received_unix_ns LIMIT ?3"
+            }
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(StoreError::sql("reading telemetry by time"))?;
+        let from = i64::try_from(from_unix_ns).unwrap_or(i64::MAX);
+        let to = i64::try_from(to_unix_ns).unwrap_or(i64::MAX);
+        let kind = kind.name();
+        let rows = stmt
+            .query_map(params![from, to, limit as i64], |r| {
+                Ok(TelemetryItem {
+                    kind,
+                    run_id: r.get(0)?,
+                    worker_id: r.get(1)?,
+                    episode: r.get::<_, i64>(2)? as u64,
+                    step: r.get::<_, i64>(3)? as u64,
+                    reward: r.get(4)?,
+                    terminated: r.get(5)?,
+                    truncated: r.get(6)?,
+                    producer_unix_ns: r.get::<_, i64>(7)? as u64,
+                    received_unix_ns: r.get::<_, i64>(8)? as u64,
+                })
+            })
+            .map_err(StoreError::sql("reading telemetry by time"))?;
+        for row in rows {
+            out.push(row.map_err(StoreError::sql("reading a telemetry row"))?);
+        }
+        Ok(())
     }
 
     /// Up to `limit` committed episodes of a run with `seq >= since_seq`, in order.
