@@ -370,7 +370,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
             max_wait,
             max_frames_per_file: 10_000,
             nice: 10,
-            fault_panic_after_frames: None,
+            ..ServiceConfig::default()
         },
         Some(index.clone()),
     )

@@ -1766,6 +1766,61 @@ fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_rea
 }
 
 #[test]
+fn a_hung_encoder_worker_is_reported_and_its_job_moves_to_another_worker_without_waiting() {
+    let dir = ScratchDir::new("hung-encoder");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // Two workers with 2-frame queues; encode-0 hangs for 12 s on its fourth frame and counts
+    // as stalled after 1 s.
+    config.encode = framelane_core::encode::ServiceConfig {
+        workers: 2,
+        queue_frames: 2,
+        stall_limit: Duration::from_secs(1),
+        fault_hang_after_frames: Some((3, Duration::from_secs(12))),
+        ..Default::default()
+    };
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    // "video" waits for its encoder rather than shed: without the stall watch the queue fills
+    // and each further frame waits until the hang ends.
+    let run = ("hung", "video");
+    assert_eq!(publish_small_frames(&rt, addr, run, 0..4).accepted, 4);
+    wait_for_problem(&rt, addr, "video: encoder worker encode-0 has been stuck");
+    let reply = publish_small_frames(&rt, addr, run, 4..40);
+    assert_eq!(reply.accepted, 36, "{reply:?}");
+    assert_eq!(reply.frames_shed, 0, "moved, not shed: {reply:?}");
+    let h = rt.block_on(common::health(addr));
+    assert!(
+        h.problems
+            .iter()
+            .any(|p| p.starts_with("video: encoder worker encode-0 has been stuck")),
+        "the frames were taken while encode-0 was still stuck, not after: {:?}",
+        h.problems
+    );
+    // The hang ends: Health clears, the first file closes with what encode-0 held.
+    wait_until(|| rt.block_on(common::health(addr)).healthy.then_some(()))
+        .expect("Health clears once the worker moves again");
+    let runs = rt.block_on(common::list_runs(addr));
+    let listed = runs.iter().find(|r| r.run_id == "hung").expect("run");
+    assert_eq!(listed.steps, 40);
+    assert!(listed.shed.is_empty(), "no frame shed: {:?}", listed.shed);
+    let db = daemon.database_path().to_owned();
+    daemon.shutdown();
+    let reader = StoreReader::open(&db).expect("reader");
+    let videos = reader.videos("hung").expect("videos");
+    let summary: Vec<(u32, &str, u64)> = videos
+        .iter()
+        .map(|v| (v.segment, v.status.as_str(), v.frames))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(0, "finished", 4), (1, "finished", 36)],
+        "encode-0's file keeps its 4 frames, the rest went to a new segment: {videos:?}"
+    );
+}
+
+#[test]
 fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     let dir = ScratchDir::new("dead-writer");
     let mut config = DaemonConfig::new(dir.path().to_owned());

@@ -323,6 +323,10 @@ pub mod shed_kind {
     /// A kept frame whose writer (the snapshot writer, its video encoder worker) has stopped:
     /// refused, the publish reply says why, `Health` lists the stopped part.
     pub const FRAME_WRITER_STOPPED: &str = "frame_writer_stopped";
+    /// A kept frame of a video profile refused because every encoder worker that could take
+    /// it is stalled (busy with one item past the stall limit): refused at once instead of
+    /// waiting for the hang to end; `Health` lists the stalled worker.
+    pub const FRAME_ENCODER_STALLED: &str = "frame_encoder_stalled";
     /// A step refused as malformed (bad JSON, bad frame geometry, missing run id).
     pub const INVALID_STEP: &str = "invalid_step";
     /// An episode refused as malformed.
@@ -340,6 +344,7 @@ pub fn describe_shed(kind: &str, count: u64) -> String {
         shed_kind::FRAME_JOB_CAP => ("frames", "video jobs at their cap"),
         shed_kind::FRAME_MEMORY_LIMIT => ("frames", "daemon memory ceiling reached"),
         shed_kind::FRAME_WRITER_STOPPED => ("frames", "their writer has stopped"),
+        shed_kind::FRAME_ENCODER_STALLED => ("frames", "encoder stalled"),
         shed_kind::INVALID_STEP => ("steps", "malformed"),
         shed_kind::INVALID_EPISODE => ("episodes", "malformed"),
         other => ("items", other),

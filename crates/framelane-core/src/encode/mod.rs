@@ -55,6 +55,8 @@ pub enum EncodeError {
     UnknownJob(u64),
     #[error("the encoder service has stopped")]
     Stopped,
+    #[error("encoder worker encode-{worker} has been stuck on one item for {seconds} s")]
+    Stalled { worker: usize, seconds: u64 },
     #[error("could not start an encoder thread: {0}")]
     Thread(std::io::Error),
 }

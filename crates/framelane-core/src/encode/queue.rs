@@ -36,6 +36,18 @@ pub enum WorkItem {
     Stop,
 }
 
+/// Why a frame was handed back instead of queued.
+#[derive(Debug)]
+pub enum Refused {
+    /// The queue is closed (its worker stopped).
+    Closed(QueuedFrame),
+    /// The queue was full and its worker stalled while the producer waited for room.
+    Stalled(QueuedFrame),
+}
+
+/// How long a waiting producer sleeps before it looks again whether the worker has stalled.
+const STALL_LOOK: Duration = Duration::from_millis(250);
+
 /// How a submission went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushOutcome {
@@ -112,17 +124,19 @@ impl FrameQueue {
 
     /// Queues a frame under the policy; returns how long it waited and what was shed. A closed
     /// queue hands the frame back.
-    pub fn push_frame(&self, frame: QueuedFrame) -> Result<PushOutcome, QueuedFrame> {
-        self.push_frame_within(frame, self.max_wait)
+    pub fn push_frame(&self, frame: QueuedFrame) -> Result<PushOutcome, Refused> {
+        self.push_frame_within(frame, self.max_wait, || false)
     }
 
     /// Queues a frame, waiting up to `max_wait` (instead of the queue's own) for room before
-    /// the oldest frame is shed.
+    /// the oldest frame is shed. While it waits it looks every 250 ms at `stalled`: once that
+    /// says the worker is stuck, the frame is handed back at once rather than after the wait.
     pub fn push_frame_within(
         &self,
         frame: QueuedFrame,
         max_wait: Duration,
-    ) -> Result<PushOutcome, QueuedFrame> {
+        stalled: impl Fn() -> bool,
+    ) -> Result<PushOutcome, Refused> {
         let started = Instant::now();
         let deadline = started + max_wait;
         let mut state = self.lock();
@@ -132,14 +146,17 @@ impl FrameQueue {
             if now >= deadline {
                 break;
             }
+            if stalled() {
+                return Err(Refused::Stalled(frame));
+            }
             state = self
                 .room
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(state, (deadline - now).min(STALL_LOOK))
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         if state.closed {
-            return Err(frame);
+            return Err(Refused::Closed(frame));
         }
         if state.frames >= self.capacity {
             if let Some(index) = state
@@ -272,6 +289,33 @@ mod tests {
             "woken by the pop, not by the timeout (waited {:?})",
             outcome.waited
         );
+    }
+
+    #[test]
+    fn a_producer_waiting_for_room_gives_up_as_soon_as_the_worker_is_stalled() {
+        let queue = FrameQueue::new(1, Duration::from_secs(30));
+        queue.push_frame(frame(1, 0)).unwrap();
+        let stuck = std::sync::atomic::AtomicBool::new(false);
+        let started = Instant::now();
+        let refused = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            queue.push_frame_within(frame(1, 1), Duration::from_secs(30), || {
+                stuck.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        });
+        assert!(
+            matches!(refused, Err(Refused::Stalled(ref f)) if f.step == 1),
+            "{refused:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "given up within a look of the stall, not after the 30 s wait ({:?})",
+            started.elapsed()
+        );
+        assert_eq!(queue.depth(), 1, "the queued frame stays; nothing was shed");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::budget::Charge;
 use crate::bus::RawPixelFormat;
 
 use super::probe::probe;
-use super::queue::{FrameQueue, QueuedFrame, WorkItem};
+use super::queue::{FrameQueue, QueuedFrame, Refused, WorkItem};
 use super::settings::{Container, EncoderSettings};
 use super::video_file::{finalize_faststart, FinishedFile, VideoFileWriter};
 use super::EncodeError;
@@ -43,9 +43,16 @@ pub struct ServiceConfig {
     /// ingest, the GUI) win the CPU when it is short (Linux; 0: unchanged). The worker threads
     /// themselves keep normal priority.
     pub nice: i32,
+    /// A worker busy with one item (a frame, a file's finish) for longer than this is
+    /// *stalled*: producers stop waiting for it, its jobs are let go to other workers and
+    /// `Health` lists it until it moves again.
+    pub stall_limit: Duration,
     /// A fault for tests: each worker thread panics when it takes its frame n+1. None in every
     /// real configuration (nothing on the command line reaches it).
     pub fault_panic_after_frames: Option<u64>,
+    /// A fault for tests: worker `encode-0` hangs for the given time when it takes its frame
+    /// n+1 (once). None in every real configuration (nothing on the command line reaches it).
+    pub fault_hang_after_frames: Option<(u64, Duration)>,
 }
 
 impl Default for ServiceConfig {
@@ -57,7 +64,9 @@ impl Default for ServiceConfig {
             max_wait: Duration::from_millis(2),
             max_frames_per_file: 18_000,
             nice: 10,
+            stall_limit: DEFAULT_STALL_LIMIT,
             fault_panic_after_frames: None,
+            fault_hang_after_frames: None,
         }
     }
 }
@@ -72,10 +81,16 @@ impl ServiceConfig {
             max_wait: Duration::from_secs(24 * 3600),
             max_frames_per_file: u64::MAX,
             nice: 0,
+            stall_limit: DEFAULT_STALL_LIMIT,
             fault_panic_after_frames: None,
+            fault_hang_after_frames: None,
         }
     }
 }
+
+/// How long one item may keep a worker busy before it counts as stalled: far above one
+/// frame's encode (tens of ms at 1080p here) or a long file's finish, so only a hang trips it.
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a job encodes and where.
 #[derive(Debug, Clone)]
@@ -275,6 +290,44 @@ impl Shared {
 struct Worker {
     queue: Arc<FrameQueue>,
     thread: Option<JoinHandle<()>>,
+    busy: Arc<BusyWatch>,
+}
+
+/// When a worker took the item it is working on (0 while it waits for one), in ns since the
+/// service started: a stall shows as a time far in the past.
+struct BusyWatch {
+    epoch: Instant,
+    since_ns: AtomicU64,
+}
+
+impl BusyWatch {
+    fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            since_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        // +1: a stamp is never 0, which means idle.
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn start(&self) {
+        self.since_ns.store(self.now_ns(), Ordering::Release);
+    }
+
+    fn idle(&self) {
+        self.since_ns.store(0, Ordering::Release);
+    }
+
+    /// How long the current item has kept the worker busy (zero while idle).
+    fn busy_for(&self) -> Duration {
+        match self.since_ns.load(Ordering::Acquire) {
+            0 => Duration::ZERO,
+            since => Duration::from_nanos(self.now_ns().saturating_sub(since)),
+        }
+    }
 }
 
 /// Background encoders with bounded queues. Dropping it finishes every open job.
@@ -303,10 +356,16 @@ impl EncoderService {
             totals: Arc::default(),
         });
         let mut workers = Vec::with_capacity(workers_n);
+        let epoch = Instant::now();
         for n in 0..workers_n {
             let queue = Arc::new(FrameQueue::new(config.queue_frames, config.max_wait));
+            let busy = Arc::new(BusyWatch::new(epoch));
             let (q, s, max_frames) = (queue.clone(), shared.clone(), config.max_frames_per_file);
-            let (nice, fault) = (config.nice, config.fault_panic_after_frames);
+            let (nice, b) = (config.nice, busy.clone());
+            let faults = WorkerFaults {
+                panic_after: config.fault_panic_after_frames,
+                hang_after: config.fault_hang_after_frames.filter(|_| n == 0),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("encode-{n}"))
                 .spawn(move || {
@@ -316,12 +375,13 @@ impl EncoderService {
                         shared: Arc::clone(&s),
                         worker: n,
                     };
-                    worker_loop(n, q, s, (max_frames, nice), fault)
+                    worker_loop(n, (q, b), s, (max_frames, nice), faults)
                 })
                 .map_err(EncodeError::Thread)?;
             workers.push(Worker {
                 queue,
                 thread: Some(thread),
+                busy,
             });
         }
         Ok(Self {
@@ -347,28 +407,67 @@ impl EncoderService {
             .collect()
     }
 
+    /// Workers still running but busy with one item for longer than the stall limit, with
+    /// how long: their jobs make no progress.
+    pub fn stalled_workers(&self) -> Vec<(usize, Duration)> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.thread.as_ref().is_some_and(|t| !t.is_finished()))
+            .map(|(n, w)| (n, w.busy.busy_for()))
+            .filter(|(_, busy)| *busy > self.config.stall_limit)
+            .collect()
+    }
+
+    /// The worker of `job` and how long it has been stuck, when it is stalled.
+    pub fn job_stalled(&self, job: u64) -> Option<(usize, Duration)> {
+        let worker = self.shared.job(job)?.worker;
+        self.stalled(worker).map(|busy| (worker, busy))
+    }
+
+    fn stalled(&self, worker: usize) -> Option<Duration> {
+        let busy = self.workers.get(worker)?.busy.busy_for();
+        (busy > self.config.stall_limit).then_some(busy)
+    }
+
     /// Progress and outcome events of every job.
     pub fn events(&self) -> broadcast::Receiver<EncodeEvent> {
         self.shared.events.subscribe()
     }
 
-    /// Opens a job on the least busy worker still running; the file is created with its first
-    /// frame. With no worker left: [`EncodeError::Stopped`].
+    /// Opens a job on the least busy worker still running and not stalled; the file is
+    /// created with its first frame. With no worker left: [`EncodeError::Stopped`]; with every
+    /// one left stalled: [`EncodeError::Stalled`].
     pub fn open_job(&self, spec: JobSpec) -> Result<u64, EncodeError> {
         spec.settings.validate()?;
         let stopped = self.stopped_workers();
+        let stalled = self.stalled_workers();
         let worker = {
             let mut active = self
                 .shared
                 .active_per_worker
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let (index, _) = active
+            let running: Vec<usize> = (0..active.len()).filter(|n| !stopped.contains(n)).collect();
+            let is_stalled = |n: &usize| stalled.iter().any(|(s, _)| s == n);
+            if running.is_empty() {
+                return Err(EncodeError::Stopped);
+            }
+            let Some(index) = running
                 .iter()
-                .enumerate()
-                .filter(|(n, _)| !stopped.contains(n))
-                .min_by_key(|(_, n)| **n)
-                .ok_or(EncodeError::Stopped)?;
+                .copied()
+                .filter(|n| !is_stalled(n))
+                .min_by_key(|n| active[*n])
+            else {
+                let (worker, busy) = stalled
+                    .first()
+                    .copied()
+                    .unwrap_or((running[0], Duration::ZERO));
+                return Err(EncodeError::Stalled {
+                    worker,
+                    seconds: busy.as_secs(),
+                });
+            };
             active[index] += 1;
             index
         };
@@ -439,6 +538,14 @@ impl EncoderService {
                 got: format!("{} bytes", pixels.len()),
             });
         }
+        // A stalled worker takes nothing: waiting for its room would hold the producer for as
+        // long as the hang lasts (a `wait` profile up to its whole limit per frame).
+        if let Some(busy) = self.stalled(shared.worker) {
+            return Err(EncodeError::Stalled {
+                worker: shared.worker,
+                seconds: busy.as_secs(),
+            });
+        }
         let queue = &self.workers[shared.worker].queue;
         let frame = QueuedFrame {
             job,
@@ -449,11 +556,18 @@ impl EncoderService {
             pixels,
             charge,
         };
+        let worker = shared.worker;
         let pushed = match max_wait {
-            Some(wait) => queue.push_frame_within(frame, wait),
+            Some(wait) => queue.push_frame_within(frame, wait, || self.stalled(worker).is_some()),
             None => queue.push_frame(frame),
         };
-        let outcome = pushed.map_err(|_| EncodeError::Stopped)?;
+        let outcome = pushed.map_err(|refused| match refused {
+            Refused::Closed(_) => EncodeError::Stopped,
+            Refused::Stalled(_) => EncodeError::Stalled {
+                worker,
+                seconds: self.stalled(worker).map_or(0, |busy| busy.as_secs()),
+            },
+        })?;
         shared.count(|t| &t.submitted, &shared.submitted);
         if let Some(victim) = outcome.shed_job {
             if let Some(victim) = self.shared.job(victim) {
@@ -714,24 +828,40 @@ impl Drop for AbandonOnExit {
     }
 }
 
+/// Faults a test can inject into every worker (none in real configurations).
+#[derive(Clone, Copy)]
+struct WorkerFaults {
+    panic_after: Option<u64>,
+    hang_after: Option<(u64, Duration)>,
+}
+
 fn worker_loop(
     worker: usize,
-    queue: Arc<FrameQueue>,
+    (queue, busy): (Arc<FrameQueue>, Arc<BusyWatch>),
     shared: Arc<Shared>,
     (max_frames, nice): (u64, i32),
-    fault_panic_after_frames: Option<u64>,
+    faults: WorkerFaults,
 ) {
     let mut active: HashMap<u64, ActiveJob> = HashMap::new();
     let mut taken = 0u64;
     loop {
-        match queue.pop() {
+        busy.idle();
+        let item = queue.pop();
+        busy.start();
+        match item {
             WorkItem::Frame(frame) => {
                 taken += 1;
-                if fault_panic_after_frames.is_some_and(|n| taken > n) {
+                if faults.panic_after.is_some_and(|n| taken > n) {
                     if let Some(job) = shared.job(frame.job) {
                         job.count(|t| &t.shed, &job.shed);
                     }
                     panic!("injected fault: encoder worker {worker} panics at frame {taken}");
+                }
+                if let Some((n, hang)) = faults.hang_after {
+                    if taken == n + 1 {
+                        tracing::warn!(worker, "injected fault: encoder worker hangs for {hang:?}");
+                        std::thread::sleep(hang);
+                    }
                 }
                 let Some(job) = active_job(&mut active, &shared, frame.job) else {
                     queue.recycle(frame.pixels);

@@ -499,9 +499,15 @@ impl IngestCore {
                     .unwrap_or(1);
                     tally.frames_shed += shed;
                     if shed > 0 {
-                        if let Some(worker) = video.service().stopped_workers().first() {
+                        let service = video.service();
+                        if let Some(worker) = service.stopped_workers().first() {
                             tally.note(format!(
                                 "frames for video were refused: encoder worker encode-{worker} has stopped (see Health)"
+                            ));
+                        } else if let Some((worker, busy)) = service.stalled_workers().first() {
+                            tally.note(format!(
+                                "frames for video were refused: encoder worker encode-{worker} has been stuck for {} s (see Health)",
+                                busy.as_secs()
                             ));
                         }
                     }
@@ -787,6 +793,12 @@ impl IngestCore {
             for worker in video.service().stopped_workers() {
                 problems.push(format!(
                     "video: encoder worker encode-{worker} has stopped; its jobs are not encoded"
+                ));
+            }
+            for (worker, busy) in video.service().stalled_workers() {
+                problems.push(format!(
+                    "video: encoder worker encode-{worker} has been stuck on one item for {} s; its jobs move to other workers",
+                    busy.as_secs()
                 ));
             }
         }

@@ -242,25 +242,45 @@ impl VideoRecorder {
             agent_id.to_owned(),
             episode,
         );
-        let job = match self.job_for(key, profile, (width, height), when_full) {
-            Ok(job) => job,
-            Err(NoJob::Cap) => {
-                self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
-                return 1;
-            }
-            Err(NoJob::Memory) => {
-                self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
-                return 1;
-            }
-            Err(NoJob::Encode(crate::encode::EncodeError::Stopped)) => {
-                tracing::warn!(run = %run_id, step, "frame for video refused: no encoder worker is running");
-                self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
-                return 1;
-            }
-            Err(NoJob::Encode(err)) => {
-                tracing::error!(run = %run_id, error = %err, "cannot open an encode job");
-                self.shed.add(run_id, shed_kind::FRAME_NO_ENCODER, 1);
-                return 1;
+        // A job on a stalled worker is let go (finished, so its file closes whenever the
+        // worker moves again) and the frame goes to a new job (a new segment) on a worker that
+        // is not stalled, if there is one.
+        let mut moved = false;
+        let job = loop {
+            let job = match self.job_for(key.clone(), profile, (width, height), when_full) {
+                Ok(job) => job,
+                Err(NoJob::Cap) => {
+                    self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
+                    return 1;
+                }
+                Err(NoJob::Memory) => {
+                    self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
+                    return 1;
+                }
+                Err(NoJob::Encode(crate::encode::EncodeError::Stopped)) => {
+                    tracing::warn!(run = %run_id, step, "frame for video refused: no encoder worker is running");
+                    self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
+                    return 1;
+                }
+                Err(NoJob::Encode(err @ crate::encode::EncodeError::Stalled { .. })) => {
+                    tracing::warn!(run = %run_id, step, error = %err, "frame for video refused: every encoder worker is stalled");
+                    self.shed.add(run_id, shed_kind::FRAME_ENCODER_STALLED, 1);
+                    return 1;
+                }
+                Err(NoJob::Encode(err)) => {
+                    tracing::error!(run = %run_id, error = %err, "cannot open an encode job");
+                    self.shed.add(run_id, shed_kind::FRAME_NO_ENCODER, 1);
+                    return 1;
+                }
+            };
+            match self.service.job_stalled(job) {
+                Some((worker, busy)) if !moved => {
+                    tracing::warn!(run = %run_id, step, worker, stuck_s = busy.as_secs(), "encoder worker stalled: its job moves to another worker");
+                    self.let_go(job);
+                    let _ = self.service.finish_job(job);
+                    moved = true;
+                }
+                _ => break job,
             }
         };
         let Some(charge) = self.budget.charge_blocking(pixels.len() as u64, when_full) else {
@@ -289,11 +309,14 @@ impl VideoRecorder {
                 // The job's worker has stopped: the job is let go, so the next frame opens a
                 // new one (a new segment) on a worker still running, if any.
                 tracing::warn!(run = %run_id, step, "frame for video refused: its encoder worker has stopped");
-                self.jobs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|_, open| open.job != job);
+                self.let_go(job);
                 self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
+                1
+            }
+            Err(err @ crate::encode::EncodeError::Stalled { .. }) => {
+                // Stalled between the look above and the hand-off.
+                tracing::warn!(run = %run_id, step, error = %err, "frame for video refused");
+                self.shed.add(run_id, shed_kind::FRAME_ENCODER_STALLED, 1);
                 1
             }
             Err(err) => {
@@ -302,6 +325,14 @@ impl VideoRecorder {
                 1
             }
         }
+    }
+
+    /// Forgets `job`: the next frame of its (run, worker, agent, episode) opens a new one.
+    fn let_go(&self, job: u64) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, open| open.job != job);
     }
 
     fn run_of(&self, job: u64) -> Option<String> {
