@@ -1763,6 +1763,22 @@ fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_rea
         "{:?}",
         run.shed
     );
+    // The dead job's file is closed in the index at once, not left `recording` until the
+    // next start.
+    let reader = StoreReader::open(daemon.database_path()).expect("reader");
+    let video = wait_until(|| {
+        reader
+            .videos("clips")
+            .ok()
+            .and_then(|v| v.into_iter().find(|v| v.status != "recording"))
+    })
+    .unwrap_or_else(|| panic!("still recording: {:?}", reader.videos("clips")));
+    assert_eq!(video.status, "interrupted", "{video:?}");
+    assert_eq!(
+        video.error.as_deref(),
+        Some("encoder worker encode-0 stopped"),
+        "{video:?}"
+    );
 }
 
 #[test]

@@ -796,6 +796,8 @@ struct ActiveJob {
     segment: Option<SegmentInfo>,
     next_segment: u32,
     index_rows: Vec<(u64, u64)>,
+    /// Frames of the current segment named in the index so far.
+    indexed: u64,
     files: u32,
     spool: Option<Spool>,
     error: Option<String>,
@@ -828,6 +830,41 @@ impl Drop for AbandonOnExit {
     }
 }
 
+/// The jobs a worker has open. When its thread ends with some still open (a panic; a normal
+/// stop finishes every job first), their segments are closed in the index as `interrupted`
+/// with the frames indexed so far, and the jobs end as failed: the index never says
+/// `recording` for a file that nobody writes any more.
+struct OpenJobs {
+    jobs: HashMap<u64, ActiveJob>,
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl Drop for OpenJobs {
+    fn drop(&mut self) {
+        let error = format!("encoder worker encode-{} stopped", self.worker);
+        for (id, job) in self.jobs.drain() {
+            if let (Some(index), Some(segment)) = (&self.shared.index, &job.segment) {
+                index.segment_closed(
+                    segment,
+                    &SegmentOutcome {
+                        status: "interrupted",
+                        frames: job.indexed,
+                        error: Some(error.clone()),
+                    },
+                );
+            }
+            job.shared.failed.store(true, Ordering::Release);
+            job.shared.finished.store(true, Ordering::Release);
+            self.shared.emit(EncodeEvent::Failed {
+                job: id,
+                error: error.clone(),
+                kept_input: None,
+            });
+        }
+    }
+}
+
 /// Faults a test can inject into every worker (none in real configurations).
 #[derive(Clone, Copy)]
 struct WorkerFaults {
@@ -842,7 +879,11 @@ fn worker_loop(
     (max_frames, nice): (u64, i32),
     faults: WorkerFaults,
 ) {
-    let mut active: HashMap<u64, ActiveJob> = HashMap::new();
+    let mut open = OpenJobs {
+        jobs: HashMap::new(),
+        shared: Arc::clone(&shared),
+        worker,
+    };
     let mut taken = 0u64;
     loop {
         busy.idle();
@@ -863,7 +904,7 @@ fn worker_loop(
                         std::thread::sleep(hang);
                     }
                 }
-                let Some(job) = active_job(&mut active, &shared, frame.job) else {
+                let Some(job) = active_job(&mut open.jobs, &shared, frame.job) else {
                     queue.recycle(frame.pixels);
                     continue;
                 };
@@ -871,11 +912,11 @@ fn worker_loop(
                 queue.recycle(frame.pixels);
             }
             WorkItem::Finish(id) => {
-                let job = active_job(&mut active, &shared, id);
+                let job = active_job(&mut open.jobs, &shared, id);
                 if let Some(job) = job {
                     finish(id, job, &shared);
                 }
-                active.remove(&id);
+                open.jobs.remove(&id);
                 // Counters move to `done` before the job leaves `jobs`, so a query never
                 // finds neither.
                 if let Some(ended) = shared.job(id) {
@@ -918,6 +959,7 @@ fn active_job<'a>(
                 segment: None,
                 next_segment: 0,
                 index_rows: Vec::with_capacity(64),
+                indexed: 0,
                 files: 0,
                 spool: None,
                 error: None,
@@ -1044,6 +1086,7 @@ fn open_segment(
     job.next_segment += 1;
     job.writer = Some(writer);
     job.segment = Some(info);
+    job.indexed = 0;
     Ok(())
 }
 
@@ -1061,6 +1104,8 @@ fn flush_index(job: &mut ActiveJob, shared: &Shared, durable: u64) {
     if let (Some(index), Some(segment)) = (&shared.index, &job.segment) {
         index.frames_written(segment, &job.index_rows[..ready]);
     }
+    let highest = job.index_rows[..ready].iter().map(|(_, n)| n + 1).max();
+    job.indexed = job.indexed.max(highest.unwrap_or(0));
     job.index_rows.drain(..ready);
 }
 
