@@ -95,7 +95,7 @@ statsOf(QObject* root, QQuickWindow* window)
   }
   if (auto* replay = root->findChild<QObject*>(QStringLiteral("replayView"))) {
     QJsonObject r;
-    for (const char* name : { "runId", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
+    for (const char* name : { "runId", "workerId", "workers", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
       r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(replay->property(name)));
     if (auto* episodes = root->findChild<QObject*>(QStringLiteral("replayEpisodeList")))
       r.insert(QStringLiteral("episodes"), episodes->property("count").toInt());
@@ -208,6 +208,7 @@ runApplication(const AppOptions& options)
     { QStringLiteral("initialPlotRunId"), toQString(options.plot_run_id) },
     { QStringLiteral("dataDir"), toQString(options.data_dir) },
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
+    { QStringLiteral("initialReplayWorker"), toQString(options.replay_worker) },
     { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
     { QStringLiteral("initialClip"), toQString(options.replay_clip) },
     { QStringLiteral("playInitialClip"), options.play_clip },

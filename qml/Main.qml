@@ -24,6 +24,7 @@ ApplicationWindow {
     // Store directory for replay (empty: replay unavailable).
     property string dataDir: ""
     property string initialReplayRunId: ""
+    property string initialReplayWorker: ""
     // rig.yaml of a recording rig to run as a full-window kiosk (empty: the normal window).
     property string rigConfig: ""
     // Output folder of `framelane analyze` opened in the Replay tab (empty: none).
@@ -65,6 +66,7 @@ ApplicationWindow {
         objectName: "replayView"
         dataDir: root.dataDir
         runId: root.initialReplayRunId
+        workerId: root.initialReplayWorker
     }
 
     ClipCatalog {

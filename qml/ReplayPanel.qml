@@ -19,6 +19,7 @@ Rectangle {
         objectName: "replayEpisodeList"
         dataDir: panel.replay.dataDir
         runId: panel.replay.runId
+        workerId: panel.replay.workerId
     }
 
     ReplayPlot {
@@ -26,6 +27,7 @@ Rectangle {
         objectName: "replaySeries"
         dataDir: panel.replay.dataDir
         runId: panel.replay.runId
+        workerId: panel.replay.workerId
         episode: panel.replay.episode
     }
 
@@ -66,32 +68,51 @@ Rectangle {
         anchors.margins: 6
         spacing: 8
 
-        ListView {
-            id: episodeList
-            objectName: "replayEpisodes"
+        ColumnLayout {
             Layout.preferredWidth: 210
             Layout.fillHeight: true
-            clip: true
-            model: episodes
-            // Re-evaluated when the list reloads (count) or another episode is shown.
-            currentIndex: episodes.count >= 0 ? episodes.rowOf(panel.replay.episode) : -1
-            header: Label {
-                text: episodes.loading ? "loading..." : episodes.count + " episodes"
-                color: "#8b949e"
-                bottomPadding: 4
-            }
-            delegate: ItemDelegate {
-                required property real episode
-                required property real steps
-                required property real totalReward
-                required property bool finished
-                width: ListView.view.width
-                height: 24
-                highlighted: ListView.isCurrentItem
-                text: "ep " + episode + " · " + steps + " steps · "
-                      + Number(totalReward).toFixed(2) + (finished ? "" : " (running)")
+            spacing: 4
+
+            // Workers of one run may number their episodes alike: one worker's at a time.
+            ComboBox {
+                id: workerPicker
+                objectName: "replayWorkers"
+                Layout.fillWidth: true
+                visible: panel.replay.workers.length > 1
+                model: panel.replay.workers
+                currentIndex: panel.replay.workers.indexOf(panel.replay.workerId)
+                displayText: "worker " + (currentText === "" ? "(none)" : currentText)
                 font.pixelSize: 12
-                onClicked: panel.replay.chooseEpisode(episode)
+                onActivated: index => panel.replay.workerId = panel.replay.workers[index]
+            }
+
+            ListView {
+                id: episodeList
+                objectName: "replayEpisodes"
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                clip: true
+                model: episodes
+                // Re-evaluated when the list reloads (count) or another episode is shown.
+                currentIndex: episodes.count >= 0 ? episodes.rowOf(panel.replay.episode) : -1
+                header: Label {
+                    text: episodes.loading ? "loading..." : episodes.count + " episodes"
+                    color: "#8b949e"
+                    bottomPadding: 4
+                }
+                delegate: ItemDelegate {
+                    required property real episode
+                    required property real steps
+                    required property real totalReward
+                    required property bool finished
+                    width: ListView.view.width
+                    height: 24
+                    highlighted: ListView.isCurrentItem
+                    text: "ep " + episode + " · " + steps + " steps · "
+                          + Number(totalReward).toFixed(2) + (finished ? "" : " (running)")
+                    font.pixelSize: 12
+                    onClicked: panel.replay.chooseEpisode(episode)
+                }
             }
         }
 

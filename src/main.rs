@@ -380,6 +380,10 @@ struct GuiArgs {
     /// Recorded run to open in the replay view when the window opens.
     #[arg(long, value_name = "RUN")]
     replay_run: Option<String>,
+    /// The worker of that run whose episodes the replay view shows first (default: the run's
+    /// first worker; the Replay tab switches between them).
+    #[arg(long, value_name = "WORKER", requires = "replay_run")]
+    replay_worker: Option<String>,
     /// Output folder of `framelane analyze` to open in the Replay tab when the window opens.
     #[arg(long, value_name = "DIR")]
     analysis: Option<PathBuf>,
@@ -741,6 +745,7 @@ fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| demo_recorded.then(|| run_id.clone()))
             .unwrap_or_default(),
+        replay_worker: args.replay_worker.clone().unwrap_or_default(),
         analysis_dir: args
             .analysis
             .as_ref()

@@ -520,7 +520,9 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
     }
 }
 
-/// Records a run to video with a daemon in this process, then replays it in the window.
+/// Records a run of two workers to video with a daemon in this process, then replays it in the
+/// window: each worker's own episode 0 (they number steps and episodes alike), the first
+/// worker's by default and the other's with `--replay-worker`.
 fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     use framelane::bench::pattern::{numbered_frame, read_number};
     use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -550,20 +552,27 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
                     .await
                     .expect("connect")
                     .max_encoding_message_size(64 << 20);
-            client
-                .register_worker(v1::RegisterWorkerRequest {
-                    run_id: "replayed".into(),
-                    worker_id: "w".into(),
-                    worker_kind: "test".into(),
-                    profile: "vid".into(),
-                })
-                .await
-                .expect("register");
-            let steps = (0..90u64).map(|i| {
+            for worker in ["w", "w2"] {
+                client
+                    .register_worker(v1::RegisterWorkerRequest {
+                        run_id: "replayed".into(),
+                        worker_id: worker.into(),
+                        worker_kind: "test".into(),
+                        profile: "vid".into(),
+                    })
+                    .await
+                    .expect("register");
+            }
+            // w: 90 steps (episode 0 has 60) with frames numbered as their steps; w2: 30 steps
+            // of its own episode 0, numbered from 500.
+            let w = (0..90u64).map(|i| ("w", i, i));
+            let w2 = (0..30u64).map(|i| ("w2", i, 500 + i));
+            let steps = w.chain(w2).map(|(worker, i, number)| {
                 let mut rgb = vec![0; (W * H * 3) as usize];
-                numbered_frame(i, W, H, &mut rgb);
+                numbered_frame(number, W, H, &mut rgb);
                 v1::Step {
                     run_id: "replayed".into(),
+                    worker_id: worker.into(),
                     step: i,
                     episode: i / 60,
                     reward: i as f64,
@@ -585,6 +594,7 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
             client
                 .publish_episodes(tokio_stream::iter([v1::Episode {
                     run_id: "replayed".into(),
+                    worker_id: "w".into(),
                     episode: 0,
                     steps: 60,
                     ..Default::default()
@@ -593,54 +603,72 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
                 .expect("episode");
         });
     daemon.shutdown();
-    let stats_path = artifacts().join("replay-stats.json");
-    let shot = artifacts().join("replay.ppm");
-    let mut command = Display::Offscreen.command();
-    command
-        .args(["--no-demo", "--no-daemon", "--replay-run", "replayed"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .arg("--screenshot")
-        .arg(&shot);
-    let (status, _) = run_gui_until(command, &stats_path, |stats| {
+    // (--replay-worker, the worker shown, its episode 0's steps, the number on its first frame)
+    for (asked, worker, steps, first) in [(None, "w", 60, 0), (Some("w2"), "w2", 30, 500)] {
+        let stats_path = artifacts().join(format!("replay-stats-{worker}.json"));
+        let shot = artifacts().join(format!("replay-{worker}.ppm"));
+        let mut command = Display::Offscreen.command();
+        command
+            .args(["--no-demo", "--no-daemon", "--replay-run", "replayed"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--screenshot")
+            .arg(&shot);
+        if let Some(asked) = asked {
+            command.args(["--replay-worker", asked]);
+        }
+        let (status, _) = run_gui_until(command, &stats_path, |stats| {
+            let replay = &stats["replay"];
+            replay["frameOrigin"] == "video"
+                && replay["workerId"] == worker
+                && number(&replay["step"]) == Some(0)
+                && replay["stepCount"].as_i64() == Some(steps)
+                && replay["overviewPoints"].as_i64() > Some(0)
+                && replay["episodes"].as_i64() > Some(0)
+        });
+        let stats = exited_with_stats(status, &stats_path, failures);
         let replay = &stats["replay"];
-        replay["frameOrigin"] == "video"
-            && number(&replay["step"]) == Some(0)
-            && replay["stepCount"].as_i64() == Some(60)
-            && replay["overviewPoints"].as_i64() > Some(0)
-            && replay["episodes"].as_i64() > Some(0)
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    let stats = exited_with_stats(status, &stats_path, failures);
-    let replay = &stats["replay"];
-    check(
-        replay["frameOrigin"] == "video" && number(&replay["step"]) == Some(0),
-        format!("the first step's frame comes from the video ({replay})"),
-        failures,
-    );
-    check(
-        replay["stepCount"].as_i64() == Some(60) && replay["overviewPoints"].as_i64() > Some(0),
-        format!("episode 0's 60 steps and the run overview are loaded ({replay})"),
-        failures,
-    );
-    check(
-        replay["episodes"].as_i64() > Some(0),
-        format!("the episode list model holds the run's episodes ({replay})"),
-        failures,
-    );
-    if let Some(painted) = rect(&stats["painted_rect"]) {
-        // Sample the painted picture back at the frame's own resolution and read its number.
-        let (w, _, pixels) = read_ppm(&shot);
-        let rgba = painted_picture(&pixels, w, painted, (W, H), 4);
-        let shown = read_number(&rgba, W, H);
         check(
-            shown == 0,
-            format!("the window shows step 0's frame (it shows {shown})"),
+            replay["workers"] == serde_json::json!(["w", "w2"]),
+            format!("the run's two workers are listed ({replay})"),
             failures,
         );
-    } else {
-        check(false, "the replayed frame was painted".into(), failures);
+        check(
+            replay["workerId"] == worker,
+            format!("worker {worker}'s episodes are shown ({replay})"),
+            failures,
+        );
+        check(
+            replay["frameOrigin"] == "video" && number(&replay["step"]) == Some(0),
+            format!("the first step's frame comes from the video ({replay})"),
+            failures,
+        );
+        check(
+            replay["stepCount"].as_i64() == Some(steps)
+                && replay["overviewPoints"].as_i64() > Some(0),
+            format!("{worker}'s episode 0 has its own {steps} steps, not both workers' ({replay})"),
+            failures,
+        );
+        check(
+            replay["episodes"].as_i64() == Some(if worker == "w" { 2 } else { 1 }),
+            format!("the episode list holds {worker}'s episodes only ({replay})"),
+            failures,
+        );
+        if let Some(painted) = rect(&stats["painted_rect"]) {
+            // Sample the painted picture back at the frame's own resolution and read its number.
+            let (w, _, pixels) = read_ppm(&shot);
+            let rgba = painted_picture(&pixels, w, painted, (W, H), 4);
+            let shown = read_number(&rgba, W, H);
+            check(
+                shown == first,
+                format!("the window shows {worker}'s step 0 frame, {first} (it shows {shown})"),
+                failures,
+            );
+        } else {
+            check(false, "the replayed frame was painted".into(), failures);
+        }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An episode analysis opens in the Replay tab: the frame its manifest names, with the face's

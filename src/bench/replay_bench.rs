@@ -229,7 +229,7 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
 fn open_long_run(db: &Path) -> anyhow::Result<(f64, usize, usize)> {
     let t = Instant::now();
     let reader = StoreReader::open(db)?;
-    let episodes = reader.replay_episodes("long")?;
+    let episodes = reader.replay_episodes("long", None)?;
     let overview = reader.reward_overview("long", 2000)?;
     Ok((
         t.elapsed().as_secs_f64() * 1000.0,

@@ -36,6 +36,8 @@ pub mod ffi {
         data_dir: String,
         /// Recorded run opened in the replay view when the window opens (empty: none).
         replay_run_id: String,
+        /// Worker of that run whose episodes are shown first (empty: the run's first).
+        replay_worker: String,
         /// Analysis output folder opened in the Replay tab when the window opens (empty: none).
         analysis_dir: String,
         /// Rig clip (its id) opened in the Replay tab when the window opens (empty: none).

@@ -26,6 +26,8 @@ pub mod qobject {
         /// Data directory of the store.
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
         #[qproperty(QString, run_id, cxx_name = "runId")]
+        /// Only this worker's episodes ('' for every worker's).
+        #[qproperty(QString, worker_id, cxx_name = "workerId")]
         #[qproperty(i32, count)]
         #[qproperty(bool, loading)]
         #[qproperty(QString, error)]
@@ -97,6 +99,7 @@ const ROLES: &[&str] = &["episode", "steps", "totalReward", "finished"];
 pub struct ReplayEpisodesRust {
     data_dir: QString,
     run_id: QString,
+    worker_id: QString,
     count: i32,
     loading: bool,
     error: QString,
@@ -112,6 +115,7 @@ impl Default for ReplayEpisodesRust {
         Self {
             data_dir: QString::default(),
             run_id: QString::default(),
+            worker_id: QString::default(),
             count: 0,
             loading: false,
             error: QString::default(),
@@ -125,9 +129,12 @@ impl Default for ReplayEpisodesRust {
 
 type Loaded = Result<(Vec<u64>, Vec<Vec<Cell>>), String>;
 
-fn load(database: &std::path::Path, run_id: &str) -> Loaded {
+fn load(database: &std::path::Path, run_id: &str, worker_id: &str) -> Loaded {
     let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
-    let episodes = reader.replay_episodes(run_id).map_err(|e| e.to_string())?;
+    let worker = Some(worker_id).filter(|w| !w.is_empty());
+    let episodes = reader
+        .replay_episodes(run_id, worker)
+        .map_err(|e| e.to_string())?;
     let numbers = episodes.iter().map(|e| e.episode).collect();
     let count = |n: u64| Cell::Float(n as f64);
     let rows = episodes
@@ -150,6 +157,7 @@ impl qobject::ReplayEpisodes {
         self.as_mut().rust_mut().generation = generation;
         self.as_mut().set_error(QString::default());
         let (dir, run_id) = (self.data_dir().to_string(), self.run_id().to_string());
+        let worker_id = self.worker_id().to_string();
         if dir.is_empty() || run_id.is_empty() {
             self.as_mut().rust_mut().load = None;
             self.as_mut()
@@ -164,7 +172,7 @@ impl qobject::ReplayEpisodes {
             let _ = errors.queue(move |episodes| episodes.set_error(QString::from(&message)));
         };
         let load = Follower::spawn("replay-episodes", report, move |stop, _| {
-            let loaded = load(&database, &run_id);
+            let loaded = load(&database, &run_id, &worker_id);
             if !stop.is_set() {
                 let _ = qt_thread.queue(move |episodes| episodes.receive(generation, loaded));
             }
@@ -201,7 +209,10 @@ impl cxx_qt::Initialize for qobject::ReplayEpisodes {
         self.as_mut()
             .on_data_dir_changed(|episodes| episodes.refresh())
             .release();
-        self.on_run_id_changed(|episodes| episodes.refresh())
+        self.as_mut()
+            .on_run_id_changed(|episodes| episodes.refresh())
+            .release();
+        self.on_worker_id_changed(|episodes| episodes.refresh())
             .release();
     }
 }

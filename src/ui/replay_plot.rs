@@ -20,6 +20,8 @@ pub mod qobject {
         /// Data directory of the store.
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
         #[qproperty(QString, run_id, cxx_name = "runId")]
+        /// Channel 0 shows this worker's steps of the episode ('' for every worker's).
+        #[qproperty(QString, worker_id, cxx_name = "workerId")]
         /// Episode of channel 0 (-1: none).
         #[qproperty(i64, episode)]
         /// Buckets in the overview channel.
@@ -79,6 +81,7 @@ struct Channels {
 struct Load {
     database: PathBuf,
     run_id: String,
+    worker_id: String,
     episode: Option<u64>,
     overview: bool,
 }
@@ -95,7 +98,11 @@ fn load(request: &Load) -> Result<Loaded, String> {
     let episode_rewards = match request.episode {
         Some(episode) => Some(
             reader
-                .episode_steps(&request.run_id, episode)
+                .episode_steps(
+                    &request.run_id,
+                    Some(request.worker_id.as_str()).filter(|w| !w.is_empty()),
+                    episode,
+                )
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|(step, reward)| (step as f64, reward))
@@ -127,6 +134,7 @@ fn load(request: &Load) -> Result<Loaded, String> {
 pub struct ReplayPlotRust {
     data_dir: QString,
     run_id: QString,
+    worker_id: QString,
     episode: i64,
     overview_points: i32,
     run_steps: i64,
@@ -144,6 +152,7 @@ impl Default for ReplayPlotRust {
         Self {
             data_dir: QString::default(),
             run_id: QString::default(),
+            worker_id: QString::default(),
             episode: -1,
             overview_points: 0,
             run_steps: 0,
@@ -205,6 +214,7 @@ impl qobject::ReplayPlot {
         let request = Load {
             database: PathBuf::from(dir).join(DATABASE_FILE),
             run_id,
+            worker_id: self.worker_id().to_string(),
             episode: u64::try_from(self.episode).ok(),
             overview,
         };
@@ -259,6 +269,9 @@ impl cxx_qt::Initialize for qobject::ReplayPlot {
             .release();
         self.as_mut()
             .on_run_id_changed(|plot| plot.reload(true))
+            .release();
+        self.as_mut()
+            .on_worker_id_changed(|plot| plot.reload(false))
             .release();
         self.on_episode_changed(|plot| plot.reload(false)).release();
     }

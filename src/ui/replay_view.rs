@@ -8,6 +8,8 @@ pub mod qobject {
     unsafe extern "C++" {
         include!("cxx-qt-lib/qstring.h");
         type QString = cxx_qt_lib::QString;
+        include!("cxx-qt-lib/qstringlist.h");
+        type QStringList = cxx_qt_lib::QStringList;
         include!("framelane/frame_source.h");
         /// cpp/frame_source.h: what the frame item paints.
         type FrameSource;
@@ -20,6 +22,12 @@ pub mod qobject {
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// Data directory of the store (the embedded daemon's, or --data-dir).
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
+        /// The worker whose episodes are shown (several workers of one run may number their
+        /// episodes alike); set to the first of `workers` when the run opens without one of
+        /// them.
+        #[qproperty(QString, worker_id, cxx_name = "workerId")]
+        /// The run's workers, sorted.
+        #[qproperty(QStringList, workers)]
         #[qproperty(i64, episode)]
         /// Index of the shown step within the episode.
         #[qproperty(i32, position)]
@@ -82,8 +90,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cxx_qt::{CxxQtType, Threading};
-use cxx_qt_lib::QString;
+use cxx_qt_lib::{QString, QStringList};
 
+use framelane_core::bus::FrameOwner;
 use framelane_core::replay::{FrameResolver, StepFrame};
 use framelane_core::store::{ReplayEpisode, StoreReader, DATABASE_FILE};
 
@@ -92,12 +101,20 @@ use super::view_worker::{post_to_worker, FrameSlot, RequestSlots, Requests};
 /// Decoded frames kept for smooth scrubbing.
 const CACHE_BYTES: usize = 256 << 20;
 
+/// A run's steps as shown: of one worker, or of every worker (None: the run has none listed).
+#[derive(Clone, Default, PartialEq)]
+struct Shown {
+    run: String,
+    worker: Option<String>,
+}
+
 /// What the GUI asked for; each slot holds only the newest request.
 #[derive(Default)]
 struct Asked {
-    open: Option<(PathBuf, String)>,
-    episode: Option<(String, u64)>,
-    frame: Option<(String, u64, u64)>,
+    /// (database, run, the worker wanted).
+    open: Option<(PathBuf, String, String)>,
+    episode: Option<(Shown, u64)>,
+    frame: Option<(Shown, u64, u64)>,
 }
 
 impl RequestSlots for Asked {
@@ -109,6 +126,10 @@ impl RequestSlots for Asked {
 pub struct ReplayViewRust {
     run_id: QString,
     data_dir: QString,
+    worker_id: QString,
+    workers: QStringList,
+    /// The worker the loaded episodes belong to.
+    shown_worker: Option<String>,
     episode: i64,
     position: i32,
     step_count: i32,
@@ -130,6 +151,9 @@ impl Default for ReplayViewRust {
         Self {
             run_id: QString::default(),
             data_dir: QString::default(),
+            worker_id: QString::default(),
+            workers: QStringList::default(),
+            shown_worker: None,
             episode: -1,
             position: 0,
             step_count: 0,
@@ -158,6 +182,8 @@ impl Drop for ReplayViewRust {
 /// What the replay thread hands back to the GUI thread.
 enum Outcome {
     Opened {
+        workers: Vec<String>,
+        worker: Option<String>,
         episodes: Vec<ReplayEpisode>,
     },
     Episode {
@@ -183,23 +209,27 @@ fn replay_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
         frame,
     }) = requests.next()
     {
-        if let Some(request) = open {
-            // A refresh of the run already open keeps its reader, resolver and frame cache and
-            // reloads only the episode list; another run (or store) opens afresh.
-            let reopen = opened.as_ref() != Some(&request) || reader.is_none();
-            let (database, run) = &request;
-            let loaded = match reader.as_ref().filter(|_| !reopen) {
-                Some(r) => r.replay_episodes(run).map_err(|e| e.to_string()),
-                None => open_run(database, run).map(|(r, res, episodes)| {
+        if let Some((database, run, wanted)) = open {
+            // A refresh of the run already open (or another worker of it) keeps its reader,
+            // resolver and frame cache and reloads only the episode list; another run (or
+            // store) opens afresh.
+            let key = (database, run);
+            let ready = if opened.as_ref() != Some(&key) || reader.is_none() {
+                open_run(&key.0).map(|(r, res)| {
                     reader = Some(r);
                     resolver = Some(res);
-                    episodes
-                }),
+                })
+            } else {
+                Ok(())
             };
+            let loaded = ready.and_then(|()| match reader.as_ref() {
+                Some(r) => load_run(r, &key.1, &wanted),
+                None => Err(format!("cannot open {}", key.0.display())),
+            });
             match loaded {
-                Ok(episodes) => {
-                    opened = Some(request);
-                    post(Outcome::Opened { episodes });
+                Ok(outcome) => {
+                    opened = Some(key);
+                    post(outcome);
                 }
                 Err(err) => {
                     reader = None;
@@ -209,14 +239,18 @@ fn replay_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
                 }
             }
         }
-        if let (Some((run, ep)), Some(reader)) = (episode, reader.as_ref()) {
-            match reader.episode_steps(&run, ep) {
+        if let (Some((of, ep)), Some(reader)) = (episode, reader.as_ref()) {
+            match reader.episode_steps(&of.run, of.worker.as_deref(), ep) {
                 Ok(steps) => post(Outcome::Episode { episode: ep, steps }),
                 Err(err) => post(Outcome::Failed(err.to_string())),
             }
         }
-        if let (Some((run, ep, step)), Some(resolver)) = (frame, resolver.as_mut()) {
-            match resolver.frame(&run, ep, step) {
+        if let (Some((of, ep, step)), Some(resolver)) = (frame, resolver.as_mut()) {
+            let owner = FrameOwner {
+                worker: of.worker.as_deref(),
+                agent: None,
+            };
+            match resolver.owner_frame(&of.run, owner, ep, step) {
                 Ok(StepFrame::Found { origin, frame }) => {
                     shown.show(frame);
                     post(Outcome::Frame {
@@ -240,13 +274,34 @@ fn replay_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
     }
 }
 
-type Opened = (StoreReader, FrameResolver, Vec<ReplayEpisode>);
-
-fn open_run(database: &std::path::Path, run: &str) -> Result<Opened, String> {
+fn open_run(database: &std::path::Path) -> Result<(StoreReader, FrameResolver), String> {
     let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
-    let episodes = reader.replay_episodes(run).map_err(|e| e.to_string())?;
     let resolver = FrameResolver::open(database, CACHE_BYTES).map_err(|e| e.to_string())?;
-    Ok((reader, resolver, episodes))
+    Ok((reader, resolver))
+}
+
+/// The steps a worker id selects: a worker without an id ('', clients that send none) stands
+/// for every worker of the run, as in the episode list and the plots.
+fn worker_filter(worker: &Option<String>) -> Option<&str> {
+    worker.as_deref().filter(|w| !w.is_empty())
+}
+
+/// The run's workers and the episodes of the one wanted (or of the first, when it is not one
+/// of them).
+fn load_run(reader: &StoreReader, run: &str, wanted: &str) -> Result<Outcome, String> {
+    let workers = reader.run_workers(run).map_err(|e| e.to_string())?;
+    let worker = match workers.iter().find(|w| *w == wanted) {
+        Some(w) => Some(w.clone()),
+        None => workers.first().cloned(),
+    };
+    let episodes = reader
+        .replay_episodes(run, worker_filter(&worker))
+        .map_err(|e| e.to_string())?;
+    Ok(Outcome::Opened {
+        workers,
+        worker,
+        episodes,
+    })
 }
 
 impl qobject::ReplayView {
@@ -296,12 +351,45 @@ impl qobject::ReplayView {
         self.as_mut().set_note(QString::default());
         self.as_mut().set_loading(true);
         let database = PathBuf::from(dir).join(DATABASE_FILE);
-        self.request(|r| r.open = Some((database, run)));
+        let wanted = self.worker_id.to_string();
+        self.request(|r| r.open = Some((database, run, wanted)));
+    }
+
+    /// The run and worker the loaded episodes belong to.
+    fn shown(&self) -> Shown {
+        Shown {
+            run: self.run_id.to_string(),
+            worker: worker_filter(&self.shown_worker).map(str::to_owned),
+        }
+    }
+
+    /// Another worker was picked: its episodes replace the list (the first shown).
+    fn worker_changed(self: Pin<&mut Self>) {
+        let picked = self.worker_id.to_string();
+        if self.shown_worker.as_deref() == Some(picked.as_str()) {
+            return;
+        }
+        self.open();
     }
 
     fn receive(mut self: Pin<&mut Self>, outcome: Outcome) {
         match outcome {
-            Outcome::Opened { episodes } => {
+            Outcome::Opened {
+                workers,
+                worker,
+                episodes,
+            } => {
+                if worker != self.shown_worker {
+                    // Episodes of another worker: nothing of the shown one stays.
+                    self.as_mut().rust_mut().steps.clear();
+                    self.as_mut().set_episode(-1);
+                }
+                self.as_mut().rust_mut().shown_worker = worker.clone();
+                let listed: Vec<QString> = workers.iter().map(QString::from).collect();
+                self.as_mut().set_workers(listed.iter().collect());
+                // Set after `shown_worker`, so the change handler sees nothing to reload.
+                self.as_mut()
+                    .set_worker_id(QString::from(worker.as_deref().unwrap_or("")));
                 if let Some(at) = self.as_mut().rust_mut().opened_at.take() {
                     self.as_mut()
                         .set_open_ms(at.elapsed().as_secs_f64() * 1000.0);
@@ -313,8 +401,8 @@ impl qobject::ReplayView {
                     }
                 } else {
                     // A refresh: the shown episode may have grown; reload it and its frame.
-                    let (run, episode) = (self.run_id.to_string(), self.episode as u64);
-                    self.request(|r| r.episode = Some((run, episode)));
+                    let (shown, episode) = (self.shown(), self.episode as u64);
+                    self.request(|r| r.episode = Some((shown, episode)));
                 }
             }
             Outcome::Episode { episode, steps } => {
@@ -352,8 +440,8 @@ impl qobject::ReplayView {
         self.as_mut().set_position(0);
         self.as_mut().set_step_count(0);
         self.as_mut().rust_mut().steps.clear();
-        let run = self.run_id.to_string();
-        self.request(|r| r.episode = Some((run, episode as u64)));
+        let shown = self.shown();
+        self.request(|r| r.episode = Some((shown, episode as u64)));
     }
 
     fn seek(mut self: Pin<&mut Self>, position: i32) {
@@ -366,9 +454,9 @@ impl qobject::ReplayView {
         self.as_mut().set_position(position);
         self.as_mut().set_step(step as i64);
         self.as_mut().set_reward(reward);
-        let (run, episode) = (self.run_id.to_string(), self.episode as u64);
+        let (shown, episode) = (self.shown(), self.episode as u64);
         // While scrubbing, only the newest step matters: an older unanswered request is replaced.
-        self.request(|r| r.frame = Some((run, episode, step)));
+        self.request(|r| r.frame = Some((shown, episode, step)));
     }
 
     fn step_by(self: Pin<&mut Self>, delta: i32) -> bool {
@@ -387,7 +475,8 @@ impl qobject::ReplayView {
             return;
         }
         let database = PathBuf::from(dir).join(DATABASE_FILE);
-        self.request(|r| r.open = Some((database, run)));
+        let wanted = self.worker_id.to_string();
+        self.request(|r| r.open = Some((database, run, wanted)));
     }
 
     fn frame_shape(&self, width: &mut u32, height: &mut u32, format: &mut u32) {
@@ -404,6 +493,10 @@ impl cxx_qt::Initialize for qobject::ReplayView {
         self.as_mut()
             .on_run_id_changed(|view| view.open())
             .release();
-        self.on_data_dir_changed(|view| view.open()).release();
+        self.as_mut()
+            .on_data_dir_changed(|view| view.open())
+            .release();
+        self.on_worker_id_changed(|view| view.worker_changed())
+            .release();
     }
 }

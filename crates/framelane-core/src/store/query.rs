@@ -521,20 +521,46 @@ impl StoreReader {
             .map_err(StoreError::sql("reading a video"))
     }
 
-    /// Episodes of a run for replay: finished ones from the episode table, plus the episode
-    /// still running (from its steps).
-    pub fn replay_episodes(&self, run_id: &str) -> Result<Vec<ReplayEpisode>, StoreError> {
+    /// The workers of a run, sorted: those registered, those that number their steps, those
+    /// with a recorded episode, and the one that sent the run's newest step (a worker that
+    /// did none of these is found once it does; the steps table is not scanned).
+    pub fn run_workers(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker_id FROM workers WHERE run_key = ?1 \
+                 UNION SELECT worker_id FROM worker_seqs WHERE run_key = ?1 \
+                 UNION SELECT DISTINCT worker_id FROM episodes WHERE run_key = ?1 \
+                 UNION SELECT * FROM (SELECT worker_id FROM steps WHERE run_key = ?1 ORDER BY seq DESC LIMIT 1) \
+                 ORDER BY 1",
+            )
+            .map_err(StoreError::sql("reading the run's workers"))?;
+        let rows = stmt
+            .query_map(params![key], |r| r.get(0))
+            .map_err(StoreError::sql("reading the run's workers"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading a worker"))
+    }
+
+    /// Episodes of a run for replay (of one worker, or of every worker when None): finished
+    /// ones from the episode table, plus the episode still running (from its steps).
+    pub fn replay_episodes(
+        &self,
+        run_id: &str,
+        worker: Option<&str>,
+    ) -> Result<Vec<ReplayEpisode>, StoreError> {
         let key = self.run_key(run_id)?;
         let mut out: Vec<ReplayEpisode> = Vec::new();
         {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT episode, steps, total_reward FROM episodes WHERE run_key = ?1 ORDER BY episode",
+                    "SELECT episode, steps, total_reward FROM episodes WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) ORDER BY episode",
                 )
                 .map_err(StoreError::sql("reading episodes"))?;
             let rows = stmt
-                .query_map(params![key], |r| {
+                .query_map(params![key, worker], |r| {
                     Ok(ReplayEpisode {
                         episode: r.get::<_, i64>(0)? as u64,
                         steps: r.get::<_, i64>(1)? as u64,
@@ -551,11 +577,11 @@ impl StoreReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT episode, COUNT(*), TOTAL(reward) FROM steps WHERE run_key = ?1 AND episode > ?2 GROUP BY episode ORDER BY episode",
+                "SELECT episode, COUNT(*), TOTAL(reward) FROM steps WHERE run_key = ?1 AND episode > ?2 AND (?3 IS NULL OR worker_id = ?3) GROUP BY episode ORDER BY episode",
             )
             .map_err(StoreError::sql("reading running episodes"))?;
         let rows = stmt
-            .query_map(params![key, last_finished], |r| {
+            .query_map(params![key, last_finished, worker], |r| {
                 Ok(ReplayEpisode {
                     episode: r.get::<_, i64>(0)? as u64,
                     steps: r.get::<_, i64>(1)? as u64,
@@ -570,17 +596,23 @@ impl StoreReader {
         Ok(out)
     }
 
-    /// The steps of one episode in order: (step, reward).
-    pub fn episode_steps(&self, run_id: &str, episode: u64) -> Result<Vec<(u64, f64)>, StoreError> {
+    /// The steps of one episode in order (of one worker, or of every worker when None):
+    /// (step, reward).
+    pub fn episode_steps(
+        &self,
+        run_id: &str,
+        worker: Option<&str>,
+        episode: u64,
+    ) -> Result<Vec<(u64, f64)>, StoreError> {
         let key = self.run_key(run_id)?;
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT step, reward FROM steps WHERE run_key = ?1 AND episode = ?2 ORDER BY step",
+                "SELECT step, reward FROM steps WHERE run_key = ?1 AND episode = ?2 AND (?3 IS NULL OR worker_id = ?3) ORDER BY step",
             )
             .map_err(StoreError::sql("reading an episode's steps"))?;
         let rows = stmt
-            .query_map(params![key, episode as i64], |r| {
+            .query_map(params![key, episode as i64, worker], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
             })
             .map_err(StoreError::sql("reading an episode's steps"))?;
