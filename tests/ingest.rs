@@ -1837,6 +1837,50 @@ fn a_hung_encoder_worker_is_reported_and_its_job_moves_to_another_worker_without
 }
 
 #[test]
+fn with_its_only_encoder_worker_hung_a_video_run_is_refused_at_once_and_told_why() {
+    let dir = ScratchDir::new("hung-only-encoder");
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.encode = framelane_core::encode::ServiceConfig {
+        workers: 1,
+        queue_frames: 2,
+        stall_limit: Duration::from_secs(1),
+        fault_hang_after_frames: Some((3, Duration::from_secs(10))),
+        ..Default::default()
+    };
+    let daemon = Daemon::start(config).expect("start daemon");
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let run = ("stuck", "video");
+    assert_eq!(publish_small_frames(&rt, addr, run, 0..4).accepted, 4);
+    wait_for_problem(&rt, addr, "video: encoder worker encode-0 has been stuck");
+    let reply = publish_small_frames(&rt, addr, run, 4..10);
+    assert_eq!(reply.accepted, 6, "steps are still stored: {reply:?}");
+    assert_eq!(reply.frames_shed, 6, "{reply:?}");
+    assert!(
+        reply
+            .first_error
+            .contains("encoder worker encode-0 has been stuck for"),
+        "the worker is told why: {reply:?}"
+    );
+    assert!(
+        rt.block_on(common::health(addr))
+            .problems
+            .iter()
+            .any(|p| p.starts_with("video: encoder worker encode-0 has been stuck")),
+        "refused while the worker was still stuck, not after the hang"
+    );
+    let runs = rt.block_on(common::list_runs(addr));
+    let listed = runs.iter().find(|r| r.run_id == "stuck").expect("run");
+    assert_eq!(
+        listed.shed.get("frame_encoder_stalled").copied(),
+        Some(6),
+        "counted by their cause: {:?}",
+        listed.shed
+    );
+}
+
+#[test]
 fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     let dir = ScratchDir::new("dead-writer");
     let mut config = DaemonConfig::new(dir.path().to_owned());

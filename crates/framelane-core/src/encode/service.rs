@@ -419,6 +419,11 @@ impl EncoderService {
             .collect()
     }
 
+    /// The worker `job` is pinned to.
+    pub fn job_worker(&self, job: u64) -> Option<usize> {
+        self.shared.job(job).map(|j| j.worker)
+    }
+
     /// The worker of `job` and how long it has been stuck, when it is stalled.
     pub fn job_stalled(&self, job: u64) -> Option<(usize, Duration)> {
         let worker = self.shared.job(job)?.worker;

@@ -491,25 +491,21 @@ impl IngestCore {
                         step.agent_id.clone(),
                     );
                     let at = (step.episode, step.step);
-                    let shed = tokio::task::spawn_blocking(move || {
+                    let offered = tokio::task::spawn_blocking(move || {
                         let owner = (run_id.as_str(), worker_id.as_str(), agent_id.as_str());
-                        recorder.offer(owner, at, image, &profile, wait_until)
+                        recorder.offer_explained(owner, at, image, &profile, wait_until)
                     })
                     .await
-                    .unwrap_or(1);
-                    tally.frames_shed += shed;
-                    if shed > 0 {
-                        let service = video.service();
-                        if let Some(worker) = service.stopped_workers().first() {
-                            tally.note(format!(
-                                "frames for video were refused: encoder worker encode-{worker} has stopped (see Health)"
-                            ));
-                        } else if let Some((worker, busy)) = service.stalled_workers().first() {
-                            tally.note(format!(
-                                "frames for video were refused: encoder worker encode-{worker} has been stuck for {} s (see Health)",
-                                busy.as_secs()
-                            ));
-                        }
+                    .unwrap_or_else(|_| video::VideoOffer {
+                        shed: 1,
+                        refusal: Some("the video hand-off panicked".into()),
+                    });
+                    tally.frames_shed += offered.shed;
+                    if let Some(why) = offered.refusal {
+                        tally.note(format!(
+                            "the frame of step {} was refused for video: {why} (see Health)",
+                            step.step
+                        ));
                     }
                     return;
                 }

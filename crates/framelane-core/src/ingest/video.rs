@@ -154,6 +154,32 @@ enum NoJob {
     Encode(crate::encode::EncodeError),
 }
 
+/// What offering a frame for video cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoOffer {
+    /// Frames of the offering run shed or refused (the frame itself, or an older one).
+    pub shed: u64,
+    /// Why the frame was refused, for the publisher, when an encoder worker that stopped or
+    /// is stuck refused it ("encoder worker encode-0 has stopped").
+    pub refusal: Option<String>,
+}
+
+impl VideoOffer {
+    fn shed(shed: u64) -> Self {
+        Self {
+            shed,
+            refusal: None,
+        }
+    }
+
+    fn refused(why: String) -> Self {
+        Self {
+            shed: 1,
+            refusal: Some(why),
+        }
+    }
+}
+
 /// Open encode jobs of the daemon's runs.
 pub struct VideoRecorder {
     service: Arc<EncoderService>,
@@ -202,19 +228,19 @@ impl VideoRecorder {
     }
 
     /// Queues a kept frame for the episode's file; returns how many frames of `run_id` this
-    /// cost (the frame itself when refused, an older queued frame of the run shed to make
+    /// cost, and why the frame was refused when a stopped or stuck encoder refused it (the frame itself when refused, an older queued frame of the run shed to make
     /// room; each counted by its cause).
     /// `wait_until`: the profile waits when behind (for room under the memory ceiling and in
     /// the encoder's queue) until then; None: it sheds after the queue's own short wait.
     /// Blocking (decodes, may wait): call it on a blocking thread.
-    pub fn offer(
+    pub fn offer_explained(
         &self,
         (run_id, worker_id, agent_id): (&str, &str, &str),
         (episode, step): (u64, u64),
         image: FrameImage,
         profile: &StorageProfile,
         wait_until: Option<Instant>,
-    ) -> u64 {
+    ) -> VideoOffer {
         let (width, height, format, pixels) = match image {
             FrameImage::Raw {
                 width,
@@ -227,12 +253,12 @@ impl VideoRecorder {
                 Err(reason) => {
                     tracing::warn!(run = %run_id, step, %reason, "frame for video refused");
                     self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                    return 1;
+                    return VideoOffer::shed(1);
                 }
             },
             FrameImage::Reference(_) => {
                 self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                return 1;
+                return VideoOffer::shed(1);
             }
         };
         let when_full = wait_until.map_or(WhenFull::Shed, WhenFull::Wait);
@@ -251,26 +277,32 @@ impl VideoRecorder {
                 Ok(job) => job,
                 Err(NoJob::Cap) => {
                     self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
-                    return 1;
+                    return VideoOffer::shed(1);
                 }
                 Err(NoJob::Memory) => {
                     self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
-                    return 1;
+                    return VideoOffer::shed(1);
                 }
                 Err(NoJob::Encode(crate::encode::EncodeError::Stopped)) => {
                     tracing::warn!(run = %run_id, step, "frame for video refused: no encoder worker is running");
                     self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
-                    return 1;
+                    let stopped = self.service.stopped_workers();
+                    let worker = stopped.first().copied().unwrap_or(0);
+                    return VideoOffer::refused(format!(
+                        "encoder worker encode-{worker} has stopped and no other is running"
+                    ));
                 }
-                Err(NoJob::Encode(err @ crate::encode::EncodeError::Stalled { .. })) => {
-                    tracing::warn!(run = %run_id, step, error = %err, "frame for video refused: every encoder worker is stalled");
+                Err(NoJob::Encode(crate::encode::EncodeError::Stalled { worker, seconds })) => {
+                    tracing::warn!(run = %run_id, step, worker, seconds, "frame for video refused: every encoder worker is stalled");
                     self.shed.add(run_id, shed_kind::FRAME_ENCODER_STALLED, 1);
-                    return 1;
+                    return VideoOffer::refused(format!(
+                        "encoder worker encode-{worker} has been stuck for {seconds} s and no other is free"
+                    ));
                 }
                 Err(NoJob::Encode(err)) => {
                     tracing::error!(run = %run_id, error = %err, "cannot open an encode job");
                     self.shed.add(run_id, shed_kind::FRAME_NO_ENCODER, 1);
-                    return 1;
+                    return VideoOffer::shed(1);
                 }
             };
             match self.service.job_stalled(job) {
@@ -285,7 +317,7 @@ impl VideoRecorder {
         };
         let Some(charge) = self.budget.charge_blocking(pixels.len() as u64, when_full) else {
             self.shed.add(run_id, shed_kind::FRAME_MEMORY_LIMIT, 1);
-            return 1;
+            return VideoOffer::shed(1);
         };
         let max_wait =
             wait_until.map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -299,11 +331,11 @@ impl VideoRecorder {
         ) {
             Ok(outcome) => {
                 let Some(victim) = outcome.shed_job else {
-                    return 0;
+                    return VideoOffer::shed(0);
                 };
                 let run = self.run_of(victim).unwrap_or_else(|| run_id.to_owned());
                 self.shed.add(&run, shed_kind::FRAME_ENCODER_BEHIND, 1);
-                u64::from(run == run_id)
+                VideoOffer::shed(u64::from(run == run_id))
             }
             Err(crate::encode::EncodeError::Stopped) => {
                 // The job's worker has stopped: the job is let go, so the next frame opens a
@@ -311,20 +343,36 @@ impl VideoRecorder {
                 tracing::warn!(run = %run_id, step, "frame for video refused: its encoder worker has stopped");
                 self.let_go(job);
                 self.shed.add(run_id, shed_kind::FRAME_WRITER_STOPPED, 1);
-                1
+                let worker = self.service.job_worker(job).unwrap_or(0);
+                VideoOffer::refused(format!("encoder worker encode-{worker} has stopped"))
             }
-            Err(err @ crate::encode::EncodeError::Stalled { .. }) => {
+            Err(crate::encode::EncodeError::Stalled { worker, seconds }) => {
                 // Stalled between the look above and the hand-off.
-                tracing::warn!(run = %run_id, step, error = %err, "frame for video refused");
+                tracing::warn!(run = %run_id, step, worker, seconds, "frame for video refused: its encoder worker is stalled");
                 self.shed.add(run_id, shed_kind::FRAME_ENCODER_STALLED, 1);
-                1
+                VideoOffer::refused(format!(
+                    "encoder worker encode-{worker} has been stuck for {seconds} s"
+                ))
             }
             Err(err) => {
                 tracing::warn!(run = %run_id, step, error = %err, "frame for video refused");
                 self.shed.add(run_id, shed_kind::FRAME_INVALID, 1);
-                1
+                VideoOffer::shed(1)
             }
         }
+    }
+
+    /// [`Self::offer_explained`] without the reason: how many frames of `run_id` it cost.
+    pub fn offer(
+        &self,
+        owner: (&str, &str, &str),
+        at: (u64, u64),
+        image: FrameImage,
+        profile: &StorageProfile,
+        wait_until: Option<Instant>,
+    ) -> u64 {
+        self.offer_explained(owner, at, image, profile, wait_until)
+            .shed
     }
 
     /// Forgets `job`: the next frame of its (run, worker, agent, episode) opens a new one.
