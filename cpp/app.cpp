@@ -142,6 +142,14 @@ statsOf(QObject* root, QQuickWindow* window)
       thumbs.append(t);
     }
     r.insert(QStringLiteral("thumbs"), thumbs);
+    // The per-camera lines as the window shows them (the bound text, not a fresh call).
+    QJsonArray lines;
+    const QVariantList lineItems = kiosk ? kiosk->property("lineItems").toList() : QVariantList();
+    for (const QVariant& value : lineItems) {
+      const auto* line = qvariant_cast<QObject*>(value);
+      lines.append(line ? line->property("text").toString() : QString());
+    }
+    r.insert(QStringLiteral("cameraLines"), lines);
     if (auto* button = root->findChild<QQuickItem*>(QStringLiteral("rigTrigger"))) {
       const QRectF scene = button->mapRectToScene(button->boundingRect());
       r.insert(QStringLiteral("trigger_rect"), QJsonArray{ scene.x() * dpr, scene.y() * dpr, scene.width() * dpr, scene.height() * dpr });

@@ -16,6 +16,8 @@ Rectangle {
     // The clip thumbnails' items and players by row (for the window's statistics).
     property var thumbItems: []
     property var thumbPlayers: []
+    // The per-camera line labels by camera (for the window's statistics).
+    property var lineItems: []
     color: "#0b0c0e"
     focus: visible
 
@@ -61,7 +63,7 @@ Rectangle {
                     Layout.preferredHeight: 360
                     color: "#15171a"
                     border.width: 3
-                    border.color: rig.clips >= 0 && rig.cameraState(index) === "live" ? "#238636" : "#da3633"
+                    border.color: rig.looks >= 0 && rig.cameraState(index) === "live" ? "#238636" : "#da3633"
 
                     RigCameraView {
                         id: preview
@@ -91,7 +93,7 @@ Rectangle {
                         anchors.margins: 12
                         Label {
                             objectName: "rigCameraName" + index
-                            text: rig.triggers >= 0 ? rig.cameraName(index) + " · " + rig.cameraState(index) : ""
+                            text: rig.looks >= 0 ? rig.cameraName(index) + " · " + rig.cameraState(index) : ""
                             color: "white"
                             font.pixelSize: 28
                             font.bold: true
@@ -99,7 +101,13 @@ Rectangle {
                             styleColor: "black"
                         }
                         Label {
-                            text: rig.triggers >= 0 && rig.diskFreeMb >= 0 ? rig.cameraLine(index) : ""
+                            id: cameraLineLabel
+                            text: rig.looks >= 0 ? rig.cameraLine(index) : ""
+                            Component.onCompleted: {
+                                const items = kiosk.lineItems.slice()
+                                items[index] = cameraLineLabel
+                                kiosk.lineItems = items
+                            }
                             color: "#e6edf3"
                             font.pixelSize: 18
                             style: Text.Outline

@@ -805,10 +805,21 @@ fn rig_kiosk_shows_cameras_and_clips(failures: &mut Vec<String>) {
     // Trigger from another process once both previews are painted (the kiosk's own rig takes
     // it through its control socket), then wait for the clip in the kiosk's list.
     let triggered = std::cell::Cell::new(false);
+    // Camera a's line as shown before any trigger: it must follow the frames as they come,
+    // not only when a trigger or the free disk space changes.
+    let lines_seen = std::cell::RefCell::new(std::collections::BTreeSet::<String>::new());
     let (status, _) = run_gui_until(command, &stats_path, |stats| {
         let rig = &stats["rig"];
         let painted = rig["previews"].as_array().is_some_and(|p| p.len() == 2);
-        if painted && !triggered.get() {
+        if !triggered.get() {
+            if let Some(line) = rig["cameraLines"][0]
+                .as_str()
+                .filter(|l| l.contains("frames"))
+            {
+                lines_seen.borrow_mut().insert(line.to_owned());
+            }
+        }
+        if painted && !triggered.get() && lines_seen.borrow().len() >= 3 {
             let ok = Command::new(EXE)
                 .args(["rig", "trigger", "--config"])
                 .arg(&config)
@@ -823,6 +834,14 @@ fn rig_kiosk_shows_cameras_and_clips(failures: &mut Vec<String>) {
     check(
         rig["cameraCount"].as_i64() == Some(2) && rig["error"] == "",
         format!("the kiosk runs the rig's two cameras ({rig})"),
+        failures,
+    );
+    check(
+        lines_seen.borrow().len() >= 3,
+        format!(
+            "camera a's line followed its frames before any trigger ({:?})",
+            lines_seen.borrow()
+        ),
         failures,
     );
     check(

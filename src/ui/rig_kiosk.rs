@@ -27,6 +27,9 @@ pub mod qobject {
         #[qproperty(QString, last_clip, cxx_name = "lastClip")]
         /// The newest error (a failed clip, a rig that cannot start); empty when none.
         #[qproperty(QString, error)]
+        /// Bumped by every refresh: bindings of the per-camera lines (counts that move with
+        /// every frame) depend on it, so they follow each look, not only triggers and disk.
+        #[qproperty(i32, looks)]
         type RigControl = super::RigControlRust;
 
         /// Triggers a clip now.
@@ -128,6 +131,7 @@ pub struct RigControlRust {
     hours_left: f64,
     last_clip: QString,
     error: QString,
+    looks: i32,
     status: RigStatus,
     recent: Vec<ClipDescription>,
 }
@@ -210,6 +214,8 @@ impl qobject::RigControl {
         if let Some(newest) = newest_error {
             self.as_mut().set_error(text(newest));
         }
+        let looks = self.looks.wrapping_add(1) & i32::MAX;
+        self.as_mut().set_looks(looks);
     }
 
     fn camera(&self, index: i32) -> Option<&framelane_rig::camera::CameraStatus> {
