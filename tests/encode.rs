@@ -30,18 +30,28 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A job for episode `episode` of `run` (no worker or agent) into `path`.
+fn episode_job(
+    run: &str,
+    episode: u64,
+    path: std::path::PathBuf,
+    settings: EncoderSettings,
+) -> JobSpec {
+    JobSpec {
+        run_id: run.into(),
+        worker_id: String::new(),
+        agent_id: String::new(),
+        episode,
+        path,
+        settings,
+    }
+}
+
 /// Encodes frames 0..n with the service and returns the job's counters.
 fn encode_numbered(path: &Path, settings: EncoderSettings, n: u64) {
     let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
     let job = service
-        .open_job(JobSpec {
-            run_id: "r".into(),
-            worker_id: String::new(),
-            agent_id: String::new(),
-            episode: 0,
-            path: path.to_owned(),
-            settings,
-        })
+        .open_job(episode_job("r", 0, path.to_owned(), settings))
         .expect("job");
     let mut rgb = vec![0; (W * H * 3) as usize];
     for i in 0..n {
@@ -297,14 +307,12 @@ fn the_frame_index_names_only_frames_the_file_already_holds() {
     let service =
         EncoderService::start(ServiceConfig::never_shed(1), Some(index.clone())).expect("service");
     let job = service
-        .open_job(JobSpec {
-            run_id: "r".into(),
-            worker_id: String::new(),
-            agent_id: String::new(),
-            episode: 0,
-            path: path.clone(),
-            settings: EncoderSettings::for_family(CodecFamily::H264),
-        })
+        .open_job(episode_job(
+            "r",
+            0,
+            path.clone(),
+            EncoderSettings::for_family(CodecFamily::H264),
+        ))
         .expect("job");
     let mut rgb = vec![0; (W * H * 3) as usize];
     let mut checked = 0;
@@ -385,14 +393,7 @@ fn a_slow_encoder_never_holds_the_producer_past_the_policy_and_sheds_are_counted
     settings.threads = 1;
     let path = dir.path().join("slow.mp4");
     let job = service
-        .open_job(JobSpec {
-            run_id: "slow".into(),
-            worker_id: String::new(),
-            agent_id: String::new(),
-            episode: 0,
-            path: path.clone(),
-            settings,
-        })
+        .open_job(episode_job("slow", 0, path.clone(), settings))
         .expect("job");
     const N: u64 = 60;
     let mut rgb = vec![0; (w * h * 3) as usize];
@@ -678,14 +679,7 @@ fn failing_job(
     let mut settings = EncoderSettings::for_family(CodecFamily::H264);
     settings.disabled_encoders = no_h264_encoders();
     let job = service
-        .open_job(JobSpec {
-            run_id: "odd".into(),
-            worker_id: String::new(),
-            agent_id: String::new(),
-            episode: 3,
-            path: path.to_owned(),
-            settings,
-        })
+        .open_job(episode_job("odd", 3, path.to_owned(), settings))
         .expect("job");
     (service, events, job)
 }
@@ -733,14 +727,12 @@ fn odd_and_tiny_pictures_are_coded_padded_and_replay_crops_them_back() {
         };
         let service = EncoderService::start(ServiceConfig::never_shed(1), None).expect("service");
         let job = service
-            .open_job(JobSpec {
-                run_id: "r".into(),
-                worker_id: String::new(),
-                agent_id: String::new(),
-                episode: 0,
-                path: path.clone(),
-                settings: EncoderSettings::for_family(family),
-            })
+            .open_job(episode_job(
+                "r",
+                0,
+                path.clone(),
+                EncoderSettings::for_family(family),
+            ))
             .expect("job");
         const N: u64 = 10;
         for i in 0..N {

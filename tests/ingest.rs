@@ -1710,6 +1710,26 @@ fn publish_small_frames(
     })
 }
 
+/// A daemon on a free local port whose encoder service is `encode`.
+fn daemon_with_encoders(dir: &ScratchDir, encode: framelane_core::encode::ServiceConfig) -> Daemon {
+    let mut config = DaemonConfig::new(dir.path().to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.encode = encode;
+    Daemon::start(config).expect("start daemon")
+}
+
+/// `workers` encoder workers with 2-frame queues, stalled after 1 s; encode-0 hangs for
+/// `hang_s` seconds when it takes its fourth frame.
+fn hanging_encoders(workers: usize, hang_s: u64) -> framelane_core::encode::ServiceConfig {
+    framelane_core::encode::ServiceConfig {
+        workers,
+        queue_frames: 2,
+        stall_limit: Duration::from_secs(1),
+        fault_hang_after_frames: Some((3, Duration::from_secs(hang_s))),
+        ..Default::default()
+    }
+}
+
 /// Waits until `Health` lists a problem starting with `prefix`.
 fn wait_for_problem(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, prefix: &str) {
     wait_until(|| {
@@ -1722,15 +1742,15 @@ fn wait_for_problem(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, pr
 #[test]
 fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_reason() {
     let dir = ScratchDir::new("dead-encoder");
-    let mut config = DaemonConfig::new(dir.path().to_owned());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
     // One encoder worker, which panics when it takes its fourth frame.
-    config.encode = framelane_core::encode::ServiceConfig {
-        workers: 1,
-        fault_panic_after_frames: Some(3),
-        ..Default::default()
-    };
-    let daemon = Daemon::start(config).expect("start daemon");
+    let daemon = daemon_with_encoders(
+        &dir,
+        framelane_core::encode::ServiceConfig {
+            workers: 1,
+            fault_panic_after_frames: Some(3),
+            ..Default::default()
+        },
+    );
     let addr = daemon.local_addr();
     let rt = runtime();
     // "video" waits for its encoder (up to 30 s a frame) rather than shed: a dead worker must
@@ -1784,18 +1804,9 @@ fn a_dead_encoder_worker_is_reported_and_its_frames_refused_at_once_with_the_rea
 #[test]
 fn a_hung_encoder_worker_is_reported_and_its_job_moves_to_another_worker_without_waiting() {
     let dir = ScratchDir::new("hung-encoder");
-    let mut config = DaemonConfig::new(dir.path().to_owned());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
     // Two workers with 2-frame queues; encode-0 hangs for 12 s on its fourth frame and counts
     // as stalled after 1 s.
-    config.encode = framelane_core::encode::ServiceConfig {
-        workers: 2,
-        queue_frames: 2,
-        stall_limit: Duration::from_secs(1),
-        fault_hang_after_frames: Some((3, Duration::from_secs(12))),
-        ..Default::default()
-    };
-    let daemon = Daemon::start(config).expect("start daemon");
+    let daemon = daemon_with_encoders(&dir, hanging_encoders(2, 12));
     let addr = daemon.local_addr();
     let rt = runtime();
     // "video" waits for its encoder rather than shed: without the stall watch the queue fills
@@ -1839,16 +1850,7 @@ fn a_hung_encoder_worker_is_reported_and_its_job_moves_to_another_worker_without
 #[test]
 fn with_its_only_encoder_worker_hung_a_video_run_is_refused_at_once_and_told_why() {
     let dir = ScratchDir::new("hung-only-encoder");
-    let mut config = DaemonConfig::new(dir.path().to_owned());
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.encode = framelane_core::encode::ServiceConfig {
-        workers: 1,
-        queue_frames: 2,
-        stall_limit: Duration::from_secs(1),
-        fault_hang_after_frames: Some((3, Duration::from_secs(10))),
-        ..Default::default()
-    };
-    let daemon = Daemon::start(config).expect("start daemon");
+    let daemon = daemon_with_encoders(&dir, hanging_encoders(1, 10));
     let addr = daemon.local_addr();
     let rt = runtime();
     let run = ("stuck", "video");

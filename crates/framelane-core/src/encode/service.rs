@@ -73,7 +73,8 @@ impl Default for ServiceConfig {
 
 impl ServiceConfig {
     /// A service whose producers wait for the encoder as long as it takes (dataset encoding,
-    /// tests): nothing is ever shed.
+    /// tests): nothing is ever shed, and no item is ever taken for a stall (a slow frame of a
+    /// big AV1 dataset must not fail the encode).
     pub fn never_shed(workers: usize) -> Self {
         Self {
             workers,
@@ -81,7 +82,7 @@ impl ServiceConfig {
             max_wait: Duration::from_secs(24 * 3600),
             max_frames_per_file: u64::MAX,
             nice: 0,
-            stall_limit: DEFAULT_STALL_LIMIT,
+            stall_limit: Duration::MAX,
             fault_panic_after_frames: None,
             fault_hang_after_frames: None,
         }

@@ -228,8 +228,9 @@ impl VideoRecorder {
     }
 
     /// Queues a kept frame for the episode's file; returns how many frames of `run_id` this
-    /// cost, and why the frame was refused when a stopped or stuck encoder refused it (the frame itself when refused, an older queued frame of the run shed to make
-    /// room; each counted by its cause).
+    /// cost (the frame itself when refused, an older queued frame of the run shed to make
+    /// room; each counted by its cause) and, when an encoder worker that stopped or is stuck
+    /// refused the frame, why.
     /// `wait_until`: the profile waits when behind (for room under the memory ceiling and in
     /// the encoder's queue) until then; None: it sheds after the queue's own short wait.
     /// Blocking (decodes, may wait): call it on a blocking thread.
@@ -273,7 +274,7 @@ impl VideoRecorder {
         // is not stalled, if there is one.
         let mut moved = false;
         let job = loop {
-            let job = match self.job_for(key.clone(), profile, (width, height), when_full) {
+            let job = match self.job_for(&key, profile, (width, height), when_full) {
                 Ok(job) => job,
                 Err(NoJob::Cap) => {
                     self.shed.add(run_id, shed_kind::FRAME_JOB_CAP, 1);
@@ -363,7 +364,8 @@ impl VideoRecorder {
     }
 
     /// [`Self::offer_explained`] without the reason: how many frames of `run_id` it cost.
-    pub fn offer(
+    #[cfg(test)]
+    fn offer(
         &self,
         owner: (&str, &str, &str),
         at: (u64, u64),
@@ -400,7 +402,7 @@ impl VideoRecorder {
     /// the lock, as it may wait).
     fn job_for(
         &self,
-        key: JobKey,
+        key: &JobKey,
         profile: &StorageProfile,
         (width, height): (u32, u32),
         when_full: WhenFull,
@@ -411,7 +413,7 @@ impl VideoRecorder {
             .jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&key)
+            .get_mut(key)
         {
             open.fed = Instant::now();
             return Ok(open.job);
@@ -422,7 +424,7 @@ impl VideoRecorder {
             .ok_or(NoJob::Memory)?;
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if let Some(open) = jobs.get_mut(&key) {
+        if let Some(open) = jobs.get_mut(key) {
             // Opened by another stream meanwhile: the charge taken above goes back.
             open.fed = now;
             return Ok(open.job);
@@ -481,7 +483,7 @@ impl VideoRecorder {
             })
             .map_err(NoJob::Encode)?;
         jobs.insert(
-            key,
+            key.clone(),
             OpenJob {
                 job,
                 fed: now,

@@ -531,7 +531,7 @@ impl StoreReader {
             .prepare_cached(
                 "SELECT worker_id FROM workers WHERE run_key = ?1 \
                  UNION SELECT worker_id FROM worker_seqs WHERE run_key = ?1 \
-                 UNION SELECT DISTINCT worker_id FROM episodes WHERE run_key = ?1 \
+                 UNION SELECT worker_id FROM episodes WHERE run_key = ?1 \
                  UNION SELECT * FROM (SELECT worker_id FROM steps WHERE run_key = ?1 ORDER BY seq DESC LIMIT 1) \
                  ORDER BY 1",
             )
