@@ -36,28 +36,23 @@ fn trigger(config: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// Every frame of a clip file decodes and the frame numbers run without a gap.
-fn playable(path: &Path) -> bool {
-    let Ok(mut reader) = VideoReader::open(path, 30, 8) else {
-        return false;
-    };
+/// How many frames a clip file holds when every one decodes, in presentation order, with the
+/// stamped frame numbers running on without a gap or a repeat; None when it does not play.
+/// (Clip timestamps are capture times: frame numbers derived from them may skip where a frame
+/// was captured late, so the walk goes by presentation order, not by number.)
+fn played(path: &Path) -> Option<u64> {
+    let mut reader = VideoReader::open(path, 30, 8).ok()?;
     let mut last: Option<u64> = None;
-    for n in 0.. {
-        match reader.frame(n) {
-            Ok(Some(f)) => {
-                let Some(number) = read_stamp(&f.rgba, f.width, f.height, 4, 0) else {
-                    return false;
-                };
-                if last.is_some_and(|l| number != l + 1) {
-                    return false;
-                }
-                last = Some(number);
-            }
-            Ok(None) => return last.is_some(),
-            Err(_) => return false,
+    let mut count = 0;
+    while let Some((_, f)) = reader.next_frame().ok()? {
+        let number = read_stamp(&f.rgba, f.width, f.height, 4, 0)?;
+        if last.is_some_and(|l| number != l + 1) {
+            return None;
         }
+        last = Some(number);
+        count += 1;
     }
-    false
+    (count > 0).then_some(count)
 }
 
 /// `framelane rig --config` in a child process (stdin kept open, output discarded).
@@ -97,8 +92,9 @@ fn a_headless_rig_takes_triggers_from_another_process_and_survives_sigkill() {
     assert!(!listed.is_empty());
     for (folder, description) in &listed {
         for cam in &description.cameras {
-            assert!(
-                playable(&folder.join(&cam.file)),
+            assert_eq!(
+                played(&folder.join(&cam.file)),
+                Some(cam.frames),
                 "{}/{} plays to its end",
                 folder.display(),
                 cam.file
@@ -296,8 +292,9 @@ fn a_trigger_over_grpc_makes_a_clip_that_the_daemons_store_lists_once() {
     assert_eq!(record.folder, folder.display().to_string());
     assert_eq!(record.files.len(), 1);
     assert_eq!(record.files[0].frames, clip.cameras[0].frames);
-    assert!(
-        playable(Path::new(&record.files[0].path)),
+    assert_eq!(
+        played(Path::new(&record.files[0].path)),
+        Some(record.files[0].frames),
         "the listed file plays: {record:?}"
     );
     // A re-send (a restarted rig lists its folder again) changes nothing.

@@ -45,18 +45,17 @@ fn wait_for<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -
     }
 }
 
-/// (frame number, camera id) of every frame in a clip file.
+/// (frame number, camera id) of every frame in a clip file, in presentation order. Clip
+/// timestamps are capture times, so a frame captured late leaves a gap in the numbers the
+/// reader derives from them: walking by number would stop at the first gap.
 fn stamps(path: &Path) -> Vec<(u64, u64)> {
     let mut reader = VideoReader::open(path, FPS, 8).expect("clip opens");
     let mut out = Vec::new();
-    for n in 0.. {
-        match reader.frame(n).expect("frame decodes") {
-            Some(f) => out.push((
-                read_stamp(&f.rgba, f.width, f.height, 4, 0).expect("frame stamp"),
-                read_stamp(&f.rgba, f.width, f.height, 4, 1).expect("camera stamp"),
-            )),
-            None => break,
-        }
+    while let Some((_, f)) = reader.next_frame().expect("frame decodes") {
+        out.push((
+            read_stamp(&f.rgba, f.width, f.height, 4, 0).expect("frame stamp"),
+            read_stamp(&f.rgba, f.width, f.height, 4, 1).expect("camera stamp"),
+        ));
     }
     out
 }
