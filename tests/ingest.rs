@@ -1883,6 +1883,38 @@ fn with_its_only_encoder_worker_hung_a_video_run_is_refused_at_once_and_told_why
 }
 
 #[test]
+fn a_daemon_whose_encoder_worker_hangs_for_good_still_stops_and_its_next_start_closes_the_file() {
+    let dir = ScratchDir::new("hung-for-good");
+    // encode-0 hangs for an hour on its fourth frame: without a bounded join, shutdown waits
+    // for it and the daemon never stops.
+    let daemon = daemon_with_encoders(&dir, hanging_encoders(1, 3600));
+    let addr = daemon.local_addr();
+    let rt = runtime();
+    let run = ("forever", "video");
+    assert_eq!(publish_small_frames(&rt, addr, run, 0..4).accepted, 4);
+    wait_for_problem(&rt, addr, "video: encoder worker encode-0 has been stuck");
+    let db = daemon.database_path().to_owned();
+    let (stopped, when_stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        daemon.shutdown();
+        let _ = stopped.send(());
+    });
+    when_stopped
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon stops although its only encoder worker is stuck");
+    // The steps were committed before the stop; the stuck file was left `recording` and the
+    // next start on the directory closes it as interrupted.
+    let again = daemon_with_encoders(&dir, framelane_core::encode::ServiceConfig::default());
+    let reader = StoreReader::open(&db).expect("reader");
+    let videos = reader.videos("forever").expect("videos");
+    assert_eq!(videos.len(), 1, "{videos:?}");
+    assert_eq!(videos[0].status, "interrupted", "{videos:?}");
+    let runs = rt.block_on(common::list_runs(again.local_addr()));
+    let listed = runs.iter().find(|r| r.run_id == "forever").expect("run");
+    assert_eq!(listed.steps, 4);
+}
+
+#[test]
 fn a_dead_snapshot_writer_is_reported_and_its_frames_refused_with_the_reason() {
     let dir = ScratchDir::new("dead-writer");
     let mut config = DaemonConfig::new(dir.path().to_owned());

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// least 16MiB).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
     memory_limit: u64,
+    /// Seconds one frame (or a file's finish) may keep a video encoder worker busy before the
+    /// worker counts as stalled: producers stop waiting for it, its runs move to other workers
+    /// and Health lists it. Raise it for very large frames on slow machines.
+    #[arg(long, value_name = "SECONDS", default_value_t = framelane_core::encode::DEFAULT_STALL_LIMIT.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    encoder_stall_limit: u32,
     /// Serve the pipeline figures for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9551).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -70,6 +75,7 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
     };
     config.store_queue = args.queue as usize;
     config.memory_limit = args.memory_limit;
+    config.encode.stall_limit = Duration::from_secs(u64::from(args.encoder_stall_limit));
     config.metrics = args.metrics;
     Ok(config)
 }
@@ -166,4 +172,38 @@ pub fn run_health(args: HealthArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(flags: &[&str]) -> Result<daemon::DaemonConfig, String> {
+        let parsed = Serve::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        daemon_config(&parsed.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_encoder_stall_limit_reaches_the_encoders_and_bad_values_name_the_flag() {
+        let default = config(&[]).expect("defaults");
+        assert_eq!(
+            default.encode.stall_limit,
+            framelane_core::encode::DEFAULT_STALL_LIMIT
+        );
+        let raised = config(&["--encoder-stall-limit", "45"]).expect("45 s");
+        assert_eq!(raised.encode.stall_limit, Duration::from_secs(45));
+        for bad in ["0", "-3", "ten", "86401"] {
+            let flag = format!("--encoder-stall-limit={bad}");
+            let err = config(&[flag.as_str()]).expect_err(bad);
+            assert!(err.contains("--encoder-stall-limit"), "{bad}: {err}");
+        }
+    }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 pub use probe::{probe, ProbeReport};
 pub use service::{
     EncodeEvent, EncodeTotals, EncoderService, IndexSink, JobSpec, JobStats, SegmentInfo,
-    SegmentOutcome, ServiceConfig, SubmitOutcome,
+    SegmentOutcome, ServiceConfig, SubmitOutcome, DEFAULT_STALL_LIMIT,
 };
 pub use settings::{CodecFamily, Container, EncoderSettings, Quality};
 pub use video_file::{finalize_faststart, FinishedFile, VideoFileWriter};

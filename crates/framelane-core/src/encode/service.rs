@@ -686,10 +686,32 @@ impl EncoderService {
         for worker in &self.workers {
             worker.queue.push_control(WorkItem::Stop);
         }
-        for worker in &mut self.workers {
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
+        for n in 0..self.workers.len() {
+            if let Some(thread) = self.workers[n].thread.take() {
+                self.join_unless_stalled(n, thread);
             }
+        }
+    }
+
+    /// Waits for worker `n` to finish its queue and stop, for as long as it makes progress;
+    /// a worker stuck on one item past the stall limit is left behind, so one hung encoder
+    /// cannot hold the caller's shutdown forever. Its thread ends with the process; its open
+    /// files stay `recording` in the index until the next start marks them `interrupted`.
+    fn join_unless_stalled(&self, n: usize, thread: JoinHandle<()>) {
+        loop {
+            if thread.is_finished() {
+                let _ = thread.join();
+                return;
+            }
+            if let Some(busy) = self.stalled(n) {
+                tracing::warn!(
+                    worker = n,
+                    seconds = busy.as_secs(),
+                    "encoder worker encode-{n} is stuck on one item; stopping without it"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
