@@ -95,7 +95,7 @@ statsOf(QObject* root, QQuickWindow* window)
   }
   if (auto* replay = root->findChild<QObject*>(QStringLiteral("replayView"))) {
     QJsonObject r;
-    for (const char* name : { "runId", "workerId", "workers", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
+    for (const char* name : { "runId", "workerId", "workers", "agentId", "agents", "episode", "position", "stepCount", "step", "frameOrigin", "note", "openMs", "loading" })
       r.insert(QString::fromLatin1(name), QJsonValue::fromVariant(replay->property(name)));
     if (auto* episodes = root->findChild<QObject*>(QStringLiteral("replayEpisodeList")))
       r.insert(QStringLiteral("episodes"), episodes->property("count").toInt());
@@ -217,6 +217,7 @@ runApplication(const AppOptions& options)
     { QStringLiteral("dataDir"), toQString(options.data_dir) },
     { QStringLiteral("initialReplayRunId"), toQString(options.replay_run_id) },
     { QStringLiteral("initialReplayWorker"), toQString(options.replay_worker) },
+    { QStringLiteral("initialReplayAgent"), toQString(options.replay_agent) },
     { QStringLiteral("initialAnalysis"), toQString(options.analysis_dir) },
     { QStringLiteral("initialClip"), toQString(options.replay_clip) },
     { QStringLiteral("playInitialClip"), options.play_clip },

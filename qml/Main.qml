@@ -25,6 +25,7 @@ ApplicationWindow {
     property string dataDir: ""
     property string initialReplayRunId: ""
     property string initialReplayWorker: ""
+    property string initialReplayAgent: ""
     // rig.yaml of a recording rig to run as a full-window kiosk (empty: the normal window).
     property string rigConfig: ""
     // Output folder of `framelane analyze` opened in the Replay tab (empty: none).
@@ -67,6 +68,7 @@ ApplicationWindow {
         dataDir: root.dataDir
         runId: root.initialReplayRunId
         workerId: root.initialReplayWorker
+        agentId: root.initialReplayAgent
     }
 
     ClipCatalog {

@@ -20,6 +20,7 @@ Rectangle {
         dataDir: panel.replay.dataDir
         runId: panel.replay.runId
         workerId: panel.replay.workerId
+        agentId: panel.replay.agentId
     }
 
     ReplayPlot {
@@ -28,6 +29,7 @@ Rectangle {
         dataDir: panel.replay.dataDir
         runId: panel.replay.runId
         workerId: panel.replay.workerId
+        agentId: panel.replay.agentId
         episode: panel.replay.episode
     }
 
@@ -84,6 +86,19 @@ Rectangle {
                 displayText: "worker " + (currentText === "" ? "(none)" : currentText)
                 font.pixelSize: 12
                 onActivated: index => panel.replay.workerId = panel.replay.workers[index]
+            }
+
+            // The agents of a multi-agent run keep their own steps and frames: one at a time.
+            ComboBox {
+                id: agentPicker
+                objectName: "replayAgents"
+                Layout.fillWidth: true
+                visible: panel.replay.agents.length > 1
+                model: panel.replay.agents
+                currentIndex: panel.replay.agents.indexOf(panel.replay.agentId)
+                displayText: "agent " + (currentText === "" ? "(none)" : currentText)
+                font.pixelSize: 12
+                onActivated: index => panel.replay.agentId = panel.replay.agents[index]
             }
 
             ListView {

@@ -522,7 +522,8 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
 
 /// Records a run of two workers to video with a daemon in this process, then replays it in the
 /// window: each worker's own episode 0 (they number steps and episodes alike), the first
-/// worker's by default and the other's with `--replay-worker`.
+/// worker's by default and the other's with `--replay-worker`; the second worker runs two
+/// agents on the same steps, the first shown by default and the other with `--replay-agent`.
 fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     use framelane::bench::pattern::{numbered_frame, read_number};
     use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -564,15 +565,18 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
                     .expect("register");
             }
             // w: 90 steps (episode 0 has 60) with frames numbered as their steps; w2: 30 steps
-            // of its own episode 0, numbered from 500.
-            let w = (0..90u64).map(|i| ("w", i, i));
-            let w2 = (0..30u64).map(|i| ("w2", i, 500 + i));
-            let steps = w.chain(w2).map(|(worker, i, number)| {
+            // of its own episode 0 for agent a, numbered from 500, and the first 20 of them for
+            // agent b, numbered from 800.
+            let w = (0..90u64).map(|i| ("w", "", i, i));
+            let w2a = (0..30u64).map(|i| ("w2", "a", i, 500 + i));
+            let w2b = (0..20u64).map(|i| ("w2", "b", i, 800 + i));
+            let steps = w.chain(w2a).chain(w2b).map(|(worker, agent, i, number)| {
                 let mut rgb = vec![0; (W * H * 3) as usize];
                 numbered_frame(number, W, H, &mut rgb);
                 v1::Step {
                     run_id: "replayed".into(),
                     worker_id: worker.into(),
+                    agent_id: agent.into(),
                     step: i,
                     episode: i / 60,
                     reward: i as f64,
@@ -603,10 +607,16 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
                 .expect("episode");
         });
     daemon.shutdown();
-    // (--replay-worker, the worker shown, its episode 0's steps, the number on its first frame)
-    for (asked, worker, steps, first) in [(None, "w", 60, 0), (Some("w2"), "w2", 30, 500)] {
-        let stats_path = artifacts().join(format!("replay-stats-{worker}.json"));
-        let shot = artifacts().join(format!("replay-{worker}.ppm"));
+    // (--replay-worker, --replay-agent, the worker and agent shown, their agents, episode 0's
+    // steps, the number on its first frame)
+    let cases = [
+        (None, None, ("w", ""), vec![""], 60, 0),
+        (Some("w2"), None, ("w2", "a"), vec!["a", "b"], 30, 500),
+        (Some("w2"), Some("b"), ("w2", "b"), vec!["a", "b"], 20, 800),
+    ];
+    for (asked, asked_agent, (worker, agent), agents, steps, first) in cases {
+        let stats_path = artifacts().join(format!("replay-stats-{worker}{agent}.json"));
+        let shot = artifacts().join(format!("replay-{worker}{agent}.ppm"));
         let mut command = Display::Offscreen.command();
         command
             .args(["--no-demo", "--no-daemon", "--replay-run", "replayed"])
@@ -617,10 +627,14 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
         if let Some(asked) = asked {
             command.args(["--replay-worker", asked]);
         }
+        if let Some(asked) = asked_agent {
+            command.args(["--replay-agent", asked]);
+        }
         let (status, _) = run_gui_until(command, &stats_path, |stats| {
             let replay = &stats["replay"];
             replay["frameOrigin"] == "video"
                 && replay["workerId"] == worker
+                && replay["agentId"] == agent
                 && number(&replay["step"]) == Some(0)
                 && replay["stepCount"].as_i64() == Some(steps)
                 && replay["overviewPoints"].as_i64() > Some(0)
@@ -639,6 +653,11 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
             failures,
         );
         check(
+            replay["agents"] == serde_json::json!(agents) && replay["agentId"] == agent,
+            format!("{worker}'s agents {agents:?} are listed, {agent:?} shown ({replay})"),
+            failures,
+        );
+        check(
             replay["frameOrigin"] == "video" && number(&replay["step"]) == Some(0),
             format!("the first step's frame comes from the video ({replay})"),
             failures,
@@ -646,7 +665,7 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
         check(
             replay["stepCount"].as_i64() == Some(steps)
                 && replay["overviewPoints"].as_i64() > Some(0),
-            format!("{worker}'s episode 0 has its own {steps} steps, not both workers' ({replay})"),
+            format!("{worker}/{agent}'s episode 0 has its own {steps} steps, not another worker's or agent's ({replay})"),
             failures,
         );
         check(
@@ -661,7 +680,9 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
             let shown = read_number(&rgba, W, H);
             check(
                 shown == first,
-                format!("the window shows {worker}'s step 0 frame, {first} (it shows {shown})"),
+                format!(
+                    "the window shows {worker}/{agent}'s step 0 frame, {first} (it shows {shown})"
+                ),
                 failures,
             );
         } else {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::bench::pattern::{numbered_frame, read_number};
-use framelane_core::bus::{RawPixelFormat, ShedCounters, StepRecord};
+use framelane_core::bus::{FrameOwner, RawPixelFormat, ShedCounters, StepRecord};
 use framelane_core::encode::{
     CodecFamily, EncoderService, EncoderSettings, JobSpec, ServiceConfig,
 };
@@ -229,7 +229,7 @@ fn build_long_run(dir: &Path, steps: u64) -> anyhow::Result<PathBuf> {
 fn open_long_run(db: &Path) -> anyhow::Result<(f64, usize, usize)> {
     let t = Instant::now();
     let reader = StoreReader::open(db)?;
-    let episodes = reader.replay_episodes("long", None)?;
+    let episodes = reader.replay_episodes("long", FrameOwner::ANY)?;
     let overview = reader.reward_overview("long", 2000)?;
     Ok((
         t.elapsed().as_secs_f64() * 1000.0,

@@ -80,6 +80,10 @@ pub struct GuiArgs {
     /// first worker; the Replay tab switches between them).
     #[arg(long, value_name = "WORKER", requires = "replay_run")]
     replay_worker: Option<String>,
+    /// The agent of that worker whose episodes and frames the replay view shows first
+    /// (default: the first; the Replay tab switches between them in a multi-agent run).
+    #[arg(long, value_name = "AGENT", requires = "replay_run")]
+    replay_agent: Option<String>,
     /// Output folder of `framelane analyze` to open in the Replay tab when the window opens.
     #[arg(long, value_name = "DIR")]
     analysis: Option<PathBuf>,
@@ -257,6 +261,7 @@ pub fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             .or_else(|| demo_recorded.then(|| run_id.clone()))
             .unwrap_or_default(),
         replay_worker: args.replay_worker.clone().unwrap_or_default(),
+        replay_agent: args.replay_agent.clone().unwrap_or_default(),
         analysis_dir: args
             .analysis
             .as_ref()

@@ -38,6 +38,8 @@ pub mod ffi {
         replay_run_id: String,
         /// Worker of that run whose episodes are shown first (empty: the run's first).
         replay_worker: String,
+        /// Agent of that worker whose episodes and frames are shown first (empty: the first).
+        replay_agent: String,
         /// Analysis output folder opened in the Replay tab when the window opens (empty: none).
         analysis_dir: String,
         /// Rig clip (its id) opened in the Replay tab when the window opens (empty: none).

@@ -28,6 +28,8 @@ pub mod qobject {
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// Only this worker's episodes ('' for every worker's).
         #[qproperty(QString, worker_id, cxx_name = "workerId")]
+        /// Only this agent's episodes ('' for every agent's).
+        #[qproperty(QString, agent_id, cxx_name = "agentId")]
         #[qproperty(i32, count)]
         #[qproperty(bool, loading)]
         #[qproperty(QString, error)]
@@ -90,6 +92,7 @@ use cxx_qt_lib::QString;
 
 use super::follower::Follower;
 use super::list_rows::{replace_rows, rows_list_model, Cell, ListRows};
+use framelane_core::bus::FrameOwner;
 use framelane_core::store::{StoreReader, DATABASE_FILE};
 
 /// The roles an episode delegate reads, in row order.
@@ -100,6 +103,7 @@ pub struct ReplayEpisodesRust {
     data_dir: QString,
     run_id: QString,
     worker_id: QString,
+    agent_id: QString,
     count: i32,
     loading: bool,
     error: QString,
@@ -116,6 +120,7 @@ impl Default for ReplayEpisodesRust {
             data_dir: QString::default(),
             run_id: QString::default(),
             worker_id: QString::default(),
+            agent_id: QString::default(),
             count: 0,
             loading: false,
             error: QString::default(),
@@ -129,11 +134,10 @@ impl Default for ReplayEpisodesRust {
 
 type Loaded = Result<(Vec<u64>, Vec<Vec<Cell>>), String>;
 
-fn load(database: &std::path::Path, run_id: &str, worker_id: &str) -> Loaded {
+fn load(database: &std::path::Path, run_id: &str, (worker, agent): (&str, &str)) -> Loaded {
     let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
-    let worker = Some(worker_id).filter(|w| !w.is_empty());
     let episodes = reader
-        .replay_episodes(run_id, worker)
+        .replay_episodes(run_id, FrameOwner::new(worker, agent))
         .map_err(|e| e.to_string())?;
     let numbers = episodes.iter().map(|e| e.episode).collect();
     let count = |n: u64| Cell::Float(n as f64);
@@ -158,6 +162,7 @@ impl qobject::ReplayEpisodes {
         self.as_mut().set_error(QString::default());
         let (dir, run_id) = (self.data_dir().to_string(), self.run_id().to_string());
         let worker_id = self.worker_id().to_string();
+        let agent_id = self.agent_id().to_string();
         if dir.is_empty() || run_id.is_empty() {
             self.as_mut().rust_mut().load = None;
             self.as_mut()
@@ -172,7 +177,7 @@ impl qobject::ReplayEpisodes {
             let _ = errors.queue(move |episodes| episodes.set_error(QString::from(&message)));
         };
         let load = Follower::spawn("replay-episodes", report, move |stop, _| {
-            let loaded = load(&database, &run_id, &worker_id);
+            let loaded = load(&database, &run_id, (&worker_id, &agent_id));
             if !stop.is_set() {
                 let _ = qt_thread.queue(move |episodes| episodes.receive(generation, loaded));
             }
@@ -212,7 +217,10 @@ impl cxx_qt::Initialize for qobject::ReplayEpisodes {
         self.as_mut()
             .on_run_id_changed(|episodes| episodes.refresh())
             .release();
-        self.on_worker_id_changed(|episodes| episodes.refresh())
+        self.as_mut()
+            .on_worker_id_changed(|episodes| episodes.refresh())
+            .release();
+        self.on_agent_id_changed(|episodes| episodes.refresh())
             .release();
     }
 }

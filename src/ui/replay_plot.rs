@@ -22,6 +22,8 @@ pub mod qobject {
         #[qproperty(QString, run_id, cxx_name = "runId")]
         /// Channel 0 shows this worker's steps of the episode ('' for every worker's).
         #[qproperty(QString, worker_id, cxx_name = "workerId")]
+        /// ... and this agent's ('' for every agent's).
+        #[qproperty(QString, agent_id, cxx_name = "agentId")]
         /// Episode of channel 0 (-1: none).
         #[qproperty(i64, episode)]
         /// Buckets in the overview channel.
@@ -65,6 +67,7 @@ use cxx_qt_lib::QString;
 
 use super::follower::Follower;
 use super::run_plot::copy_newest_points;
+use framelane_core::bus::FrameOwner;
 use framelane_core::store::{StoreReader, DATABASE_FILE};
 
 /// Buckets of the whole-run plot.
@@ -82,6 +85,7 @@ struct Load {
     database: PathBuf,
     run_id: String,
     worker_id: String,
+    agent_id: String,
     episode: Option<u64>,
     overview: bool,
 }
@@ -100,7 +104,7 @@ fn load(request: &Load) -> Result<Loaded, String> {
             reader
                 .episode_steps(
                     &request.run_id,
-                    Some(request.worker_id.as_str()).filter(|w| !w.is_empty()),
+                    FrameOwner::new(&request.worker_id, &request.agent_id),
                     episode,
                 )
                 .map_err(|e| e.to_string())?
@@ -135,6 +139,7 @@ pub struct ReplayPlotRust {
     data_dir: QString,
     run_id: QString,
     worker_id: QString,
+    agent_id: QString,
     episode: i64,
     overview_points: i32,
     run_steps: i64,
@@ -153,6 +158,7 @@ impl Default for ReplayPlotRust {
             data_dir: QString::default(),
             run_id: QString::default(),
             worker_id: QString::default(),
+            agent_id: QString::default(),
             episode: -1,
             overview_points: 0,
             run_steps: 0,
@@ -215,6 +221,7 @@ impl qobject::ReplayPlot {
             database: PathBuf::from(dir).join(DATABASE_FILE),
             run_id,
             worker_id: self.worker_id().to_string(),
+            agent_id: self.agent_id().to_string(),
             episode: u64::try_from(self.episode).ok(),
             overview,
         };
@@ -272,6 +279,9 @@ impl cxx_qt::Initialize for qobject::ReplayPlot {
             .release();
         self.as_mut()
             .on_worker_id_changed(|plot| plot.reload(false))
+            .release();
+        self.as_mut()
+            .on_agent_id_changed(|plot| plot.reload(false))
             .release();
         self.on_episode_changed(|plot| plot.reload(false)).release();
     }

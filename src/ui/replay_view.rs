@@ -28,6 +28,12 @@ pub mod qobject {
         #[qproperty(QString, worker_id, cxx_name = "workerId")]
         /// The run's workers, sorted.
         #[qproperty(QStringList, workers)]
+        /// The agent whose episodes, steps and frames are shown (the agents of a multi-agent
+        /// run keep their own); set to the first of `agents` when the run opens without one of
+        /// them.
+        #[qproperty(QString, agent_id, cxx_name = "agentId")]
+        /// The shown worker's agents, sorted.
+        #[qproperty(QStringList, agents)]
         #[qproperty(i64, episode)]
         /// Index of the shown step within the episode.
         #[qproperty(i32, position)]
@@ -101,18 +107,37 @@ use super::view_worker::{post_to_worker, FrameSlot, RequestSlots, Requests};
 /// Decoded frames kept for smooth scrubbing.
 const CACHE_BYTES: usize = 256 << 20;
 
-/// A run's steps as shown: of one worker, or of every worker (None: the run has none listed).
+/// A run's steps as shown: of one worker and agent ('' or None: of every one, as when the run
+/// has none listed).
 #[derive(Clone, Default, PartialEq)]
 struct Shown {
     run: String,
+    owner: Owner,
+}
+
+/// A worker and an agent of a run, as listed (None: the run lists none).
+#[derive(Clone, Default, PartialEq)]
+struct Owner {
     worker: Option<String>,
+    agent: Option<String>,
+}
+
+impl Owner {
+    /// The steps and frames it selects: a worker or agent without an id ('', clients that
+    /// send none) stands for every one, as in the episode list and the plots.
+    fn filter(&self) -> FrameOwner<'_> {
+        FrameOwner::new(
+            self.worker.as_deref().unwrap_or(""),
+            self.agent.as_deref().unwrap_or(""),
+        )
+    }
 }
 
 /// What the GUI asked for; each slot holds only the newest request.
 #[derive(Default)]
 struct Asked {
-    /// (database, run, the worker wanted).
-    open: Option<(PathBuf, String, String)>,
+    /// (database, run, the worker and agent wanted).
+    open: Option<(PathBuf, String, (String, String))>,
     episode: Option<(Shown, u64)>,
     frame: Option<(Shown, u64, u64)>,
 }
@@ -128,8 +153,10 @@ pub struct ReplayViewRust {
     data_dir: QString,
     worker_id: QString,
     workers: QStringList,
-    /// The worker the loaded episodes belong to.
-    shown_worker: Option<String>,
+    agent_id: QString,
+    agents: QStringList,
+    /// The worker and agent the loaded episodes belong to.
+    shown_owner: Owner,
     episode: i64,
     position: i32,
     step_count: i32,
@@ -153,7 +180,9 @@ impl Default for ReplayViewRust {
             data_dir: QString::default(),
             worker_id: QString::default(),
             workers: QStringList::default(),
-            shown_worker: None,
+            agent_id: QString::default(),
+            agents: QStringList::default(),
+            shown_owner: Owner::default(),
             episode: -1,
             position: 0,
             step_count: 0,
@@ -183,7 +212,8 @@ impl Drop for ReplayViewRust {
 enum Outcome {
     Opened {
         workers: Vec<String>,
-        worker: Option<String>,
+        agents: Vec<String>,
+        owner: Owner,
         episodes: Vec<ReplayEpisode>,
     },
     Episode {
@@ -240,17 +270,13 @@ fn replay_loop(requests: Arc<Requests<Asked>>, shown: Arc<FrameSlot>, post: impl
             }
         }
         if let (Some((of, ep)), Some(reader)) = (episode, reader.as_ref()) {
-            match reader.episode_steps(&of.run, of.worker.as_deref(), ep) {
+            match reader.episode_steps(&of.run, of.owner.filter(), ep) {
                 Ok(steps) => post(Outcome::Episode { episode: ep, steps }),
                 Err(err) => post(Outcome::Failed(err.to_string())),
             }
         }
         if let (Some((of, ep, step)), Some(resolver)) = (frame, resolver.as_mut()) {
-            let owner = FrameOwner {
-                worker: of.worker.as_deref(),
-                agent: None,
-            };
-            match resolver.owner_frame(&of.run, owner, ep, step) {
+            match resolver.owner_frame(&of.run, of.owner.filter(), ep, step) {
                 Ok(StepFrame::Found { origin, frame }) => {
                     shown.show(frame);
                     post(Outcome::Frame {
@@ -280,26 +306,38 @@ fn open_run(database: &std::path::Path) -> Result<(StoreReader, FrameResolver), 
     Ok((reader, resolver))
 }
 
-/// The steps a worker id selects: a worker without an id ('', clients that send none) stands
-/// for every worker of the run, as in the episode list and the plots.
-fn worker_filter(worker: &Option<String>) -> Option<&str> {
-    worker.as_deref().filter(|w| !w.is_empty())
+/// The listed entry that is `wanted`, or the first when it is not listed.
+fn pick(listed: &[String], wanted: &str) -> Option<String> {
+    listed
+        .iter()
+        .find(|w| *w == wanted)
+        .or_else(|| listed.first())
+        .cloned()
 }
 
-/// The run's workers and the episodes of the one wanted (or of the first, when it is not one
-/// of them).
-fn load_run(reader: &StoreReader, run: &str, wanted: &str) -> Result<Outcome, String> {
+/// The run's workers, the chosen worker's agents, and the episodes of the worker and agent
+/// wanted (or of the first, when one is not listed).
+fn load_run(
+    reader: &StoreReader,
+    run: &str,
+    (wanted_worker, wanted_agent): &(String, String),
+) -> Result<Outcome, String> {
     let workers = reader.run_workers(run).map_err(|e| e.to_string())?;
-    let worker = match workers.iter().find(|w| *w == wanted) {
-        Some(w) => Some(w.clone()),
-        None => workers.first().cloned(),
+    let worker = pick(&workers, wanted_worker);
+    let agents = reader
+        .run_agents(run, worker.as_deref().filter(|w| !w.is_empty()))
+        .map_err(|e| e.to_string())?;
+    let owner = Owner {
+        worker,
+        agent: pick(&agents, wanted_agent),
     };
     let episodes = reader
-        .replay_episodes(run, worker_filter(&worker))
+        .replay_episodes(run, owner.filter())
         .map_err(|e| e.to_string())?;
     Ok(Outcome::Opened {
         workers,
-        worker,
+        agents,
+        owner,
         episodes,
     })
 }
@@ -351,22 +389,30 @@ impl qobject::ReplayView {
         self.as_mut().set_note(QString::default());
         self.as_mut().set_loading(true);
         let database = PathBuf::from(dir).join(DATABASE_FILE);
-        let wanted = self.worker_id.to_string();
+        let wanted = self.wanted();
         self.request(|r| r.open = Some((database, run, wanted)));
     }
 
-    /// The run and worker the loaded episodes belong to.
+    /// The worker and agent picked (the properties), for an open or a refresh.
+    fn wanted(&self) -> (String, String) {
+        (self.worker_id.to_string(), self.agent_id.to_string())
+    }
+
+    /// The run, worker and agent the loaded episodes belong to.
     fn shown(&self) -> Shown {
         Shown {
             run: self.run_id.to_string(),
-            worker: worker_filter(&self.shown_worker).map(str::to_owned),
+            owner: self.shown_owner.clone(),
         }
     }
 
-    /// Another worker was picked: its episodes replace the list (the first shown).
-    fn worker_changed(self: Pin<&mut Self>) {
-        let picked = self.worker_id.to_string();
-        if self.shown_worker.as_deref() == Some(picked.as_str()) {
+    /// Another worker or agent was picked: its episodes replace the list (the first shown).
+    fn owner_changed(self: Pin<&mut Self>) {
+        let (worker, agent) = self.wanted();
+        let shown = &self.shown_owner;
+        if shown.worker.as_deref().unwrap_or("") == worker
+            && shown.agent.as_deref().unwrap_or("") == agent
+        {
             return;
         }
         self.open();
@@ -376,20 +422,25 @@ impl qobject::ReplayView {
         match outcome {
             Outcome::Opened {
                 workers,
-                worker,
+                agents,
+                owner,
                 episodes,
             } => {
-                if worker != self.shown_worker {
-                    // Episodes of another worker: nothing of the shown one stays.
+                if owner != self.shown_owner {
+                    // Episodes of another worker or agent: nothing of the shown one stays.
                     self.as_mut().rust_mut().steps.clear();
                     self.as_mut().set_episode(-1);
                 }
-                self.as_mut().rust_mut().shown_worker = worker.clone();
+                self.as_mut().rust_mut().shown_owner = owner.clone();
                 let listed: Vec<QString> = workers.iter().map(QString::from).collect();
                 self.as_mut().set_workers(listed.iter().collect());
-                // Set after `shown_worker`, so the change handler sees nothing to reload.
+                let listed: Vec<QString> = agents.iter().map(QString::from).collect();
+                self.as_mut().set_agents(listed.iter().collect());
+                // Set after `shown_owner`, so the change handlers see nothing to reload.
                 self.as_mut()
-                    .set_worker_id(QString::from(worker.as_deref().unwrap_or("")));
+                    .set_worker_id(QString::from(owner.worker.as_deref().unwrap_or("")));
+                self.as_mut()
+                    .set_agent_id(QString::from(owner.agent.as_deref().unwrap_or("")));
                 if let Some(at) = self.as_mut().rust_mut().opened_at.take() {
                     self.as_mut()
                         .set_open_ms(at.elapsed().as_secs_f64() * 1000.0);
@@ -475,7 +526,7 @@ impl qobject::ReplayView {
             return;
         }
         let database = PathBuf::from(dir).join(DATABASE_FILE);
-        let wanted = self.worker_id.to_string();
+        let wanted = self.wanted();
         self.request(|r| r.open = Some((database, run, wanted)));
     }
 
@@ -496,7 +547,10 @@ impl cxx_qt::Initialize for qobject::ReplayView {
         self.as_mut()
             .on_data_dir_changed(|view| view.open())
             .release();
-        self.on_worker_id_changed(|view| view.worker_changed())
+        self.as_mut()
+            .on_worker_id_changed(|view| view.owner_changed())
+            .release();
+        self.on_agent_id_changed(|view| view.owner_changed())
             .release();
     }
 }

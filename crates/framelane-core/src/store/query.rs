@@ -543,12 +543,38 @@ impl StoreReader {
             .map_err(StoreError::sql("reading a worker"))
     }
 
-    /// Episodes of a run for replay (of one worker, or of every worker when None): finished
-    /// ones from the episode table, plus the episode still running (from its steps).
-    pub fn replay_episodes(
+    /// The agents of a run's worker (of every worker when None), sorted: those with a
+    /// recorded episode and those with a step in the worker's newest episode (one episode's
+    /// range of the step index is read, not the whole run's steps).
+    pub fn run_agents(
         &self,
         run_id: &str,
         worker: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let key = self.run_key(run_id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT agent_id FROM episodes WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) \
+                 UNION SELECT agent_id FROM steps WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) \
+                 AND episode = (SELECT episode FROM steps WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) ORDER BY seq DESC LIMIT 1) \
+                 ORDER BY 1",
+            )
+            .map_err(StoreError::sql("reading the run's agents"))?;
+        let rows = stmt
+            .query_map(params![key, worker], |r| r.get(0))
+            .map_err(StoreError::sql("reading the run's agents"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sql("reading an agent"))
+    }
+
+    /// Episodes of a run for replay (of one worker and agent; a field that is None: of every
+    /// one): finished ones from the episode table, plus the episode still running (from its
+    /// steps).
+    pub fn replay_episodes(
+        &self,
+        run_id: &str,
+        owner: FrameOwner<'_>,
     ) -> Result<Vec<ReplayEpisode>, StoreError> {
         let key = self.run_key(run_id)?;
         let mut out: Vec<ReplayEpisode> = Vec::new();
@@ -556,11 +582,11 @@ impl StoreReader {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT episode, steps, total_reward FROM episodes WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) ORDER BY episode",
+                    "SELECT episode, steps, total_reward FROM episodes WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) AND (?3 IS NULL OR agent_id = ?3) ORDER BY episode",
                 )
                 .map_err(StoreError::sql("reading episodes"))?;
             let rows = stmt
-                .query_map(params![key, worker], |r| {
+                .query_map(params![key, owner.worker, owner.agent], |r| {
                     Ok(ReplayEpisode {
                         episode: r.get::<_, i64>(0)? as u64,
                         steps: r.get::<_, i64>(1)? as u64,
@@ -577,18 +603,21 @@ impl StoreReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT episode, COUNT(*), TOTAL(reward) FROM steps WHERE run_key = ?1 AND episode > ?2 AND (?3 IS NULL OR worker_id = ?3) GROUP BY episode ORDER BY episode",
+                "SELECT episode, COUNT(*), TOTAL(reward) FROM steps WHERE run_key = ?1 AND episode > ?2 AND (?3 IS NULL OR worker_id = ?3) AND (?4 IS NULL OR agent_id = ?4) GROUP BY episode ORDER BY episode",
             )
             .map_err(StoreError::sql("reading running episodes"))?;
         let rows = stmt
-            .query_map(params![key, last_finished, worker], |r| {
-                Ok(ReplayEpisode {
-                    episode: r.get::<_, i64>(0)? as u64,
-                    steps: r.get::<_, i64>(1)? as u64,
-                    total_reward: r.get(2)?,
-                    finished: false,
-                })
-            })
+            .query_map(
+                params![key, last_finished, owner.worker, owner.agent],
+                |r| {
+                    Ok(ReplayEpisode {
+                        episode: r.get::<_, i64>(0)? as u64,
+                        steps: r.get::<_, i64>(1)? as u64,
+                        total_reward: r.get(2)?,
+                        finished: false,
+                    })
+                },
+            )
             .map_err(StoreError::sql("reading running episodes"))?;
         for row in rows {
             out.push(row.map_err(StoreError::sql("reading a running episode"))?);
@@ -596,25 +625,26 @@ impl StoreReader {
         Ok(out)
     }
 
-    /// The steps of one episode in order (of one worker, or of every worker when None):
-    /// (step, reward).
+    /// The steps of one episode in order (of one worker and agent; a field that is None: of
+    /// every one): (step, reward).
     pub fn episode_steps(
         &self,
         run_id: &str,
-        worker: Option<&str>,
+        owner: FrameOwner<'_>,
         episode: u64,
     ) -> Result<Vec<(u64, f64)>, StoreError> {
         let key = self.run_key(run_id)?;
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT step, reward FROM steps WHERE run_key = ?1 AND episode = ?2 AND (?3 IS NULL OR worker_id = ?3) ORDER BY step",
+                "SELECT step, reward FROM steps WHERE run_key = ?1 AND episode = ?2 AND (?3 IS NULL OR worker_id = ?3) AND (?4 IS NULL OR agent_id = ?4) ORDER BY step",
             )
             .map_err(StoreError::sql("reading an episode's steps"))?;
         let rows = stmt
-            .query_map(params![key, episode as i64, worker], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
+            .query_map(
+                params![key, episode as i64, owner.worker, owner.agent],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
             .map_err(StoreError::sql("reading an episode's steps"))?;
         rows.collect::<Result<_, _>>()
             .map_err(StoreError::sql("reading a step"))
