@@ -11,6 +11,10 @@ use crate::bus::{
     ClipEntry, EpisodeRecord, FrameIndexEntry, FrameKind, FrameOwner, Payload, StepRecord,
 };
 
+/// Workers or agents of one run listed at most (a picker, not a report: a client that invents
+/// an id per step cannot make the list unbounded).
+pub const LISTED_OWNERS: usize = 1000;
+
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
@@ -521,7 +525,7 @@ impl StoreReader {
             .map_err(StoreError::sql("reading a video"))
     }
 
-    /// The workers of a run, sorted: those registered, those that number their steps, those
+    /// The workers of a run, sorted (the first [`LISTED_OWNERS`]): those registered, those that number their steps, those
     /// with a recorded episode, and the one that sent the run's newest step (a worker that
     /// did none of these is found once it does; the steps table is not scanned).
     pub fn run_workers(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
@@ -533,17 +537,18 @@ impl StoreReader {
                  UNION SELECT worker_id FROM worker_seqs WHERE run_key = ?1 \
                  UNION SELECT worker_id FROM episodes WHERE run_key = ?1 \
                  UNION SELECT * FROM (SELECT worker_id FROM steps WHERE run_key = ?1 ORDER BY seq DESC LIMIT 1) \
-                 ORDER BY 1",
+                 ORDER BY 1 LIMIT ?2",
             )
             .map_err(StoreError::sql("reading the run's workers"))?;
         let rows = stmt
-            .query_map(params![key], |r| r.get(0))
+            .query_map(params![key, LISTED_OWNERS as i64], |r| r.get(0))
             .map_err(StoreError::sql("reading the run's workers"))?;
         rows.collect::<Result<_, _>>()
             .map_err(StoreError::sql("reading a worker"))
     }
 
-    /// The agents of a run's worker (of every worker when None), sorted: those with a
+    /// The agents of a run's worker (of every worker when None), sorted (the first
+    /// [`LISTED_OWNERS`]): those with a
     /// recorded episode and those with a step in the worker's newest episode (one episode's
     /// range of the step index is read, not the whole run's steps).
     pub fn run_agents(
@@ -558,11 +563,11 @@ impl StoreReader {
                 "SELECT agent_id FROM episodes WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) \
                  UNION SELECT agent_id FROM steps WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) \
                  AND episode = (SELECT episode FROM steps WHERE run_key = ?1 AND (?2 IS NULL OR worker_id = ?2) ORDER BY seq DESC LIMIT 1) \
-                 ORDER BY 1",
+                 ORDER BY 1 LIMIT ?3",
             )
             .map_err(StoreError::sql("reading the run's agents"))?;
         let rows = stmt
-            .query_map(params![key, worker], |r| r.get(0))
+            .query_map(params![key, worker, LISTED_OWNERS as i64], |r| r.get(0))
             .map_err(StoreError::sql("reading the run's agents"))?;
         rows.collect::<Result<_, _>>()
             .map_err(StoreError::sql("reading an agent"))

@@ -949,6 +949,8 @@ fn persist_shed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::FrameOwner;
+    use crate::store::query::{StoreReader, LISTED_OWNERS};
 
     fn step(run: &str, n: u64) -> StepRecord {
         StepRecord {
@@ -958,6 +960,103 @@ mod tests {
             reward: 1.0,
             ..StepRecord::default()
         }
+    }
+
+    #[test]
+    fn a_runs_agents_are_listed_up_to_the_cap_and_each_keeps_its_own_episodes_and_steps() {
+        let dir = std::env::temp_dir().join(format!(
+            "framelane-agents-{}-{}",
+            std::process::id(),
+            crate::fastlane::shm::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch");
+        let path = dir.join("store.sqlite3");
+        let writer =
+            StoreWriter::start(&path, 64, BatchPolicy::default(), Arc::default()).expect("writer");
+        let agent_step = |agent: &str, episode: u64, n: u64| StepRecord {
+            agent_id: agent.into(),
+            episode,
+            reward: n as f64,
+            ..step("m", n)
+        };
+        // Episode 0: agents a and b on the same steps, a's episode recorded; episode 1 (the
+        // newest): b alone, and 1 005 agents of one step each in run "crowd".
+        let mut steps: Vec<StepRecord> = (0..10).map(|n| agent_step("a", 0, n)).collect();
+        steps.extend((0..6).map(|n| agent_step("b", 0, n)));
+        steps.extend((10..13).map(|n| agent_step("b", 1, n)));
+        let crowd = (0..1005u64).map(|n| StepRecord {
+            agent_id: format!("agent-{n:04}"),
+            ..step("crowd", 0)
+        });
+        steps.extend(crowd);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sender = writer.sender();
+        runtime
+            .block_on(async {
+                sender
+                    .send(StoreCommand::Steps {
+                        origin: 1,
+                        steps,
+                        charge: Charge::none(),
+                    })
+                    .await
+                    .expect("queued");
+                sender
+                    .send(StoreCommand::Episode {
+                        origin: 1,
+                        episode: EpisodeRecord {
+                            run_id: "m".into(),
+                            worker_id: "w".into(),
+                            agent_id: "a".into(),
+                            episode: 0,
+                            steps: 10,
+                            ..EpisodeRecord::default()
+                        },
+                    })
+                    .await
+                    .expect("queued");
+                barrier(&sender, 0, 1).await
+            })
+            .expect("committed");
+        drop(sender);
+        writer.shutdown();
+        let reader = StoreReader::open(&path).expect("reader");
+        // a from its recorded episode, b from the newest episode's steps.
+        assert_eq!(
+            reader.run_agents("m", Some("w")).expect("agents"),
+            ["a", "b"]
+        );
+        assert_eq!(
+            reader.run_agents("m", Some("nobody")).expect("agents"),
+            Vec::<String>::new()
+        );
+        let crowd = reader.run_agents("crowd", None).expect("agents");
+        assert_eq!(crowd.len(), LISTED_OWNERS, "the list is capped");
+        assert_eq!(crowd[0], "agent-0000");
+        let b = FrameOwner::new("w", "b");
+        let b_episodes: Vec<(u64, u64)> = reader
+            .replay_episodes("m", b)
+            .expect("episodes")
+            .iter()
+            .map(|e| (e.episode, e.steps))
+            .collect();
+        // b has no recorded episode: both of its episodes come from its steps, with its counts.
+        assert_eq!(b_episodes, [(0, 6), (1, 3)]);
+        let a_steps = reader
+            .episode_steps("m", FrameOwner::new("w", "a"), 0)
+            .expect("steps");
+        assert_eq!(a_steps.len(), 10, "a's own steps, not b's as well");
+        assert_eq!(
+            reader
+                .episode_steps("m", FrameOwner::ANY, 0)
+                .expect("steps")
+                .len(),
+            16
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
