@@ -46,7 +46,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Open the window (the default when no command is given).
-    Gui(GuiArgs),
+    Gui(Box<GuiArgs>),
     /// Publish a moving test pattern with HUD values into a fast-lane segment.
     Demo(DemoArgs),
     /// Inspect and tidy fast-lane segments in shared memory.
@@ -141,7 +141,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         None => run_gui(cli.gui),
-        Some(Command::Gui(args)) => run_gui(args),
+        Some(Command::Gui(args)) => run_gui(*args),
         Some(Command::Demo(args)) => run_demo(args),
         Some(Command::Fastlane(cmd)) => run_fastlane(cmd),
         Some(Command::Serve(args)) => run_serve(args),

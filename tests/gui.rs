@@ -1345,6 +1345,9 @@ fn live_controls_work(failures: &mut Vec<String>) {
         "--ask-rate",
         "7",
         "--show-metrics",
+        // The embedded daemon takes serve's settings (it used to ignore them all).
+        "--memory-limit",
+        "768MiB",
     ]);
     let (status, ready) = run_gui_until(command, &stats_path, |stats| {
         if let Some(run) = stats["run_id"].as_str().filter(|r| !r.is_empty()) {
@@ -1408,7 +1411,7 @@ fn live_controls_work(failures: &mut Vec<String>) {
         ("metricsFrameTime", "frame time p50"),
         ("metricsStore", "commit p50"),
         ("metricsStepRate", "steps/s (gRPC)"),
-        ("metricsMemory", "of 1024 MiB ceiling"),
+        ("metricsMemory", "of 768 MiB ceiling"),
     ] {
         check(
             metrics[label]

@@ -13,6 +13,7 @@ use framelane::ui;
 use framelane_core::daemon;
 use framelane_core::fastlane::PixelFormat;
 
+use super::tuning::DaemonTuning;
 use super::{parse_size, program_name};
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +102,10 @@ pub struct GuiArgs {
     /// directory; with --connect, replay needs it given).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The embedded daemon's settings, as `framelane serve` takes them (not with --connect or
+    /// --no-daemon, which start none).
+    #[command(flatten)]
+    daemon: DaemonTuning,
     /// Sample frames on a GUI-thread timer of this period instead of at every rendered frame
     /// (the reference design polls every 16 ms; for comparisons). 0: frame cadence.
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -128,6 +133,15 @@ pub struct GuiArgs {
 }
 
 pub fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
+    if let (Some(flag), true) = (
+        args.daemon.first_given(),
+        args.connect.is_some() || args.no_daemon,
+    ) {
+        bail!(
+            "{flag} sets the embedded daemon, and with {} the window starts none: give it to the daemon it connects to (framelane serve {flag} ...)",
+            if args.no_daemon { "--no-daemon" } else { "--connect" }
+        );
+    }
     framelane_core::ingest::client::set_client_token(args.token.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let mut demo_thread = None;
@@ -188,6 +202,7 @@ pub fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
         );
         config.listen = args.listen;
         config.metrics = args.metrics;
+        args.daemon.apply(&mut config);
         match daemon::Daemon::start(config) {
             Ok(d) => {
                 let address = d.local_addr().to_string();

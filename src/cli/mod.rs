@@ -8,6 +8,7 @@ pub mod gui;
 pub mod proxy;
 pub mod rig;
 pub mod serve;
+pub mod tuning;
 
 use anyhow::Context;
 

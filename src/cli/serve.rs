@@ -9,6 +9,7 @@ use clap::Args;
 use framelane_core::daemon;
 
 use super::stop_signals;
+use super::tuning::DaemonTuning;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -31,28 +32,8 @@ pub struct ServeArgs {
     /// Listen beyond loopback without TLS (a trusted network only: the token travels in clear).
     #[arg(long, conflicts_with = "tls_cert")]
     allow_plaintext: bool,
-    /// Storage profile file overriding the built-ins (default: ~/.config/framelane/profiles.yaml if present).
-    #[arg(long, value_name = "FILE")]
-    profiles: Option<PathBuf>,
-    /// Commit after this many rows ...
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    batch_rows: u32,
-    /// ... or after this many milliseconds, whichever comes first.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=60_000))]
-    flush_ms: u32,
-    /// Most steps waiting for the store writer; publishers wait beyond it.
-    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    queue: u32,
-    /// The daemon's memory ceiling: queued steps and frames and open video encoders draw from
-    /// it; past it frames are shed or their workers wait, by profile (e.g. 512MiB, 2GiB; at
-    /// least 16MiB).
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
-    memory_limit: u64,
-    /// Seconds one frame (or a file's finish) may keep a video encoder worker busy before the
-    /// worker counts as stalled: producers stop waiting for it, its runs move to other workers
-    /// and Health lists it. Raise it for very large frames on slow machines.
-    #[arg(long, value_name = "SECONDS", default_value_t = framelane_core::encode::DEFAULT_STALL_LIMIT.as_secs() as u32, value_parser = clap::value_parser!(u32).range(1..=86_400))]
-    encoder_stall_limit: u32,
+    #[command(flatten)]
+    tuning: DaemonTuning,
     /// Serve the pipeline figures for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9551).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -68,29 +49,9 @@ fn daemon_config(args: &ServeArgs) -> anyhow::Result<daemon::DaemonConfig> {
     config.token = args.token.clone().filter(|t| !t.is_empty());
     config.tls = args.tls_cert.clone().zip(args.tls_key.clone());
     config.allow_plaintext = args.allow_plaintext;
-    config.profiles_file = args.profiles.clone().or_else(daemon::default_profiles_file);
-    config.batch = framelane_core::store::BatchPolicy {
-        max_rows: args.batch_rows as usize,
-        max_delay: Duration::from_millis(u64::from(args.flush_ms)),
-    };
-    config.store_queue = args.queue as usize;
-    config.memory_limit = args.memory_limit;
-    config.encode.stall_limit = Duration::from_secs(u64::from(args.encoder_stall_limit));
+    args.tuning.apply(&mut config);
     config.metrics = args.metrics;
     Ok(config)
-}
-
-/// `--memory-limit`: a size with a binary unit, at least the budget's minimum.
-fn parse_memory_limit(text: &str) -> Result<u64, String> {
-    let bytes = framelane_core::budget::parse_size(text)?;
-    let min = framelane_core::budget::MIN_LIMIT;
-    if bytes < min {
-        return Err(format!(
-            "{text:?} is below the smallest ceiling, {} MiB",
-            min >> 20
-        ));
-    }
-    Ok(bytes)
 }
 
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -172,38 +133,4 @@ pub fn run_health(args: HealthArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Serve {
-        #[command(flatten)]
-        args: ServeArgs,
-    }
-
-    fn config(flags: &[&str]) -> Result<daemon::DaemonConfig, String> {
-        let parsed = Serve::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
-            .map_err(|e| e.to_string())?;
-        daemon_config(&parsed.args).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn the_encoder_stall_limit_reaches_the_encoders_and_bad_values_name_the_flag() {
-        let default = config(&[]).expect("defaults");
-        assert_eq!(
-            default.encode.stall_limit,
-            framelane_core::encode::DEFAULT_STALL_LIMIT
-        );
-        let raised = config(&["--encoder-stall-limit", "45"]).expect("45 s");
-        assert_eq!(raised.encode.stall_limit, Duration::from_secs(45));
-        for bad in ["0", "-3", "ten", "86401"] {
-            let flag = format!("--encoder-stall-limit={bad}");
-            let err = config(&[flag.as_str()]).expect_err(bad);
-            assert!(err.contains("--encoder-stall-limit"), "{bad}: {err}");
-        }
-    }
 }
