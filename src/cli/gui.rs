@@ -223,6 +223,9 @@ pub fn run_gui(args: GuiArgs) -> anyhow::Result<()> {
             })) => {
                 // The data directory's own daemon is running: show its runs instead of a second one.
                 eprintln!("framelane: the data directory's daemon is already running at {address}; showing its runs");
+                if let Some(flag) = args.daemon.first_given() {
+                    eprintln!("framelane: {flag} is not applied: the running daemon keeps the settings it was started with");
+                }
                 own_daemon = true;
                 address.to_string()
             }
