@@ -522,8 +522,9 @@ fn recorded_runs_are_listed_and_plotted(failures: &mut Vec<String>) {
 
 /// Records a run of two workers to video with a daemon in this process, then replays it in the
 /// window: each worker's own episode 0 (they number steps and episodes alike), the first
-/// worker's by default and the other's with `--replay-worker`; the second worker runs two
-/// agents on the same steps, the first shown by default and the other with `--replay-agent`.
+/// listed worker's by default and another's with `--replay-worker`; a worker that sends no id
+/// is one of its own (not "every worker"); the second named worker runs two agents on the same
+/// steps, the first shown by default and the other with `--replay-agent`.
 fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     use framelane::bench::pattern::{numbered_frame, read_number};
     use framelane_core::ingest::proto::framelane_v1 as v1;
@@ -570,27 +571,33 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
             let w = (0..90u64).map(|i| ("w", "", i, i));
             let w2a = (0..30u64).map(|i| ("w2", "a", i, 500 + i));
             let w2b = (0..20u64).map(|i| ("w2", "b", i, 800 + i));
-            let steps = w.chain(w2a).chain(w2b).map(|(worker, agent, i, number)| {
-                let mut rgb = vec![0; (W * H * 3) as usize];
-                numbered_frame(number, W, H, &mut rgb);
-                v1::Step {
-                    run_id: "replayed".into(),
-                    worker_id: worker.into(),
-                    agent_id: agent.into(),
-                    step: i,
-                    episode: i / 60,
-                    reward: i as f64,
-                    frame: Some(v1::Frame {
-                        content: Some(v1::frame::Content::Raw(v1::RawFrame {
-                            width: W,
-                            height: H,
-                            format: v1::PixelFormat::Rgb8 as i32,
-                            pixels: rgb,
-                        })),
-                    }),
-                    ..Default::default()
-                }
-            });
+            // A worker that sends no id: 10 steps of its own episode 0, numbered from 900.
+            let unnamed = (0..10u64).map(|i| ("", "", i, 900 + i));
+            let steps = w
+                .chain(w2a)
+                .chain(w2b)
+                .chain(unnamed)
+                .map(|(worker, agent, i, number)| {
+                    let mut rgb = vec![0; (W * H * 3) as usize];
+                    numbered_frame(number, W, H, &mut rgb);
+                    v1::Step {
+                        run_id: "replayed".into(),
+                        worker_id: worker.into(),
+                        agent_id: agent.into(),
+                        step: i,
+                        episode: i / 60,
+                        reward: i as f64,
+                        frame: Some(v1::Frame {
+                            content: Some(v1::frame::Content::Raw(v1::RawFrame {
+                                width: W,
+                                height: H,
+                                format: v1::PixelFormat::Rgb8 as i32,
+                                pixels: rgb,
+                            })),
+                        }),
+                        ..Default::default()
+                    }
+                });
             client
                 .publish_steps(tokio_stream::iter(steps))
                 .await
@@ -610,7 +617,8 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
     // (--replay-worker, --replay-agent, the worker and agent shown, their agents, episode 0's
     // steps, the number on its first frame)
     let cases = [
-        (None, None, ("w", ""), vec![""], 60, 0),
+        (None, None, ("", ""), vec![""], 10, 900),
+        (Some("w"), None, ("w", ""), vec![""], 60, 0),
         (Some("w2"), None, ("w2", "a"), vec!["a", "b"], 30, 500),
         (Some("w2"), Some("b"), ("w2", "b"), vec!["a", "b"], 20, 800),
     ];
@@ -643,8 +651,8 @@ fn recorded_video_replays_in_the_window(failures: &mut Vec<String>) {
         let stats = exited_with_stats(status, &stats_path, failures);
         let replay = &stats["replay"];
         check(
-            replay["workers"] == serde_json::json!(["w", "w2"]),
-            format!("the run's two workers are listed ({replay})"),
+            replay["workers"] == serde_json::json!(["", "w", "w2"]),
+            format!("the run's workers are listed, the unnamed one first ({replay})"),
             failures,
         );
         check(
@@ -1478,9 +1486,12 @@ fn auto_slow_asks_for_the_display_rate(failures: &mut Vec<String>) {
             .and_then(|t| t.split_whitespace().nth(1)?.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
     };
+    // The ask is the display's own rate, which on a loaded machine under Xvfb may be a few
+    // frames a second: any ask from 1 up to the cap counts, and the producer (120/s) must come
+    // down to it.
     let (status, ready) = run_gui_until(command, &stats_path, |stats| {
         let asked = stats["controls"]["rateAsked"].as_i64().unwrap_or(-1);
-        (5..=16).contains(&asked) && producer_rate(stats) <= 17.0
+        (1..=16).contains(&asked) && producer_rate(stats) <= asked as f64 * 1.2 + 1.0
     });
     let _ = std::fs::remove_dir_all(&dir);
     let stats = exited_with_stats(status, &stats_path, failures);

@@ -26,9 +26,9 @@ pub mod qobject {
         /// Data directory of the store.
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
         #[qproperty(QString, run_id, cxx_name = "runId")]
-        /// Only this worker's episodes ('' for every worker's).
+        /// Only this worker's episodes ('' is the worker that sent no id, not every worker).
         #[qproperty(QString, worker_id, cxx_name = "workerId")]
-        /// Only this agent's episodes ('' for every agent's).
+        /// Only this agent's episodes ('' is the agent that sent no id).
         #[qproperty(QString, agent_id, cxx_name = "agentId")]
         #[qproperty(i32, count)]
         #[qproperty(bool, loading)]
@@ -137,7 +137,7 @@ type Loaded = Result<(Vec<u64>, Vec<Vec<Cell>>), String>;
 fn load(database: &std::path::Path, run_id: &str, (worker, agent): (&str, &str)) -> Loaded {
     let reader = StoreReader::open(database).map_err(|e| e.to_string())?;
     let episodes = reader
-        .replay_episodes(run_id, FrameOwner::new(worker, agent))
+        .replay_episodes(run_id, FrameOwner::exact(worker, agent))
         .map_err(|e| e.to_string())?;
     let numbers = episodes.iter().map(|e| e.episode).collect();
     let count = |n: u64| Cell::Float(n as f64);

@@ -20,9 +20,10 @@ pub mod qobject {
         /// Data directory of the store.
         #[qproperty(QString, data_dir, cxx_name = "dataDir")]
         #[qproperty(QString, run_id, cxx_name = "runId")]
-        /// Channel 0 shows this worker's steps of the episode ('' for every worker's).
+        /// Channel 0 shows this worker's steps of the episode ('' is the worker that sent no
+        /// id, not every worker) ...
         #[qproperty(QString, worker_id, cxx_name = "workerId")]
-        /// ... and this agent's ('' for every agent's).
+        /// ... and this agent's ('' is the agent that sent no id).
         #[qproperty(QString, agent_id, cxx_name = "agentId")]
         /// Episode of channel 0 (-1: none).
         #[qproperty(i64, episode)]
@@ -104,7 +105,7 @@ fn load(request: &Load) -> Result<Loaded, String> {
             reader
                 .episode_steps(
                     &request.run_id,
-                    FrameOwner::new(&request.worker_id, &request.agent_id),
+                    FrameOwner::exact(&request.worker_id, &request.agent_id),
                     episode,
                 )
                 .map_err(|e| e.to_string())?

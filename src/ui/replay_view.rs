@@ -123,10 +123,12 @@ struct Owner {
 }
 
 impl Owner {
-    /// The steps and frames it selects: a worker or agent without an id ('', clients that
-    /// send none) stands for every one, as in the episode list and the plots.
+    /// The steps and frames it selects: exactly the worker's and agent's own, '' included (a
+    /// worker or agent that sent no id is one of its own, so a run mixing it with named ones
+    /// is not shown mixed), as in the episode list and the plots. A run that lists none has
+    /// no step to select either.
     fn filter(&self) -> FrameOwner<'_> {
-        FrameOwner::new(
+        FrameOwner::exact(
             self.worker.as_deref().unwrap_or(""),
             self.agent.as_deref().unwrap_or(""),
         )
@@ -325,7 +327,7 @@ fn load_run(
     let workers = reader.run_workers(run).map_err(|e| e.to_string())?;
     let worker = pick(&workers, wanted_worker);
     let agents = reader
-        .run_agents(run, worker.as_deref().filter(|w| !w.is_empty()))
+        .run_agents(run, worker.as_deref())
         .map_err(|e| e.to_string())?;
     let owner = Owner {
         worker,

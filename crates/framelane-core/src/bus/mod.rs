@@ -182,6 +182,15 @@ impl<'a> FrameOwner<'a> {
         }
     }
 
+    /// Exactly this worker's and agent's rows, '' included: a worker or agent that sent no id
+    /// is one of its own, not "any" (what a replay picker names).
+    pub fn exact(worker: &'a str, agent: &'a str) -> Self {
+        Self {
+            worker: Some(worker),
+            agent: Some(agent),
+        }
+    }
+
     /// One agent's frame, of whichever worker has one.
     pub fn agent(agent: &'a str) -> Self {
         Self::new("", agent)
