@@ -1287,8 +1287,10 @@ fn fps_cap_holds(failures: &mut Vec<String>) {
     drop(producer);
     let stats = exited_with_stats(status, &stats_path, failures);
     let fps = stats["display_fps"].as_f64().unwrap_or(0.0);
+    // The cap is the upper bound; a loaded machine may show fewer (the 40 frames presented
+    // already show that frames flow).
     check(
-        fps > 6.0 && fps <= 13.5,
+        fps > 1.0 && fps <= 13.5,
         format!("the display rate keeps under the cap of 12 with a 60 Hz producer ({fps:.1} fps)"),
         failures,
     );
