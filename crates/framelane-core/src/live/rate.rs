@@ -1,6 +1,9 @@
 //! When the window should ask a producer to slow down: the live view skipped frames in every
 //! second of a sustained stretch while the producer published faster than the display showed.
-//! The ask is the display's own rate, so the producer stops making frames nobody sees.
+//! The ask is the display's own rate, so the producer stops making frames nobody sees: its best
+//! second in the streak, so one slow second (the machine busy for a moment) does not pin the
+//! producer to a rate the display can beat (once asked, a slower producer leaves the display
+//! nothing to skip, so a low ask is never raised by itself).
 
 /// Seconds of skipping in a row before asking.
 pub const SUSTAINED_SECONDS: u32 = 3;
@@ -13,6 +16,8 @@ pub struct RateAdvisor {
     last_second_ns: u64,
     skipped_at_last_second: u64,
     bad_seconds: u32,
+    /// The display's best rate in the seconds of the current streak.
+    best_fps: f64,
     asked_hz: Option<u32>,
 }
 
@@ -40,14 +45,17 @@ impl RateAdvisor {
         let valid = display_fps.is_finite() && display_fps >= 1.0 && producer_rate.is_finite();
         if valid && skipped > 0 && producer_rate > display_fps * FASTER_BY {
             self.bad_seconds += 1;
+            self.best_fps = self.best_fps.max(display_fps);
         } else {
             self.bad_seconds = 0;
+            self.best_fps = 0.0;
         }
         if self.bad_seconds < SUSTAINED_SECONDS {
             return None;
         }
         self.bad_seconds = 0;
-        let hz = display_fps.floor().clamp(1.0, 1000.0) as u32;
+        let hz = self.best_fps.floor().clamp(1.0, 1000.0) as u32;
+        self.best_fps = 0.0;
         // The same ask again would change nothing.
         if self.asked_hz == Some(hz) {
             return None;
@@ -78,6 +86,29 @@ mod tests {
         // Asking again for the same rate changes nothing.
         for t in 5..=8 {
             assert_eq!(advisor.update(t * S, 270 + 90 * t, 30.4, 120.0), None);
+        }
+    }
+
+    #[test]
+    fn one_slow_second_in_the_streak_does_not_set_the_ask() {
+        let mut advisor = RateAdvisor::default();
+        advisor.update(S, 0, 30.0, 120.0);
+        assert_eq!(advisor.update(2 * S, 90, 24.0, 120.0), None);
+        assert_eq!(
+            advisor.update(3 * S, 180, 3.0, 120.0),
+            None,
+            "a busy moment"
+        );
+        assert_eq!(
+            advisor.update(4 * S, 270, 12.0, 120.0),
+            Some(24),
+            "the streak's best second, not its last"
+        );
+        // A new streak starts from nothing: a slower display later asks for its own rate.
+        advisor.update(5 * S, 270, 12.0, 120.0);
+        for t in 6..=8 {
+            let asked = advisor.update(t * S, 270 + 90 * t, 10.0, 120.0);
+            assert_eq!(asked, (t == 8).then_some(10), "second {t}");
         }
     }
 
