@@ -962,15 +962,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_runs_agents_are_listed_up_to_the_cap_and_each_keeps_its_own_episodes_and_steps() {
+    /// A fresh scratch folder for one test and the database path in it.
+    fn scratch_store(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
-            "framelane-agents-{}-{}",
+            "framelane-{tag}-{}-{}",
             std::process::id(),
             crate::fastlane::shm::monotonic_ns()
         ));
         std::fs::create_dir_all(&dir).expect("scratch");
         let path = dir.join("store.sqlite3");
+        (dir, path)
+    }
+
+    #[test]
+    fn a_runs_agents_are_listed_up_to_the_cap_and_each_keeps_its_own_episodes_and_steps() {
+        let (dir, path) = scratch_store("agents");
         let writer =
             StoreWriter::start(&path, 64, BatchPolicy::default(), Arc::default()).expect("writer");
         let agent_step = |agent: &str, episode: u64, n: u64| StepRecord {
@@ -1061,13 +1067,7 @@ mod tests {
 
     #[test]
     fn a_refused_command_rolls_back_alone_and_fails_only_its_stream() {
-        let dir = std::env::temp_dir().join(format!(
-            "framelane-savepoint-{}-{}",
-            std::process::id(),
-            crate::fastlane::shm::monotonic_ns()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch");
-        let path = dir.join("store.sqlite3");
+        let (dir, path) = scratch_store("savepoint");
         // Everything of a batch lands in one transaction: a whole second, 10 000 rows.
         let policy = BatchPolicy {
             max_rows: 10_000,
